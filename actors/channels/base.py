@@ -1,0 +1,118 @@
+"""The channel plugin interface: what a channel receives, what it answers, how it registers.
+
+A channel turns one delivery into one service request; building the request and
+classifying the answer are pure, only `send` does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict
+
+from messagepusher.actors import netguard
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """The message as a channel sees it (already fetched and AI-processed)."""
+
+    id: int
+    title: str
+    body: str
+    format: Literal["text", "markdown", "html"] = "text"
+    url: str | None = None
+    priority: int = 3
+    fetched: dict[str, Any] | None = None  # {"title", "text"} when a page was fetched
+    ai: dict[str, Any] | None = None  # {"task", "result"} when an AI step ran
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What the channel pool hands a channel besides the message."""
+
+    delivery_id: int
+    session: requests.Session
+    timeout_seconds: float = 15.0
+    allow_private_networks: bool = False
+    attempt: int = 1
+
+    def check_target(self, url: str) -> None:
+        """Raise netguard.PrivateNetworkRefused when `url` may not be reached."""
+        netguard.check_url(url, self.allow_private_networks)
+
+
+SendStatus = Literal["sent", "retry", "permanent"]
+
+
+@dataclass
+class SendResult:
+    """One send's outcome. `retry_after` (seconds) overrides the back-off when the service says so."""
+
+    status: SendStatus
+    detail: str = ""
+    response_code: int | None = None
+    response: str | None = None
+    retry_after: float | None = None
+    parts: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def sent(cls, code: int | None = None, response: str | None = None, **kw: Any) -> SendResult:
+        return cls("sent", "", code, response, **kw)
+
+    @classmethod
+    def retry(cls, detail: str, code: int | None = None, response: str | None = None,
+              retry_after: float | None = None) -> SendResult:
+        return cls("retry", detail, code, response, retry_after)
+
+    @classmethod
+    def permanent(cls, detail: str, code: int | None = None, response: str | None = None) -> SendResult:
+        return cls("permanent", detail, code, response)
+
+
+class ChannelConfig(BaseModel):
+    """Base of every channel's config schema: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    proxy: str | None = None
+
+
+class Channel:
+    """A channel type. Subclasses set `type_name`, `Config` and `secret_fields`, and implement send.
+
+    `send` runs in a channel-pool worker thread; it must not raise for service errors
+    (return SendResult.retry/permanent). An exception that escapes is treated by the
+    pool as a retryable failure with the exception text as the error.
+    """
+
+    type_name: ClassVar[str]
+    Config: ClassVar[type[ChannelConfig]] = ChannelConfig
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ChannelConfig):
+        self.config = config
+
+    def targets(self) -> list[str]:
+        """URLs this channel will contact, for the private-network check at creation."""
+        return []
+
+    def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Channel]] = {}
+
+
+def register(cls: type[Channel]) -> type[Channel]:
+    REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def mask_secret(value: str) -> str:
+    """`****1234`: enough of a secret to recognise it, never enough to use it."""
+    return "****" + value[-4:] if len(value) > 8 else "****"

@@ -1,0 +1,80 @@
+"""Opening the database named by `database.url`: SQLite (WAL) or PostgreSQL.
+
+Every model binds to `database`, a proxy initialised once per process by `open_database`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+database = peewee.DatabaseProxy()
+
+
+class DatabaseUrlError(ValueError):
+    """The URL cannot be opened; the message says why and what to write instead."""
+
+
+def is_sqlite(db: peewee.Database | None = None) -> bool:
+    target = db if db is not None else database.obj
+    return isinstance(target, peewee.SqliteDatabase)
+
+
+def make_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
+    """Build (but do not connect) a peewee database for a sqlite:/// or postgresql:// URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        raw = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+        if not raw:
+            raise DatabaseUrlError(f"database.url {url!r}: write sqlite:///path/to/file.db")
+        if raw != ":memory:":
+            Path(raw).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(
+            raw,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": busy_timeout_ms,
+                "cache_size": -16_000,
+            },
+            timeout=busy_timeout_ms / 1000,
+            check_same_thread=False,
+        )
+    if parsed.scheme in ("postgresql", "postgres"):
+        name = parsed.path.lstrip("/")
+        if not name:
+            raise DatabaseUrlError(f"database.url {url!r}: name the database, e.g. postgresql://user@host:5432/dbname")
+        return PooledPostgresqlDatabase(
+            name,
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            max_connections=64,
+            stale_timeout=300,
+            timeout=30,
+        )
+    raise DatabaseUrlError(f"database.url {url!r}: only sqlite:/// and postgresql:// are supported")
+
+
+def open_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
+    """Initialise the process-wide proxy and return the real database."""
+    db = make_database(url, busy_timeout_ms)
+    database.initialize(db)
+    return db
+
+
+def write_transaction(db: peewee.Database | None = None):
+    """A transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE).
+
+    Taking it at BEGIN instead of at the first write avoids the deadlock-and-retry
+    path SQLite takes when two readers both try to upgrade.
+    """
+    target = db if db is not None else database.obj
+    if isinstance(target, peewee.SqliteDatabase):
+        return target.atomic("IMMEDIATE")
+    return target.atomic()

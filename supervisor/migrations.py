@@ -1,0 +1,67 @@
+"""Numbered schema migrations: a schema_version row per applied step, applied in order.
+
+A release adds a step at the end; a database made by any earlier release upgrades in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import peewee
+
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.models import V1_MODELS, V2_MODELS, SchemaVersion
+
+log = logging.getLogger(__name__)
+
+
+def _initial_schema(db: peewee.Database) -> None:
+    db.create_tables(V1_MODELS, safe=True)
+
+
+def _operations_tables(db: peewee.Database) -> None:
+    db.create_tables(V2_MODELS, safe=True)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
+    (1, "initial schema", _initial_schema),
+    (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def current_version(db: peewee.Database) -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
+    return row or 0
+
+
+def migrate(db: peewee.Database, target: int = LATEST) -> list[int]:
+    """Apply every step above the current version up to `target`; return the applied numbers.
+
+    Runs in the caller's thread; each step and its version row commit together, so a
+    crash mid-upgrade leaves the database at the last whole step. On PostgreSQL an
+    advisory lock keeps two starting processes from migrating at once.
+    """
+    applied: list[int] = []
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_lock(8080001)")
+    try:
+        for number, name, step in MIGRATIONS:
+            if number > target:
+                break
+            with write_transaction(db):
+                if current_version(db) >= number:
+                    continue
+                step(db)
+                SchemaVersion.create(version=number, name=name, applied_at=time.time())
+            log.info("schema migration %d applied: %s", number, name)
+            applied.append(number)
+    finally:
+        if isinstance(db, peewee.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_unlock(8080001)")
+    return applied

@@ -1,0 +1,274 @@
+"""Peewee models for every stored entity, bound to the process-wide database proxy.
+
+Times are float epoch seconds (UTC); JSON columns hold plain dicts and lists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee
+
+from messagepusher.supervisor.db import database
+
+
+class JSONField(peewee.TextField):
+    """A TEXT column holding JSON; None stays NULL."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+Time = peewee.DoubleField
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    name = peewee.CharField()
+    applied_at = Time()
+
+
+class User(BaseModel):
+    username = peewee.CharField(max_length=64, unique=True)
+    password_hash = peewee.CharField()
+    role = peewee.CharField(max_length=16, default="user")
+    disabled = peewee.BooleanField(default=False)
+    display_name = peewee.CharField(default="")
+    email = peewee.CharField(default="")
+    preferences = JSONField(default=dict)
+    totp_secret = peewee.TextField(null=True)
+    totp_enabled = peewee.BooleanField(default=False)
+    created_at = Time()
+    updated_at = Time()
+
+
+class ApiKey(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="keys")
+    name = peewee.CharField(default="")
+    prefix = peewee.CharField(max_length=32, unique=True)
+    secret_hash = peewee.CharField()
+    scopes = JSONField(default=list)
+    enabled = peewee.BooleanField(default=True)
+    created_at = Time()
+    expires_at = Time(null=True)
+    last_used_at = Time(null=True)
+
+
+class WebSession(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    token_hash = peewee.CharField(unique=True)
+    csrf_token = peewee.CharField()
+    address = peewee.CharField(default="")
+    created_at = Time()
+    expires_at = Time(index=True)
+
+
+class LoginFailure(BaseModel):
+    key = peewee.CharField(primary_key=True)
+    failures = peewee.IntegerField(default=0)
+    locked_until = Time(null=True)
+    last_at = Time()
+
+
+class Channel(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="channels")
+    name = peewee.CharField(max_length=64)
+    type = peewee.CharField(max_length=32)
+    config = peewee.TextField()  # encrypted JSON (Fernet token)
+    enabled = peewee.BooleanField(default=True)
+    is_default = peewee.BooleanField(default=False)
+    fallback = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL")
+    created_at = Time()
+    updated_at = Time()
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class Message(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="messages")
+    title = peewee.TextField(default="")
+    body = peewee.TextField(default="")
+    format = peewee.CharField(max_length=16, default="text")
+    url = peewee.TextField(null=True)
+    priority = peewee.SmallIntegerField(default=3)
+    status = peewee.CharField(max_length=24)
+    accepted_status = peewee.CharField(max_length=24)
+    ai_request = JSONField(null=True)
+    send_at = Time(null=True)
+    callback_url = peewee.TextField(null=True)
+    idempotency_key = peewee.CharField(null=True)
+    request_hash = peewee.CharField(null=True)
+    fetched = JSONField(null=True)
+    ai_result = JSONField(null=True)
+    created_at = Time()
+    updated_at = Time()
+    finished_at = Time(null=True)
+
+    class Meta:
+        indexes = (
+            (("user", "created_at"), False),
+            (("user", "status", "created_at"), False),
+            (("user", "idempotency_key"), True),
+            (("created_at",), False),
+        )
+
+
+class Delivery(BaseModel):
+    message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="deliveries")
+    channel = peewee.ForeignKeyField(Channel, null=True, on_delete="SET NULL")
+    channel_name = peewee.CharField()
+    channel_type = peewee.CharField(max_length=32)
+    status = peewee.CharField(max_length=16, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    response_code = peewee.IntegerField(null=True)
+    response = peewee.TextField(null=True)
+    fallback_of = peewee.ForeignKeyField("self", null=True, on_delete="SET NULL")
+    created_at = Time()
+    updated_at = Time()
+    sent_at = Time(null=True)
+
+    class Meta:
+        indexes = ((("channel", "status"), False),)
+
+
+class MessageEvent(BaseModel):
+    message = peewee.ForeignKeyField(Message, on_delete="CASCADE", backref="events")
+    at = Time(index=True)
+    type = peewee.CharField(max_length=48)
+    detail = JSONField(null=True)
+
+
+class MailboxEntry(BaseModel):
+    recipient = peewee.CharField(max_length=32)
+    kind = peewee.CharField(max_length=32)
+    payload = JSONField(default=dict)
+    priority = peewee.SmallIntegerField(default=3)
+    state = peewee.CharField(max_length=8, default="ready")
+    available_at = Time()
+    lease_owner = peewee.CharField(null=True)
+    lease_expires_at = Time(null=True)
+    attempts = peewee.IntegerField(default=0)
+    max_attempts = peewee.IntegerField(default=5)
+    last_error = peewee.TextField(null=True)
+    dedupe_key = peewee.CharField(null=True, unique=True)
+    user_id = peewee.IntegerField(null=True, index=True)
+    created_at = Time()
+    updated_at = Time()
+
+    class Meta:
+        table_name = "mailbox"
+        indexes = (
+            (("recipient", "state", "priority", "id"), False),
+            (("state", "updated_at"), False),
+        )
+
+
+class SupervisorEvent(BaseModel):
+    at = Time(index=True)
+    actor = peewee.CharField(max_length=32)
+    event = peewee.CharField(max_length=16)
+    detail = peewee.TextField(default="")
+    node = peewee.CharField(default="")
+
+
+class AuditLog(BaseModel):
+    at = Time(index=True)
+    user_id = peewee.IntegerField(null=True, index=True)
+    username = peewee.CharField(default="")
+    role = peewee.CharField(default="")
+    action = peewee.CharField(max_length=64)
+    target = peewee.CharField(default="")
+    outcome = peewee.CharField(max_length=16, default="ok")
+    address = peewee.CharField(default="")
+    detail = JSONField(null=True)
+
+
+# --- tables added by migration 2 (operations) ---
+
+
+class JobLock(BaseModel):
+    name = peewee.CharField(primary_key=True)
+    owner = peewee.CharField()
+    period_key = peewee.CharField(default="")
+    expires_at = Time()
+
+
+class JobRun(BaseModel):
+    name = peewee.CharField(max_length=64, index=True)
+    owner = peewee.CharField(default="")
+    started_at = Time(index=True)
+    finished_at = Time(null=True)
+    outcome = peewee.CharField(max_length=16, default="running")
+    error = peewee.TextField(null=True)
+    duration_seconds = peewee.DoubleField(null=True)
+
+
+class ConfigVersion(BaseModel):
+    version = peewee.IntegerField(unique=True)
+    at = Time()
+    user_id = peewee.IntegerField(null=True)
+    username = peewee.CharField(default="")
+    diff = JSONField(default=dict)
+    values = JSONField(default=dict)
+    comment = peewee.CharField(default="")
+
+
+class Alert(BaseModel):
+    rule = peewee.CharField(max_length=48)
+    key = peewee.CharField(default="")
+    severity = peewee.CharField(max_length=16, default="warning")
+    state = peewee.CharField(max_length=16, default="firing")
+    message = peewee.TextField(default="")
+    first_at = Time()
+    last_at = Time()
+    resolved_at = Time(null=True)
+    notified_at = Time(null=True)
+    acknowledged_by = peewee.CharField(null=True)
+    acknowledged_at = Time(null=True)
+    count = peewee.IntegerField(default=1)
+
+    class Meta:
+        indexes = ((("rule", "key", "state"), False),)
+
+
+class Report(BaseModel):
+    day = peewee.CharField(max_length=10)
+    scope = peewee.CharField(max_length=16)
+    user_id = peewee.IntegerField(null=True)
+    data = JSONField(default=dict)
+    created_at = Time()
+
+    class Meta:
+        indexes = ((("day", "scope", "user_id"), False),)
+
+
+V1_MODELS = [
+    SchemaVersion,
+    User,
+    ApiKey,
+    WebSession,
+    LoginFailure,
+    Channel,
+    Message,
+    Delivery,
+    MessageEvent,
+    MailboxEntry,
+    SupervisorEvent,
+    AuditLog,
+]
+V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
+ALL_MODELS = V1_MODELS + V2_MODELS

@@ -6,7 +6,7 @@ Every model binds to `database`, a proxy initialised once per process by `open_d
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
@@ -57,6 +57,7 @@ def make_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
             max_connections=64,
             stale_timeout=300,
             timeout=30,
+            **dict(parse_qsl(parsed.query)),
         )
     raise DatabaseUrlError(f"database.url {url!r}: only sqlite:/// and postgresql:// are supported")
 

@@ -6,11 +6,13 @@ classifying the answer are pure, only `send` does I/O.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from messagepusher.actors import netguard
 
@@ -65,12 +67,19 @@ class SendResult:
         return cls("sent", "", code, response, **kw)
 
     @classmethod
-    def retry(cls, detail: str, code: int | None = None, response: str | None = None,
-              retry_after: float | None = None) -> SendResult:
+    def retry(
+        cls,
+        detail: str,
+        code: int | None = None,
+        response: str | None = None,
+        retry_after: float | None = None,
+    ) -> SendResult:
         return cls("retry", detail, code, response, retry_after)
 
     @classmethod
-    def permanent(cls, detail: str, code: int | None = None, response: str | None = None) -> SendResult:
+    def permanent(
+        cls, detail: str, code: int | None = None, response: str | None = None
+    ) -> SendResult:
         return cls("permanent", detail, code, response)
 
 
@@ -79,7 +88,9 @@ class ChannelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    proxy: str | None = None
+    proxy: str | None = Field(
+        None, description="Outbound proxy for this channel, e.g. http://proxy:3128."
+    )
 
 
 class Channel:
@@ -94,8 +105,9 @@ class Channel:
     Config: ClassVar[type[ChannelConfig]] = ChannelConfig
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: ChannelConfig):
+    def __init__(self, config: ChannelConfig, now: Callable[[], float] = time.time):
         self.config = config
+        self.now = now  # the clock (signatures, Retry-After dates); tests pass a fixed one
 
     def targets(self) -> list[str]:
         """URLs this channel will contact, for the private-network check at creation."""

@@ -1,0 +1,80 @@
+"""The fetcher actor: fetches a message's URL and keeps the readable text for later stages.
+
+A failed fetch is recorded on the message and the message goes on without it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import requests
+
+from messagepusher.actors import lifecycle
+from messagepusher.actors.dispatcher import route
+from messagepusher.actors.page_fetch import FetchResult, fetch_page
+from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.mailbox import Entry
+from messagepusher.supervisor.models import Message, MessageEvent
+
+STORED_FIELDS = ("status", "title", "text", "error", "final_url", "http_status", "content_type")
+
+
+class FetcherActor(PoolActor):
+    """Every hook runs in the fetcher actor thread except `work` (a pool worker)."""
+
+    name = "fetcher"
+    workers_setting = "fetcher"
+
+    def setup(self) -> None:
+        super().setup()
+        self.local = threading.local()
+
+    def prepare(self, entries: list[Entry]) -> dict[int, Any]:
+        ids = [e.payload["message_id"] for e in entries]
+        urls = {m.id: m.url for m in Message.select(Message.id, Message.url, Message.status).where(
+            Message.id.in_(ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL))}
+        tasks = {}
+        for e in entries:
+            message_id = e.payload["message_id"]
+            if urls.get(message_id):
+                tasks[e.id] = (message_id, urls[message_id])
+            else:
+                self.mailbox.ack(e.id, self.owner)  # cancelled or deleted meanwhile
+        if tasks:
+            Message.update(status="fetching", updated_at=time.time()).where(
+                Message.id.in_([t[0] for t in tasks.values()])
+            ).execute()
+        return tasks
+
+    def work(self, job: Job) -> FetchResult:
+        """Pool worker thread: one page fetch; fetch_page never raises."""
+        session = getattr(self.local, "session", None)
+        if session is None:
+            session = self.local.session = requests.Session()
+        started = time.perf_counter()
+        result = fetch_page(job.task[1], self.settings.fetcher, self.settings.security.allow_private_networks, session)
+        self.runtime.metrics.step_latency.labels("fetch").observe(time.perf_counter() - started)
+        return result
+
+    def apply(self, job: Job) -> set[str]:
+        message_id = job.task[0]
+        now = time.time()
+        if job.error is not None:
+            fetched = {"status": "error", "title": None, "text": None, "error": f"{type(job.error).__name__}: {job.error}"}
+        else:
+            data = asdict(job.result)
+            fetched = {k: data.get(k) for k in STORED_FIELDS}
+        message = Message.get_or_none(Message.id == message_id)
+        self.mailbox.ack(job.entry.id, self.owner)
+        if message is None or message.status in lifecycle.MESSAGE_FINAL:
+            return set()
+        Message.update(fetched=fetched, updated_at=now).where(Message.id == message_id).execute()
+        detail = {"title": fetched.get("title"), "chars": len(fetched.get("text") or "")}
+        if fetched["status"] != "ok":
+            detail = {"error": fetched.get("error")}
+        MessageEvent.create(message=message_id, at=now, type="fetched" if fetched["status"] == "ok" else "fetch_failed",
+                            detail=detail)
+        return route(self.mailbox, message, lifecycle.stage_after("fetch", bool(message.ai_request)), now)

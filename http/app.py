@@ -1,0 +1,62 @@
+"""Builds the Falcon app from the route table: middleware, resources, error handling.
+
+The app holds no state of its own; resources reach the runtime through `req.context`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import falcon
+
+from messagepusher.http import errors
+from messagepusher.http.auth import AuthMiddleware, KeyAuthenticator, KeyCache
+from messagepusher.http.errors import APIError
+from messagepusher.http.routes import all_routes
+
+
+class BodyLimitMiddleware:
+    """413 before reading a body larger than server.max_body_bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        length = req.content_length
+        if length is not None and length > self.limit:
+            raise APIError(413, "too_large", f"the body has {length} bytes; the limit is {self.limit} "
+                           "(server.max_body_bytes)")
+
+
+class RuntimeMiddleware:
+    """Puts the runtime on every request's context."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.runtime = self.runtime
+        req.context.principal = None
+
+
+def _resource(path: str, runtime):
+    module, _, cls = path.partition(":")
+    return getattr(importlib.import_module(f"messagepusher.http.resources.{module}"), cls)(runtime)
+
+
+def create_app(runtime) -> falcon.App:
+    routes = all_routes()
+    runtime.key_authenticator = KeyAuthenticator(KeyCache(runtime.settings.security.key_cache_seconds))
+    runtime.auth = AuthMiddleware(routes, runtime.key_authenticator)
+    runtime.routes = routes
+    middleware = [RuntimeMiddleware(runtime), BodyLimitMiddleware(runtime.settings.server.max_body_bytes), runtime.auth]
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.resp_options.secure_cookies_by_default = False
+    errors.install(app)
+    instances: dict[str, object] = {}
+    for route in routes:
+        if route.resource not in instances:
+            instances[route.resource] = _resource(route.resource, runtime)
+        app.add_route(route.template, instances[route.resource], suffix=route.suffix)
+    return app

@@ -1,0 +1,214 @@
+"""Who is calling and may they: credentials to a Principal, then the route table's permission.
+
+One middleware for every route, so no resource checks permissions itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import falcon
+import peewee
+
+from messagepusher.http.errors import APIError, not_found
+from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
+from messagepusher.supervisor.credentials import ROLE_SCOPES, secret_matches, split_key
+from messagepusher.supervisor.models import ApiKey, User
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    role: str
+    scopes: frozenset[str]
+    key_id: int | None = None
+    via: str = "key"  # "key" or "session"
+    csrf_token: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin" and "admin" in self.scopes
+
+
+class KeyCache:
+    """Recently verified keys, so the hot path skips the database. Thread-safe.
+
+    Entries live `ttl` seconds; any change to a key or its user drops them at once.
+    """
+
+    def __init__(self, ttl: float, now: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.now = now
+        self._entries: dict[str, tuple[float, Principal, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, presented: str) -> Principal | None:
+        with self._lock:
+            hit = self._entries.get(presented)
+        if hit is None:
+            return None
+        stored_at, principal, expires_at = hit
+        if self.now() - stored_at > self.ttl or (expires_at is not None and time.time() >= expires_at):
+            with self._lock:
+                self._entries.pop(presented, None)
+            return None
+        return principal
+
+    def put(self, presented: str, principal: Principal, expires_at: float | None) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[presented] = (self.now(), principal, expires_at)
+
+    def drop_key(self, key_id: int) -> None:
+        with self._lock:
+            for k in [k for k, v in self._entries.items() if v[1].key_id == key_id]:
+                del self._entries[k]
+
+    def drop_user(self, user_id: int) -> None:
+        with self._lock:
+            for k in [k for k, v in self._entries.items() if v[1].user_id == user_id]:
+                del self._entries[k]
+
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="messagepusher"'}
+
+
+def unauthorized(message: str) -> APIError:
+    return APIError(401, "unauthorized", message, headers=UNAUTHORIZED_HEADERS)
+
+
+class KeyAuthenticator:
+    """Turns `Authorization: Bearer mp_…` into a Principal. Runs in the HTTP worker thread."""
+
+    LAST_USED_EVERY = 30.0
+
+    def __init__(self, cache: KeyCache):
+        self.cache = cache
+        self._last_used_written: dict[int, float] = {}
+
+    def authenticate(self, presented: str) -> Principal:
+        principal = self.cache.get(presented)
+        if principal is None:
+            principal, expires_at = self._load(presented)
+            self.cache.put(presented, principal, expires_at)
+        self._touch(principal.key_id)
+        return principal
+
+    def _load(self, presented: str) -> tuple[Principal, float | None]:
+        parts = split_key(presented)
+        if parts is None:
+            raise unauthorized("the API key is malformed; keys look like mp_<prefix>_<secret>")
+        prefix, secret = parts
+        row = (
+            ApiKey.select(ApiKey, User).join(User).where(ApiKey.prefix == prefix).first()
+        )
+        if row is None or not secret_matches(row.secret_hash, secret):
+            raise unauthorized("the API key is not valid (unknown or deleted)")
+        if not row.enabled:
+            raise unauthorized("the API key is disabled; enable it with PATCH /api/v1/keys/{id}")
+        if row.expires_at is not None and row.expires_at <= time.time():
+            raise unauthorized("the API key has expired; create a new one")
+        user = row.user
+        if user.disabled:
+            raise unauthorized("the account of this API key is disabled")
+        allowed = set(ROLE_SCOPES.get(user.role, ()))
+        scopes = frozenset(s for s in row.scopes if s in allowed)
+        return Principal(user.id, user.username, user.role, scopes, key_id=row.id), row.expires_at
+
+    def _touch(self, key_id: int | None) -> None:
+        if key_id is None:
+            return
+        now = time.time()
+        if now - self._last_used_written.get(key_id, 0) < self.LAST_USED_EVERY:
+            return
+        self._last_used_written[key_id] = now
+        try:
+            ApiKey.update(last_used_at=now).where(ApiKey.id == key_id).execute()
+        except peewee.OperationalError:
+            self._last_used_written.pop(key_id, None)  # busy database: try on a later request
+
+    def forget(self, key_id: int) -> None:
+        self._last_used_written.pop(key_id, None)
+        self.cache.drop_key(key_id)
+
+
+class AuthMiddleware:
+    """Authenticates every non-public request and checks the route's permission.
+
+    `session_authenticator`, when set, is consulted for requests without a Bearer key
+    (the web UI's cookie). Runs in the HTTP worker thread; raises APIError 401/403.
+    """
+
+    def __init__(self, routes: list[Route], keys: KeyAuthenticator):
+        self.ops = {(r.template, m): op for r in routes for m, op in r.ops.items()}
+        self.keys = keys
+        self.session_authenticator = None
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+        op: Op | None = self.ops.get((req.uri_template, req.method))
+        req.context.op = op
+        req.context.principal = None
+        if op is None or op.permission == PUBLIC:
+            return
+        req.context.principal = principal = self.identify(req)
+        if op.permission == AUTHENTICATED:
+            return
+        if op.permission == "admin" and not principal.is_admin:
+            raise APIError(403, "forbidden", "this needs an admin account and a key with the admin scope")
+        if op.permission not in principal.scopes:
+            raise APIError(403, "missing_scope", f"this needs the scope {op.permission!r}; this key has "
+                           f"{', '.join(sorted(principal.scopes)) or 'none'}",
+                           {"required_scope": op.permission})
+
+    def identify(self, req: falcon.Request) -> Principal:
+        header = req.get_header("Authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise unauthorized("use Authorization: Bearer <api key>")
+            return self.keys.authenticate(token.strip())
+        if self.session_authenticator is not None:
+            principal = self.session_authenticator(req)
+            if principal is not None:
+                return principal
+        raise unauthorized("no credentials: send Authorization: Bearer <api key>")
+
+
+def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expression | None:
+    """The WHERE clause that limits a query to the caller's rows.
+
+    Admins see everything, or one user's rows with ?user=<id or name>. None = no filter.
+    """
+    principal: Principal = req.context.principal
+    if not principal.is_admin:
+        return model.user == principal.user_id
+    wanted = req.get_param("user")
+    if not wanted:
+        return None
+    user = User.get_or_none(User.id == int(wanted)) if wanted.isdigit() else User.get_or_none(User.username == wanted)
+    if user is None:
+        raise not_found("user")
+    return model.user == user.id
+
+
+def get_owned(req: falcon.Request, model: type[peewee.Model], object_id: str, what: str) -> peewee.Model:
+    """One row by id if the caller may see it; another user's row is a 404, like a missing one."""
+    try:
+        ident = int(object_id)
+    except (TypeError, ValueError):
+        raise not_found(what) from None
+    principal: Principal = req.context.principal
+    query = model.select().where(model.id == ident)
+    if not principal.is_admin:
+        query = query.where(model.user == principal.user_id)
+    row = query.first()
+    if row is None:
+        raise not_found(what)
+    return row

@@ -1,0 +1,86 @@
+"""What every resource needs: reading a JSON body into a model, paging, time parameters.
+
+Each helper raises APIError (400/422) with the field at fault, never a bare exception.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any, TypeVar
+
+import falcon
+from pydantic import BaseModel, ValidationError
+
+from messagepusher.http.errors import APIError, unprocessable, validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def read_json(req: falcon.Request) -> Any:
+    """The parsed JSON body; 400 when it is not JSON."""
+    if not req.content_length and not req.get_header("Transfer-Encoding"):
+        return {}
+    content_type = (req.content_type or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise APIError(415, "unsupported_media_type", f"send JSON with Content-Type: application/json, not {content_type}")
+    try:
+        return req.get_media()
+    except falcon.MediaMalformedError as exc:
+        cause = exc.__cause__ or exc
+        raise APIError(400, "malformed_json", f"the body is not valid JSON: {cause}") from None
+    except falcon.MediaNotFoundError:
+        return {}
+
+
+def read_model(req: falcon.Request, model: type[M]) -> M:
+    data = read_json(req)
+    if not isinstance(data, dict):
+        raise APIError(400, "malformed_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def page(req: falcon.Request) -> tuple[int, int | None]:
+    """(limit, cursor id) from ?limit=&cursor=; items come newest first, below the cursor."""
+    raw = req.get_param("limit")
+    limit = DEFAULT_LIMIT
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise unprocessable("limit", f"must be a whole number from 1 to {MAX_LIMIT}", raw)
+        limit = int(raw)
+    cursor = req.get_param("cursor")
+    if not cursor:
+        return limit, None
+    try:
+        return limit, int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, UnicodeDecodeError):
+        raise unprocessable("cursor", "is not a cursor this API gave out; pass next_cursor as it is", cursor) from None
+
+
+def next_cursor(rows: list[Any], limit: int) -> str | None:
+    if len(rows) < limit:
+        return None
+    return base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=")
+
+
+def time_param(req: falcon.Request, name: str) -> float | None:
+    raw = req.get_param(name)
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise unprocessable(name, "must be an RFC 3339 time such as 2026-11-28T09:00:00Z", raw) from None
+    if parsed.tzinfo is None:
+        raise unprocessable(name, "needs a time zone (Z or +08:00)", raw)
+    return parsed.timestamp()
+
+
+def listing(items: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "next_cursor": cursor}

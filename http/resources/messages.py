@@ -1,0 +1,209 @@
+"""/api/v1/messages: send, list, show, retry and cancel messages.
+
+Sending hands a Draft to the ingest actor and answers 202 only after its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import falcon
+from pydantic import ValidationError
+
+from messagepusher.actors import lifecycle
+from messagepusher.actors.channel_pool import finish_if_final
+from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
+from messagepusher.http.auth import get_owned, owner_filter
+from messagepusher.http.errors import APIError, unprocessable, validation_error
+from messagepusher.http.resources.common import listing, next_cursor, page, read_json, time_param
+from messagepusher.http.routes import Op, Route
+from messagepusher.http.schemas import MessageIn
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.mailbox import NewEntry
+from messagepusher.supervisor.models import Delivery, Message, MessageEvent
+from messagepusher.supervisor.timefmt import to_rfc3339
+
+STATUSES = ("accepted", "scheduled", "fetching", "ai_processing", "queued", "sending", *lifecycle.MESSAGE_FINAL)
+
+
+def summary(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id, "user_id": m.user_id, "title": m.title, "format": m.format, "url": m.url,
+        "priority": m.priority, "status": m.status, "created_at": to_rfc3339(m.created_at),
+        "updated_at": to_rfc3339(m.updated_at), "send_at": to_rfc3339(m.send_at),
+        "finished_at": to_rfc3339(m.finished_at),
+    }
+
+
+def delivery_view(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id, "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
+        "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+        "response_code": d.response_code, "sent_at": to_rfc3339(d.sent_at),
+        "fallback_of": d.fallback_of_id,
+    }
+
+
+def detail(m: Message) -> dict[str, Any]:
+    out = summary(m)
+    out["body"] = m.body
+    out["callback_url"] = m.callback_url
+    out["ai_request"] = m.ai_request
+    out["deliveries"] = [delivery_view(d) for d in Delivery.select().where(Delivery.message == m.id).order_by(Delivery.id)]
+    out["events"] = [
+        {"at": to_rfc3339(e.at), "type": e.type, "detail": e.detail}
+        for e in MessageEvent.select().where(MessageEvent.message == m.id).order_by(MessageEvent.id)
+    ]
+    out["fetched"] = m.fetched
+    if m.ai_result:
+        out["ai"] = {k: m.ai_result.get(k) for k in ("status", "task", "provider", "result", "label", "tags", "model", "error")}
+    else:
+        out["ai"] = None
+    return out
+
+
+def request_hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class Messages:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raw = read_json(req)
+        if not isinstance(raw, dict):
+            raise APIError(400, "malformed_json", "the body must be a JSON object")
+        body = _validate(raw)
+        if body.ai and body.ai.provider and body.ai.provider not in self.runtime.settings.ai.providers:
+            raise unprocessable("ai.provider", f"unknown provider; configured: {', '.join(sorted(self.runtime.settings.ai.providers))}",
+                                body.ai.provider)
+        if not self.runtime.accepting:
+            raise APIError(503, "not_ready", "the service is not taking new messages right now", headers={"Retry-After": "5"})
+        key = req.get_header("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise unprocessable("Idempotency-Key", "must be 1 to 255 characters", key[:80])
+        draft = Draft(
+            user_id=req.context.principal.user_id, title=body.title, body=body.body, format=body.format,
+            url=body.url, priority=body.priority, channels=body.channels,
+            ai=body.ai.model_dump(exclude_none=True) if body.ai else None,
+            send_at=body.send_at.timestamp() if body.send_at else None, callback_url=body.callback_url,
+            idempotency_key=key, request_hash=request_hash(raw) if key else None,
+        )
+        try:
+            accepted = self.runtime.ingest.accept(draft)
+        except IngestError as exc:
+            details = [{"field": exc.field, "message": exc.message, "value": exc.value}] if exc.field else None
+            raise APIError(exc.status, exc.code, exc.message, details) from None
+        except IngestUnavailable as exc:
+            raise APIError(503, "not_ready", str(exc), headers={"Retry-After": "1"}) from None
+        resp.status = falcon.HTTP_202
+        resp.media = {"id": accepted.id, "status": accepted.status}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = page(req)
+        query = Message.select().order_by(Message.id.desc()).limit(limit)
+        scope = owner_filter(req, Message)
+        if scope is not None:
+            query = query.where(scope)
+        if cursor is not None:
+            query = query.where(Message.id < cursor)
+        status = req.get_param("status")
+        if status:
+            if status not in STATUSES:
+                raise unprocessable("status", f"must be one of {', '.join(STATUSES)}", status)
+            query = query.where(Message.status == status)
+        channel = req.get_param("channel")
+        if channel:
+            sub = Delivery.select(Delivery.message).where(
+                (Delivery.channel_name == channel) | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
+            )
+            query = query.where(Message.id.in_(sub))
+        since, until = time_param(req, "since"), time_param(req, "until")
+        if since is not None:
+            query = query.where(Message.created_at >= since)
+        if until is not None:
+            query = query.where(Message.created_at < until)
+        rows = list(query)
+        resp.media = listing([summary(m) for m in rows], next_cursor(rows, limit))
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+        resp.media = detail(get_owned(req, Message, message_id, "message"))
+
+
+def _validate(raw: dict[str, Any]) -> MessageIn:
+    try:
+        return MessageIn.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+class MessageRetry:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+        message = get_owned(req, Message, message_id, "message")
+        now = time.time()
+        with write_transaction():
+            failed = list(Delivery.select().where(
+                (Delivery.message == message.id) & Delivery.status.in_(lifecycle.DELIVERY_FAILED)))
+            replaced = {d.fallback_of_id for d in Delivery.select(Delivery.fallback_of).where(
+                (Delivery.message == message.id) & Delivery.fallback_of.is_null(False))}
+            failed = [d for d in failed if d.id not in replaced]
+            if not failed:
+                raise APIError(409, "nothing_to_retry", f"message {message.id} has no failed or dead deliveries "
+                               f"(status {message.status})")
+            ids = [d.id for d in failed]
+            Delivery.update(status="pending", attempts=0, last_error=None, updated_at=now).where(
+                Delivery.id.in_(ids)).execute()
+            Message.update(status="queued", finished_at=None, updated_at=now).where(Message.id == message.id).execute()
+            MessageEvent.create(message=message.id, at=now, type="retry",
+                                detail={"deliveries": ids, "by": req.context.principal.username})
+            self.runtime.mailbox.put_many(
+                NewEntry("channel_pool", "send", {"delivery_id": d, "message_id": message.id},
+                         priority=message.priority, user_id=message.user_id)
+                for d in ids
+            )
+        self.runtime.wake("channel_pool")
+        resp.status = falcon.HTTP_202
+        resp.media = {"id": message.id, "status": "queued", "retried_deliveries": ids}
+
+
+class MessageCancel:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+        message = get_owned(req, Message, message_id, "message")
+        now = time.time()
+        with write_transaction():
+            message = Message.get_by_id(message.id)
+            if not lifecycle.can_cancel(message.status):
+                raise APIError(409, "already_final", f"message {message.id} is already {message.status}")
+            Delivery.update(status="cancelled", updated_at=now).where(
+                (Delivery.message == message.id) & Delivery.status.in_(("pending", "sending"))).execute()
+            MessageEvent.create(message=message.id, at=now, type="cancel_requested",
+                                detail={"by": req.context.principal.username})
+            finish_if_final(self.runtime.mailbox, message.id, now, forced="cancelled")
+        resp.media = detail(Message.get_by_id(message.id))
+
+
+ROUTES = [
+    Route("/api/v1/messages", "messages:Messages", {
+        "POST": Op("messages:send", "Send a message", MessageIn, status=202),
+        "GET": Op("messages:read", "List messages, newest first", query=("status", "channel", "since", "until", "limit", "cursor", "user")),
+    }, tag="messages"),
+    Route("/api/v1/messages/{message_id}", "messages:Messages", {
+        "GET": Op("messages:read", "One message with its deliveries, timeline, fetched text and AI result"),
+    }, tag="messages", suffix="item"),
+    Route("/api/v1/messages/{message_id}/retry", "messages:MessageRetry", {
+        "POST": Op("messages:send", "Re-queue the failed and dead deliveries", status=202),
+    }, tag="messages"),
+    Route("/api/v1/messages/{message_id}/cancel", "messages:MessageCancel", {
+        "POST": Op("messages:send", "Cancel a message that is not final yet"),
+    }, tag="messages"),
+]

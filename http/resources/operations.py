@@ -1,0 +1,3 @@
+"""Routes of this area are added with their issue."""
+
+ROUTES: list = []

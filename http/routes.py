@@ -1,0 +1,56 @@
+"""The route table: every URL, its resource, and each method's permission and schema.
+
+The app, the permission check and the OpenAPI document are all built from this one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PUBLIC = "public"  # no credentials
+AUTHENTICATED = "authenticated"  # any valid credential, no particular scope
+
+
+@dataclass(frozen=True)
+class Op:
+    permission: str  # a scope such as "messages:send", or PUBLIC / AUTHENTICATED
+    summary: str
+    request: type | None = None  # pydantic model of the JSON body
+    status: int = 200
+    sensitive: bool = False  # needs X-Confirm (second verification)
+    audit: str = ""  # audit action name for a sensitive read; mutations are audited anyway
+    query: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    template: str
+    resource: str  # "module:Class" under messagepusher.http.resources
+    ops: dict[str, Op] = field(default_factory=dict)
+    tag: str = ""
+    suffix: str | None = None  # Falcon responder suffix: on_get_<suffix> for item URLs
+
+
+def all_routes() -> list[Route]:
+    """Every route of every resource module; each module exports ROUTES."""
+    from messagepusher.http.resources import (
+        accounts,
+        channels,
+        compat,
+        docs,
+        health,
+        messages,
+        operations,
+    )
+
+    routes: list[Route] = []
+    for module in (health, docs, messages, channels, accounts, operations, compat):
+        routes.extend(module.ROUTES)
+    return routes
+
+
+def permission_for(routes: list[Route], template: str, method: str) -> Op | None:
+    for route in routes:
+        if route.template == template:
+            return route.ops.get(method)
+    return None

@@ -1,0 +1,94 @@
+"""Request bodies of the core API as pydantic models: they validate requests and feed OpenAPI.
+
+Field limits here are the API's limits; errors name the field that broke them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _http_url(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+    return value
+
+
+class AIOptions(Strict):
+    task: Literal["summarize", "translate", "classify"]
+    language: str | None = Field(None, max_length=32, description="target language for translate, e.g. zh-CN, en")
+    provider: str | None = Field(None, max_length=64, description="one of ai.providers; default ai.default_provider")
+
+    @model_validator(mode="after")
+    def _translate_needs_language(self) -> AIOptions:
+        if self.task == "translate" and not self.language:
+            raise ValueError("translate needs a target language, e.g. \"language\": \"en\"")
+        return self
+
+
+class MessageIn(Strict):
+    title: str = Field("", max_length=256)
+    body: str = Field("", max_length=65_536)
+    format: Literal["text", "markdown", "html"] = "text"
+    url: str | None = Field(None, max_length=2048)
+    priority: StrictInt = Field(3, ge=1, le=5, description="1 (low) to 5 (most urgent)")
+    channels: list[str | StrictInt] | None = Field(None, max_length=50, description="names or ids; default: your default channels")
+    ai: AIOptions | None = None
+    send_at: AwareDatetime | None = Field(None, description="RFC 3339 with a time zone, e.g. 2026-11-28T09:00:00+08:00")
+    callback_url: str | None = Field(None, max_length=2048)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value, "url")
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return _http_url(value, "callback_url")
+
+    @model_validator(mode="after")
+    def _something_to_send(self) -> MessageIn:
+        if not (self.title or self.body or self.url):
+            raise ValueError("give at least one of title, body or url")
+        return self
+
+
+class ChannelIn(Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\s/][^/]*$")
+    type: str = Field(min_length=1, max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: StrictBool = True
+    default: StrictBool = False
+    fallback: str | StrictInt | None = Field(None, description="name or id of the channel tried when this one fails")
+
+
+class ChannelPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s/][^/]*$")
+    config: dict[str, Any] | None = Field(None, description="merged into the stored config; null removes a key")
+    enabled: StrictBool | None = None
+    default: StrictBool | None = None
+    fallback: str | StrictInt | None = None
+
+
+class GroupConfig(Strict):
+    members: list[str | StrictInt] = Field(min_length=1, max_length=50)

@@ -1,0 +1,81 @@
+"""The waitress server in its own thread, and its graceful stop.
+
+Waitress's per-request "Task queue depth" warnings become a gauge and a rate-limited log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from waitress.server import create_server
+
+from messagepusher.http.app import create_app
+
+log = logging.getLogger(__name__)
+
+_DEPTH = re.compile(r"Task queue depth is (\d+)")
+
+
+class QueueDepthFilter(logging.Filter):
+    """Swallows waitress's queue-depth warnings, keeping the depth and one warning a minute."""
+
+    def __init__(self, gauge, every_seconds: float = 60.0):
+        super().__init__()
+        self.gauge = gauge
+        self.every = every_seconds
+        self.last_warned = 0.0
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = _DEPTH.search(str(record.msg) % record.args if record.args else str(record.msg))
+        if not match:
+            return True
+        depth = int(match.group(1))
+        self.gauge.set(depth)
+        now = time.monotonic()
+        if now - self.last_warned >= self.every:
+            self.last_warned = now
+            log.warning("HTTP requests are queueing: %d waiting for a worker thread (%d such notices "
+                        "suppressed since the last)", depth, self.suppressed)
+            self.suppressed = 0
+        else:
+            self.suppressed += 1
+        return False
+
+
+class HttpServer:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        settings = runtime.settings.server
+        self.app = create_app(runtime)
+        self.server = create_server(
+            self.app, host=settings.host, port=settings.port, threads=settings.threads,
+            connection_limit=settings.connection_limit, channel_timeout=60, ident="MessagePusher",
+            max_request_body_size=settings.max_body_bytes + 1,
+            clear_untrusted_proxy_headers=True,
+        )
+        self.port = int(self.server.effective_port)
+        self.thread: threading.Thread | None = None
+        self.depth_filter = QueueDepthFilter(runtime.metrics.http_queue_depth)
+        logging.getLogger("waitress.queue").addFilter(self.depth_filter)
+        logging.getLogger("waitress").addFilter(self.depth_filter)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._serve, name="http", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            # run() ends with EBADF once stop() closed the sockets
+            if self.runtime.accepting:
+                raise
+
+    def stop(self) -> None:
+        """Close the listening socket; requests in flight get their answers from waitress threads."""
+        self.server.close()
+        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)

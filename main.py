@@ -1,0 +1,193 @@
+"""MessagePusher command line: serve (default), check-config, user, key, backup.
+
+Every error a user can cause is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+
+from messagepusher.supervisor.config import ConfigError, Settings, load_settings, masked
+
+EXIT_CONFIG = 2
+log = logging.getLogger("messagepusher")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="path to supervisor.yaml (or MP_CONFIG)")
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__, parents=[common])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", parents=[common], help="run the service (the default)")
+    sub.add_parser("check-config", parents=[common], help="validate and print the effective configuration")
+
+    user = sub.add_parser("user", parents=[common], help="manage users").add_subparsers(dest="action", required=True)
+    create = user.add_parser("create", parents=[common], help="create a user")
+    create.add_argument("name")
+    create.add_argument("--role", choices=["admin", "user"], default="user")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    key = sub.add_parser("key", parents=[common], help="manage API keys").add_subparsers(dest="action", required=True)
+    key_create = key.add_parser("create", parents=[common], help="create an API key, printed once")
+    key_create.add_argument("--user", required=True)
+    key_create.add_argument("--name", default="")
+    key_create.add_argument("--scopes", default=None, help="comma-separated, e.g. messages:send,messages:read")
+
+    backup = sub.add_parser("backup", parents=[common], help="online backups").add_subparsers(dest="action", required=True)
+    backup.add_parser("create", parents=[common], help="take a backup now")
+    backup.add_parser("list", parents=[common], help="list backups")
+    restore = backup.add_parser("restore", parents=[common], help="restore a backup (the service must be stopped)")
+    restore.add_argument("name")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _open(settings: Settings):
+    from messagepusher.supervisor.runtime import Runtime
+
+    runtime = Runtime(settings)
+    generated = runtime.open_storage()
+    if generated:
+        print(f"first start: created user admin with password {generated} (shown once)", file=sys.stderr)
+    return runtime
+
+
+def cmd_check_config(settings: Settings) -> int:
+    effective = masked(settings.model_dump())
+    effective["database"]["url"] = masked({"u": settings.database_url})["u"]
+    print(json.dumps(effective, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    from messagepusher.supervisor.accounts import AccountError, create_user
+
+    runtime = _open(settings)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+    try:
+        user = create_user(args.name, password, role=args.role)
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.db.close()
+    print(f"created user {user.username} (id {user.id}, role {user.role})")
+    return 0
+
+
+def cmd_key(args: argparse.Namespace, settings: Settings) -> int:
+    from messagepusher.supervisor.accounts import AccountError, create_key
+    from messagepusher.supervisor.models import User
+
+    runtime = _open(settings)
+    try:
+        user = User.get_or_none(User.username == args.user)
+        if user is None:
+            print(f"error: no user {args.user!r}; create it with: main.py user create {args.user}", file=sys.stderr)
+            return 1
+        scopes = args.scopes.split(",") if args.scopes is not None else None
+        row, plaintext = create_key(user, name=args.name, scopes=scopes)
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.db.close()
+    print(f"created key {row.id} for {user.username} with scopes {','.join(row.scopes)}; it is shown only now:")
+    print(plaintext)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from messagepusher.actors import backups
+
+    runtime = _open(settings)
+    try:
+        if args.action == "create":
+            info = backups.create_backup(runtime)
+            print(f"created {info['name']} ({info['bytes']} bytes)")
+        elif args.action == "list":
+            for info in backups.list_backups(runtime):
+                print(f"{info['name']}\t{info['bytes']}\t{info['created_at']}")
+        else:
+            runtime.db.close()
+            backups.restore_backup_offline(runtime, args.name)
+            print(f"restored {args.name}")
+    except backups.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.db.close()
+    return 0
+
+
+def cmd_serve(settings: Settings, config_path: str | None) -> int:
+    from messagepusher.supervisor import logs, sd_notify
+    from messagepusher.supervisor.runtime import Runtime
+
+    logs.configure(settings.logging, settings.data_path)
+    runtime = Runtime(settings, config_path)
+    generated = runtime.open_storage()
+    if generated:
+        print(f"first start: created user admin with password {generated} (shown once)", file=sys.stderr, flush=True)
+
+    def request_stop(signum, _frame):
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        runtime.shutdown_requested.set()
+
+    def request_reload(_signum, _frame):
+        threading.Thread(target=runtime.reload_file, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
+
+    from messagepusher.http.server import HttpServer
+
+    runtime.start_actors()
+    runtime.http_server = HttpServer(runtime)
+    runtime.http_server.start()
+    log.info("listening on http://%s:%d (data in %s)", settings.server.host,
+             runtime.http_server.port, settings.data_path.resolve())
+    sd_notify.notify(f"READY=1\nSTATUS=listening on {settings.server.host}:{runtime.http_server.port}")
+    while not runtime.shutdown_requested.wait(0.5):
+        pass
+    if runtime.exit_code:
+        log.critical("escalating: %s", runtime.exit_reason)
+    runtime.stop(settings.shutdown_grace_seconds)
+    log.info("stopped (exit %d)", runtime.exit_code)
+    return runtime.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    command = args.command or "serve"
+    if command == "check-config":
+        return cmd_check_config(settings)
+    if command == "user":
+        return cmd_user(args, settings)
+    if command == "key":
+        return cmd_key(args, settings)
+    if command == "backup":
+        return cmd_backup(args, settings)
+    return cmd_serve(settings, getattr(args, "config", None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The base of every child actor: mailbox recovery on start, wake-ups, liveness, crash reports.
+
+`MailboxActor` is a pykka ThreadingActor; `PoolActor` adds a worker pool whose
+results are written back by the actor thread in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pykka
+
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.mailbox import Entry, owner_for
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Wake:
+    """Tell: there may be due work in your mailbox."""
+
+
+class Flush:
+    """Tell: worker results are waiting to be written."""
+
+
+class Tick:
+    """Tell: periodic housekeeping (lease extension)."""
+
+
+class Ping:
+    """Ask: liveness probe; a live actor answers "pong"."""
+
+
+WAKE, FLUSH, TICK, PING = Wake(), Flush(), Tick(), Ping()
+
+
+@dataclass
+class Crashed:
+    """Tell to the supervisor: a child died."""
+
+    name: str
+    incarnation: int
+    error: str
+
+
+class MailboxActor(pykka.ThreadingActor):
+    """An actor that owns one mailbox recipient name.
+
+    All hooks run in the actor's own thread. An exception escaping a tell handler
+    stops the actor; `on_failure` then reports it to the supervisor, which restarts it.
+    """
+
+    use_daemon_thread = True
+    name: ClassVar[str] = ""
+
+    def __init__(self, runtime: Runtime, incarnation: int = 1):
+        super().__init__()
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.mailbox = runtime.mailbox
+        self.incarnation = incarnation
+        self.owner = owner_for(self.name)
+        self.faults = runtime.fault_injector(self.name)
+
+    # --- pykka hooks ------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Recover this actor's leased entries, then look for work. Raising stops the actor."""
+        try:
+            self.mailbox.recover(self.name, self.owner)
+            self.setup()
+        except Exception as exc:
+            self._report_crash(exc)
+            raise
+        self.actor_ref.tell(WAKE)
+
+    def on_receive(self, message: Any) -> Any:
+        if message is PING or isinstance(message, Ping):
+            return "pong"
+        if isinstance(message, Wake):
+            return self.on_wake()
+        if isinstance(message, Flush):
+            return self.on_flush()
+        if isinstance(message, Tick):
+            return self.on_tick()
+        return self.handle(message)
+
+    def on_failure(self, exc_type, exc_value, tb) -> None:
+        self.teardown(crashed=True)
+        self._report_crash(exc_value)
+
+    def on_stop(self) -> None:
+        self.teardown(crashed=False)
+
+    # --- for subclasses -----------------------------------------------------------
+
+    def setup(self) -> None:
+        """Open resources; runs in the actor thread after recovery."""
+
+    def teardown(self, crashed: bool) -> None:
+        """Finish or release in-flight work; runs in the actor thread as it stops."""
+
+    def on_wake(self) -> None:
+        """Claim and handle due work."""
+
+    def on_flush(self) -> None:
+        """Write back worker results."""
+
+    def on_tick(self) -> None:
+        """Periodic housekeeping."""
+
+    def handle(self, message: Any) -> Any:
+        log.warning("%s: unexpected message %r", self.name, message)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _report_crash(self, exc: BaseException | None) -> None:
+        supervisor = self.runtime.supervisor_ref
+        if supervisor is not None and supervisor.is_alive():
+            supervisor.tell(Crashed(self.name, self.incarnation, f"{type(exc).__name__}: {exc}"))
+
+
+class SerialActor(MailboxActor):
+    """Claims entries and runs each in its own thread, one at a time (janitor, monitor).
+
+    `execute` raising marks the entry failed (retried with back-off); an InjectedFault
+    or any error outside `execute` crashes the actor and the supervisor restarts it.
+    """
+
+    def on_wake(self) -> None:
+        mailbox = self.settings.mailbox
+        entries = self.mailbox.claim(self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner)
+        for entry in entries:
+            self.faults.before_entry(self.name)
+            try:
+                self.execute(entry)
+            except Exception as exc:  # noqa: BLE001 - recorded on the entry and retried
+                log.warning("%s: %s entry %d failed: %s", self.name, entry.kind, entry.id, exc)
+                self.mailbox.nack(entry, self.owner, f"{type(exc).__name__}: {exc}")
+            else:
+                self.mailbox.ack(entry.id, self.owner)
+        if len(entries) == mailbox.claim_batch:
+            self.actor_ref.tell(WAKE)
+
+    def execute(self, entry: Entry) -> None:
+        """Actor thread: do one entry's work."""
+        raise ValueError(f"{self.name} has no work of kind {entry.kind!r}")
+
+
+@dataclass
+class Job:
+    """One claimed entry on its way through a worker pool."""
+
+    entry: Entry
+    task: Any
+    result: Any = None
+    error: BaseException | None = None
+
+
+class PoolActor(MailboxActor):
+    """Claims entries, runs `work` on a thread pool, writes results back in the actor thread.
+
+    Workers do only I/O (HTTP, SMTP); every database write for this recipient happens
+    in the actor thread, batched: one transaction for a claim, one per flush.
+    """
+
+    workers_setting: ClassVar[str] = ""
+
+    def setup(self) -> None:
+        self.workers = self.configured_workers()
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix=self.name
+        )
+        self.in_flight: dict[int, tuple[Job, concurrent.futures.Future]] = {}
+        self.done: deque[Job] = deque()
+        self.more_waiting = False
+        self._flush_told = threading.Event()
+
+    def configured_workers(self) -> int:
+        return getattr(self.settings, self.workers_setting).workers
+
+    def resize(self, workers: int) -> int:
+        """Change the pool size live (actor thread). Returns the new size."""
+        if workers != self.workers:
+            old = self.executor
+            self.executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=self.name
+            )
+            old.shutdown(wait=False)
+            log.info("%s: pool resized from %d to %d workers", self.name, self.workers, workers)
+            self.workers = workers
+        self.actor_ref.tell(WAKE)
+        return workers
+
+    def on_wake(self) -> None:
+        capacity = self.workers - len(self.in_flight)
+        if capacity <= 0:
+            self.more_waiting = True
+            return
+        batch = min(capacity, self.settings.mailbox.claim_batch)
+        entries = self.mailbox.claim(self.name, batch, self.settings.mailbox.lease_seconds, self.owner)
+        self.more_waiting = len(entries) == batch
+        if not entries:
+            return
+        tasks = self.prepare(entries)
+        for entry in entries:
+            if entry.id not in tasks:
+                continue  # prepare() settled it already (acked, deferred)
+            self.faults.before_entry(self.name)
+            job = Job(entry, tasks[entry.id])
+            future = self.executor.submit(self._run, job)
+            self.in_flight[entry.id] = (job, future)
+
+    def _run(self, job: Job) -> None:
+        """Worker thread: run `work`, keep its result or exception, tell the actor."""
+        try:
+            job.result = self.work(job)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a nack in apply()
+            job.error = exc
+        self.done.append(job)
+        self.actor_ref.tell(FLUSH)
+
+    def on_flush(self) -> None:
+        jobs: list[Job] = []
+        while self.done:
+            jobs.append(self.done.popleft())
+        if not jobs:
+            return
+        self.write_back(jobs)
+        if self.more_waiting or len(self.in_flight) < self.workers:
+            self.on_wake()
+
+    def write_back(self, jobs: list[Job]) -> None:
+        wake: set[str] = set()
+        with write_transaction():
+            for job in jobs:
+                wake.update(self.apply(job) or ())
+        for job in jobs:
+            self.in_flight.pop(job.entry.id, None)
+        self.after_commit(jobs)
+        for recipient in wake:
+            self.runtime.wake(recipient)
+
+    def on_tick(self) -> None:
+        ids = list(self.in_flight)
+        if ids:
+            self.mailbox.extend_lease(ids, self.owner, self.settings.mailbox.lease_seconds)
+
+    def teardown(self, crashed: bool) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is None:
+            return
+        if not crashed and self.in_flight:
+            futures = [f for _, f in self.in_flight.values()]
+            concurrent.futures.wait(futures, timeout=self.runtime.shutdown_timeout(self.name))
+            jobs = []
+            while self.done:
+                jobs.append(self.done.popleft())
+            if jobs:
+                self.write_back(jobs)
+        executor.shutdown(wait=False, cancel_futures=True)
+        if self.in_flight and not crashed:
+            released = self.mailbox.release(list(self.in_flight), self.owner)
+            log.info("%s: released %d unfinished entries", self.name, released)
+
+    # --- for subclasses -------------------------------------------------------------
+
+    def prepare(self, entries: list[Entry]) -> dict[int, Any]:
+        """Actor thread: load what workers need (one read for the batch). Keyed by entry id.
+
+        An entry left out of the result is not run: prepare has acked or deferred it.
+        """
+        return {e.id: e.payload for e in entries}
+
+    def work(self, job: Job) -> Any:
+        """Worker thread: do the I/O; an exception becomes job.error."""
+        raise NotImplementedError
+
+    def apply(self, job: Job) -> set[str] | None:
+        """Actor thread, inside the write transaction: record the outcome, ack or nack.
+
+        Returns the recipients to wake after the commit. Raising rolls back the batch
+        and crashes the actor; its entries stay leased and are recovered on restart.
+        """
+        raise NotImplementedError
+
+    def after_commit(self, jobs: list[Job]) -> None:
+        """Actor thread: side effects that must follow the commit (metrics)."""

@@ -1,0 +1,46 @@
+"""Restart intensity and back-off for supervised children (one_for_one).
+
+Pure bookkeeping over an injectable clock: no threads, no sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RestartPolicy:
+    """At most `max_restarts` within `within_seconds` across all children, then give up."""
+
+    max_restarts: int
+    within_seconds: float
+    backoff_initial_seconds: float
+    backoff_max_seconds: float
+    now: Callable[[], float] = time.monotonic
+    _recent: deque[float] = field(default_factory=deque)
+    _consecutive: dict[str, int] = field(default_factory=dict)
+
+    def record(self, name: str) -> float | None:
+        """Count a restart of `name`; return the delay before it, or None when past the limit."""
+        now = self.now()
+        while self._recent and now - self._recent[0] > self.within_seconds:
+            self._recent.popleft()
+        if len(self._recent) >= self.max_restarts:
+            return None
+        self._recent.append(now)
+        n = self._consecutive.get(name, 0)
+        self._consecutive[name] = n + 1
+        if n == 0:
+            return 0.0
+        return min(self.backoff_max_seconds, self.backoff_initial_seconds * 2 ** (n - 1))
+
+    def healthy(self, name: str) -> None:
+        """The child has worked since its restart: its next crash starts back-off afresh."""
+        self._consecutive.pop(name, None)
+
+    def restarts_in_window(self) -> int:
+        now = self.now()
+        return sum(1 for t in self._recent if now - t <= self.within_seconds)

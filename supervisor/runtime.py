@@ -1,0 +1,192 @@
+"""The running service: database, mailbox, supervisor and HTTP server, and their orderly stop.
+
+One Runtime per process; actors reach each other only through it (by name), so a
+restarted actor is found under its old name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from messagepusher.supervisor import sd_notify
+from messagepusher.supervisor.accounts import bootstrap_admin
+from messagepusher.supervisor.actor import WAKE
+from messagepusher.supervisor.config import Settings
+from messagepusher.supervisor.db import open_database
+from messagepusher.supervisor.faults import FaultInjector
+from messagepusher.supervisor.mailbox import NODE_ID, Mailbox
+from messagepusher.supervisor.metrics import Metrics
+from messagepusher.supervisor.migrations import migrate
+from messagepusher.supervisor.retry import RetryPolicy
+from messagepusher.supervisor.secretbox import SecretBox, load_or_create_key
+
+log = logging.getLogger(__name__)
+
+EXIT_ESCALATED = 70
+
+
+class Runtime:
+    """Process-wide wiring. Methods are thread-safe unless they say otherwise."""
+
+    def __init__(self, settings: Settings, config_path: str | None = None):
+        self.settings = settings
+        self.config_path = config_path
+        self.node_id = NODE_ID
+        self.data_dir = Path(settings.data_dir)
+        self.refs: dict[str, pykka.ActorRef] = {}
+        self.supervisor_ref: pykka.ActorRef | None = None
+        self.shutdown_requested = threading.Event()
+        self.exit_code = 0
+        self.exit_reason = ""
+        self.restart_counts: Counter[str] = Counter()
+        self.accepting = True
+        self.started_at = time.time()
+        self._faults: dict[str, FaultInjector] = {}
+        self._lock = threading.Lock()
+        self.db = None
+        self.mailbox: Mailbox | None = None
+        self.secretbox: SecretBox | None = None
+        self.http_server = None
+        self.scheduler = None
+        self.runtime_config = None
+        self.metrics = Metrics()
+        from messagepusher.actors.ingest import IngestClient
+
+        self.ingest = IngestClient(self)
+
+    # --- start and stop (main thread) ----------------------------------------------------
+
+    def open_storage(self) -> str | None:
+        """Open and migrate the database; create the first admin. Returns a generated password."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = open_database(self.settings.database_url, self.settings.database.busy_timeout_ms)
+        self.db.connect(reuse_if_open=True)
+        migrate(self.db)
+        self.mailbox = Mailbox(self.db, RetryPolicy.from_settings(self.settings.retry))
+        self.secretbox = SecretBox(load_or_create_key(self.settings.security.secret_key, self.data_dir))
+        return bootstrap_admin(os.environ.get("MP_ADMIN_PASSWORD"))
+
+    def start_actors(self) -> None:
+        from messagepusher.supervisor.supervisor import SupervisorActor
+
+        self.supervisor_ref = SupervisorActor.start(self)
+
+    def stop(self, grace_seconds: float) -> None:
+        """Stop taking requests, let children finish within the grace period, release leases."""
+        self.accepting = False
+        sd_notify.notify("STOPPING=1")
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.http_server is not None:
+            self.http_server.stop()
+        if self.supervisor_ref is not None and self.supervisor_ref.is_alive():
+            from messagepusher.supervisor.supervisor import StopChildren
+
+            try:
+                self.supervisor_ref.ask(StopChildren(), timeout=grace_seconds + 5)
+            except pykka.Timeout:
+                log.warning("children did not stop within %gs", grace_seconds)
+            self.supervisor_ref.stop(block=True, timeout=5)
+        if self.db is not None:
+            self.db.close()
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    def register(self, name: str, ref: pykka.ActorRef) -> None:
+        with self._lock:
+            self.refs[name] = ref
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self.refs.pop(name, None)
+
+    def ref(self, name: str) -> pykka.ActorRef | None:
+        ref = self.refs.get(name)
+        return ref if ref is not None and ref.is_alive() else None
+
+    def wake(self, name: str) -> None:
+        """Tell `name` it has work; a no-op when it is down (its restart recovers the work)."""
+        ref = self.ref(name)
+        if ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(WAKE)
+
+    def tell(self, name: str, message: Any) -> bool:
+        ref = self.ref(name)
+        if ref is None:
+            return False
+        try:
+            ref.tell(message)
+            return True
+        except pykka.ActorDeadError:
+            return False
+
+    def ask(self, name: str, message: Any, timeout: float = 10.0) -> Any:
+        """Ask an actor; raises pykka.ActorDeadError when it is down, pykka.Timeout when slow."""
+        ref = self.ref(name)
+        if ref is None:
+            raise pykka.ActorDeadError(f"{name} is not running")
+        return ref.ask(message, timeout=timeout)
+
+    def fault_injector(self, name: str) -> FaultInjector:
+        with self._lock:
+            if name not in self._faults:
+                self._faults[name] = FaultInjector(self.settings.faults.get(name))
+            return self._faults[name]
+
+    def shutdown_timeout(self, name: str) -> float:
+        for spec in self.settings.supervisor.children:
+            if spec.name == name:
+                return spec.shutdown_timeout_seconds
+        return 10.0
+
+    def count_restart(self, name: str) -> None:
+        self.restart_counts[name] += 1
+        self.metrics.restarts.labels(name).inc()
+
+    def metrics_accepted(self, count: int) -> None:
+        if count:
+            self.metrics.accepted.inc(count)
+
+    def escalate(self, reason: str) -> None:
+        """Give up: the main thread stops everything and exits non-zero (systemd restarts us)."""
+        self.exit_code = EXIT_ESCALATED
+        self.exit_reason = reason
+        self.shutdown_requested.set()
+
+    def supervisor_status(self, timeout: float = 2.0) -> dict[str, Any]:
+        from messagepusher.supervisor.supervisor import Status
+
+        if self.supervisor_ref is None or not self.supervisor_ref.is_alive():
+            return {}
+        return self.supervisor_ref.ask(Status(), timeout=timeout)
+
+    def reload_file(self) -> None:
+        """SIGHUP: re-read supervisor.yaml and apply the keys that can change at run time.
+
+        Runs in a short-lived thread; a bad file is logged and the running settings stay.
+        """
+        from messagepusher.supervisor.config import ConfigError, load_settings
+
+        try:
+            fresh = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        if self.runtime_config is not None:
+            self.runtime_config.apply_file(fresh)
+        else:
+            from messagepusher.supervisor import logs
+
+            self.settings.logging.level = fresh.logging.level
+            logs.set_level(fresh.logging.level)
+        log.info("configuration reloaded from %s", self.config_path or "defaults")

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real server as a subprocess, a webhook sink, PostgreSQL access."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from fakes.sink import Sink
+from support.server import ServerProcess
+
+POSTGRES_URL = os.environ.get("MP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None, config=None, data_dir=None, start: bool = True) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / f"data{len(started)}", env, config)
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        try:
+            server.stop(timeout=15)
+        except Exception:  # noqa: BLE001 - a test that left it hung still gets it killed
+            server.kill9()
+
+
+@pytest.fixture
+def private_server(server_factory):
+    """A server allowed to reach 127.0.0.1 (every local fake lives there)."""
+    return server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__BASE_DELAY_SECONDS": "0.2"})
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema on the local PostgreSQL; skips loudly unless MP_REQUIRE_POSTGRES=1."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("MP_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL NOT TESTED: {POSTGRES_URL} unreachable ({exc}); set MP_REQUIRE_POSTGRES=1 to fail instead")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}", schema
+    with conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import peewee
 
 from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import V1_MODELS, V2_MODELS, SchemaVersion
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 def _initial_schema(db: peewee.Database) -> None:
     db.create_tables(V1_MODELS, safe=True)
+    create_claim_index(db)
 
 
 def _operations_tables(db: peewee.Database) -> None:
@@ -33,8 +35,15 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
+def _table_exists(db: peewee.Database, name: str) -> bool:
+    if isinstance(db, peewee.PostgresqlDatabase):
+        # to_regclass follows search_path; peewee's table_exists looks only in "public".
+        return db.execute_sql("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
+    return db.table_exists(name)
+
+
 def current_version(db: peewee.Database) -> int:
-    if not db.table_exists(SchemaVersion._meta.table_name):
+    if not _table_exists(db, SchemaVersion._meta.table_name):
         return 0
     row = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
     return row or 0

@@ -47,8 +47,11 @@ class AIPoolActor(PoolActor):
                                 language=m.ai_request.get("language"))
             tasks[e.id] = (m.id, request, m.ai_request.get("provider"))
         if tasks:
-            Message.update(status="ai_processing", updated_at=time.time()).where(
-                Message.id.in_([t[0] for t in tasks.values()])
+            now = time.time()
+            started = [t[0] for t in tasks.values()]
+            Message.update(status="ai_processing", updated_at=now).where(Message.id.in_(started)).execute()
+            MessageEvent.insert_many(
+                [{"message": m, "at": now, "type": "ai_processing", "detail": None} for m in started]
             ).execute()
         return tasks
 

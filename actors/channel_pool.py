@@ -175,7 +175,8 @@ class ChannelPoolActor(PoolActor):
             channel = build_channel(task.channel_type, task.config)
         except ValueError as exc:
             return SendResult.permanent(f"channel configuration is invalid: {exc}")
-        ctx = SendContext(task.delivery_id, self._session(), timeout, allow_private, job.entry.attempts)
+        ctx = SendContext(task.delivery_id, self._session(), timeout, allow_private, job.entry.attempts,
+                          tuple(self.settings.security.allowed_private_targets))
         started = time.perf_counter()
         result = channel.send(task.message, ctx)
         self.runtime.metrics.step_latency.labels("send").observe(time.perf_counter() - started)
@@ -183,7 +184,7 @@ class ChannelPoolActor(PoolActor):
 
     def _post_callback(self, task: CallbackTask, allow_private: bool, timeout: float) -> SendResult:
         try:
-            netguard.check_url(task.url, allow_private)
+            netguard.check_url(task.url, allow_private, tuple(self.settings.security.allowed_private_targets))
             response = self._session().post(task.url, data=json.dumps(task.body), timeout=timeout,
                                             headers={"Content-Type": "application/json"})
         except netguard.PrivateNetworkRefused as exc:

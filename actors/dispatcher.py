@@ -42,7 +42,8 @@ def route(mailbox: Mailbox, message: Message, stage: str, now: float) -> set[str
     Message.update(status=status, updated_at=now).where(
         (Message.id == message.id) & Message.status.not_in(lifecycle.MESSAGE_FINAL)
     ).execute()
-    MessageEvent.create(message=message.id, at=now, type=status, detail=None)
+    if stage == "send":  # the fetcher and AI pool record their own start when they take the work
+        MessageEvent.create(message=message.id, at=now, type=status, detail=None)
     return {lifecycle.STAGE_RECIPIENT[stage]}
 
 

@@ -44,8 +44,11 @@ class FetcherActor(PoolActor):
             else:
                 self.mailbox.ack(e.id, self.owner)  # cancelled or deleted meanwhile
         if tasks:
-            Message.update(status="fetching", updated_at=time.time()).where(
-                Message.id.in_([t[0] for t in tasks.values()])
+            now = time.time()
+            started = [t[0] for t in tasks.values()]
+            Message.update(status="fetching", updated_at=now).where(Message.id.in_(started)).execute()
+            MessageEvent.insert_many(
+                [{"message": m, "at": now, "type": "fetching", "detail": None} for m in started]
             ).execute()
         return tasks
 

@@ -49,9 +49,27 @@ def resolve(host: str, port: int | None = None) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def check_url(url: str, allow_private_networks: bool) -> None:
+def allowed_explicitly(host: str, port: int | None, addresses: list[str], allowed: tuple[str, ...]) -> bool:
+    """True when an entry of security.allowed_private_targets names this destination.
+
+    Entries are a host, host:port, or a CIDR that every resolved address falls in.
+    """
+    host = host.lower()
+    for entry in allowed:
+        entry = entry.lower().strip()
+        if "/" in entry:
+            network = ipaddress.ip_network(entry, strict=False)
+            if addresses and all(ipaddress.ip_address(a.split("%", 1)[0]) in network for a in addresses):
+                return True
+        elif entry in (host, f"{host}:{port}"):
+            return True
+    return False
+
+
+def check_url(url: str, allow_private_networks: bool, allowed: tuple[str, ...] = ()) -> None:
     """Raise PrivateNetworkRefused when `url`'s host is private and that is not allowed.
 
+    `allowed` lists destinations an operator opened on purpose (allowed_private_targets).
     Raises ValueError for a URL without a host and OSError when the name does not resolve.
     """
     if allow_private_networks:
@@ -59,6 +77,7 @@ def check_url(url: str, allow_private_networks: bool) -> None:
     parts = urlsplit(url)
     if not parts.hostname:
         raise ValueError(f"{url!r} has no host")
-    reason = refusal_reason(parts.hostname, resolve(parts.hostname, parts.port))
-    if reason:
+    addresses = resolve(parts.hostname, parts.port)
+    reason = refusal_reason(parts.hostname, addresses)
+    if reason and not allowed_explicitly(parts.hostname, parts.port, addresses, allowed):
         raise PrivateNetworkRefused(reason)

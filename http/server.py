@@ -54,7 +54,7 @@ class HttpServer:
         self.server = create_server(
             self.app, host=settings.host, port=settings.port, threads=settings.threads,
             connection_limit=settings.connection_limit, channel_timeout=60, ident="MessagePusher",
-            max_request_body_size=settings.max_body_bytes + 1,
+            max_request_body_size=2 * settings.max_body_bytes + 65_536,
             clear_untrusted_proxy_headers=True,
         )
         self.port = int(self.server.effective_port)

@@ -98,11 +98,25 @@ class LoginSettings(Section):
 
 class SecuritySettings(Section):
     allow_private_networks: bool = False
+    allowed_private_targets: list[str] = Field(default_factory=list)
     secret_key: str = ""
     session_ttl_hours: float = Field(24.0, gt=0)
     key_cache_seconds: float = Field(5.0, ge=0, le=3600)
     rate_limit: RateLimitSettings = RateLimitSettings()
     login: LoginSettings = LoginSettings()
+
+    @field_validator("allowed_private_targets", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_private_targets")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.match(r"^(\[?[\w.:-]+\]?(:\d+)?|[\d.:a-fA-F]+/\d+)$", entry):
+                raise ValueError(f"{entry!r} is not a host, host:port or CIDR such as 10.0.0.0/8")
+        return value
 
 
 class RetrySettings(Section):
@@ -201,6 +215,8 @@ class AISettings(Section):
 
     @model_validator(mode="after")
     def _default_exists(self) -> AISettings:
+        # The built-in summariser is always there, whatever other providers are configured.
+        self.providers.setdefault("local", AIProviderSettings(kind="local"))
         if self.default_provider not in self.providers:
             raise ValueError(
                 f"default_provider {self.default_provider!r} is not one of the providers: "

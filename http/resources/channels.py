@@ -58,7 +58,7 @@ def validate_config(runtime, user_id: int, type_name: str, config: dict[str, Any
     if not runtime.settings.security.allow_private_networks:
         for url in channel.targets():
             try:
-                netguard.check_url(url, False)
+                netguard.check_url(url, False, tuple(runtime.settings.security.allowed_private_targets))
             except netguard.PrivateNetworkRefused as exc:
                 raise unprocessable("config", str(exc)) from None
             except (OSError, ValueError):
@@ -171,7 +171,8 @@ class ChannelTest:
         )
         settings = self.runtime.settings
         with requests.Session() as session:
-            ctx = SendContext(0, session, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks)
+            ctx = SendContext(0, session, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks,
+                              allowed_private_targets=tuple(settings.security.allowed_private_targets))
             result = channel.send(message, ctx)
         resp.media = {
             "status": result.status, "detail": result.detail, "response_code": result.response_code,

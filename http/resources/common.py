@@ -6,6 +6,7 @@ Each helper raises APIError (400/422) with the field at fault, never a bare exce
 from __future__ import annotations
 
 import base64
+import json
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,19 +22,23 @@ MAX_LIMIT = 200
 
 
 def read_json(req: falcon.Request) -> Any:
-    """The parsed JSON body; 400 when it is not JSON."""
-    if not req.content_length and not req.get_header("Transfer-Encoding"):
-        return {}
+    """The parsed JSON body ({} when empty); 400 when it is not JSON, 413 past the size limit.
+
+    Reads at most server.max_body_bytes + 1, so a chunked body without a length is capped too.
+    """
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise APIError(415, "unsupported_media_type", f"send JSON with Content-Type: application/json, not {content_type}")
-    try:
-        return req.get_media()
-    except falcon.MediaMalformedError as exc:
-        cause = exc.__cause__ or exc
-        raise APIError(400, "malformed_json", f"the body is not valid JSON: {cause}") from None
-    except falcon.MediaNotFoundError:
+    limit = req.context.runtime.settings.server.max_body_bytes
+    raw = req.bounded_stream.read(limit + 1)
+    if len(raw) > limit:
+        raise APIError(413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)")
+    if not raw.strip():
         return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
 def read_model(req: falcon.Request, model: type[M]) -> M:

@@ -41,10 +41,11 @@ class SendContext:
     timeout_seconds: float = 15.0
     allow_private_networks: bool = False
     attempt: int = 1
+    allowed_private_targets: tuple[str, ...] = ()
 
     def check_target(self, url: str) -> None:
         """Raise netguard.PrivateNetworkRefused when `url` may not be reached."""
-        netguard.check_url(url, self.allow_private_networks)
+        netguard.check_url(url, self.allow_private_networks, self.allowed_private_targets)
 
 
 SendStatus = Literal["sent", "retry", "permanent"]
@@ -104,6 +105,7 @@ class Channel:
     type_name: ClassVar[str]
     Config: ClassVar[type[ChannelConfig]] = ChannelConfig
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    rate_per_minute: ClassVar[float] = 0  # the service's per-channel limit; 0: the pool's default
 
     def __init__(self, config: ChannelConfig, now: Callable[[], float] = time.time):
         self.config = config

@@ -1,0 +1,80 @@
+"""The Discord channel: one message through a channel webhook URL.
+
+Truncates (never splits) content to 2000 characters and says so in the result's notes.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from messagepusher.actors.channels.base import (
+    ChannelConfig,
+    OutboundMessage,
+    SendContext,
+    SendResult,
+    register,
+)
+from messagepusher.actors.channels.http_common import (
+    Answer,
+    Call,
+    HttpChannel,
+    HttpUrl,
+    classify_status,
+    json_call,
+    parse_retry_after,
+    render,
+    retry_after_from_json,
+    truncate,
+    truncation_note,
+)
+
+CONTENT_LIMIT_CHARS = 2000
+HINTS = {
+    401: "the webhook token in url is not valid",
+    404: "the webhook does not exist (deleted?): check url",
+}
+
+
+class DiscordConfig(ChannelConfig):
+    url: HttpUrl = Field(description="The webhook URL: https://discord.com/api/webhooks/ID/TOKEN.")
+    username: str | None = Field(None, description="Post under this name instead of the webhook's.")
+
+
+def build_call(message: OutboundMessage, config: DiscordConfig) -> tuple[Call, list[str]]:
+    full = render(message, markdown=True)
+    content, cut = truncate(full, CONTENT_LIMIT_CHARS)
+    notes = (
+        [truncation_note("content", len(full), CONTENT_LIMIT_CHARS, "characters")] if cut else []
+    )
+    # No @everyone or role pings from message text.
+    payload: dict = {"content": content, "allowed_mentions": {"parse": []}}
+    if config.username:
+        payload["username"] = config.username
+    return json_call(config.url, payload), notes
+
+
+def classify_answer(answer: Answer, now: float) -> SendResult:
+    """2xx is sent; 429 retries after the body's retry_after (seconds); 5xx retries; other 4xx are permanent."""
+    if answer.status != 429:
+        return classify_status(answer, now, "Discord", HINTS)
+    delay = retry_after_from_json(answer.json(), "retry_after")
+    if delay is None:
+        delay = parse_retry_after(answer.header("Retry-After"), now)
+    return SendResult.retry(
+        f"Discord rate limit: {answer.short}", answer.status, answer.excerpt, delay
+    )
+
+
+@register
+class DiscordChannel(HttpChannel):
+    type_name = "discord"
+    rate_per_minute = 30  # about 30 a minute per webhook
+    Config = DiscordConfig
+    secret_fields = ("url",)
+    config: DiscordConfig
+
+    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
+        return build_call(message, self.config)
+
+    def classify(self, answer: Answer) -> SendResult:
+        return classify_answer(answer, self.now())

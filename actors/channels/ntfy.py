@@ -1,0 +1,95 @@
+"""The ntfy channel: a push to a topic on ntfy.sh or a self-hosted server, published as JSON.
+
+Truncates (never splits) the message to 4096 UTF-8 bytes; priority 1–5 maps directly.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from messagepusher.actors.channels.base import (
+    ChannelConfig,
+    OutboundMessage,
+    SendContext,
+    SendResult,
+    register,
+)
+from messagepusher.actors.channels.http_common import (
+    Answer,
+    BaseUrl,
+    Call,
+    HttpChannel,
+    classify_status,
+    json_call,
+    render,
+    truncate,
+    truncation_note,
+    utf8_len,
+)
+
+MESSAGE_LIMIT_BYTES = 4096
+TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")
+HINTS = {
+    401: "the server wants a token: set token",
+    403: "token may not publish to this topic",
+    413: "the message is larger than the server allows",
+}
+
+
+class NtfyConfig(ChannelConfig):
+    topic: str = Field(description="The topic: 1–64 letters, digits, - or _.")
+    token: str | None = Field(None, description="An access token (tk_…) for protected topics.")
+    base_url: BaseUrl = Field("https://ntfy.sh", description="The ntfy server.")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not TOPIC.fullmatch(value):
+            raise ValueError("must be 1–64 letters, digits, - or _ (ntfy's topic names)")
+        return value
+
+
+def build_call(message: OutboundMessage, config: NtfyConfig) -> tuple[Call, list[str]]:
+    markdown = message.format == "markdown"
+    full = render(message, markdown=markdown, title=False)
+    text, cut = truncate(full, MESSAGE_LIMIT_BYTES, utf8_len)
+    notes = (
+        [truncation_note("message", utf8_len(full), MESSAGE_LIMIT_BYTES, "bytes")] if cut else []
+    )
+    payload: dict = {
+        "topic": config.topic,
+        "message": text,
+        "priority": min(5, max(1, message.priority)),
+        "markdown": markdown,
+    }
+    if message.title.strip():
+        payload["title"] = message.title.strip()
+    if message.url:
+        payload["click"] = message.url
+    ai = message.ai or {}
+    classified = ai.get("result")
+    if ai.get("task") == "classify" and isinstance(classified, dict) and classified.get("tags"):
+        payload["tags"] = [str(tag) for tag in classified["tags"]]
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+    return json_call(f"{config.base_url}/", payload, headers), notes
+
+
+def classify_answer(answer: Answer, now: float) -> SendResult:
+    """2xx is sent; 429 (Retry-After honoured) and 5xx retry; other 4xx are permanent."""
+    return classify_status(answer, now, "ntfy", HINTS)
+
+
+@register
+class NtfyChannel(HttpChannel):
+    type_name = "ntfy"
+    Config = NtfyConfig
+    secret_fields = ("token",)
+    config: NtfyConfig
+
+    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
+        return build_call(message, self.config)
+
+    def classify(self, answer: Answer) -> SendResult:
+        return classify_answer(answer, self.now())

@@ -1,0 +1,76 @@
+"""The Slack channel: one message through an incoming-webhook URL.
+
+Truncates (never splits) text to 40000 characters; 2xx is sent, 400/403/404/410 are permanent.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from messagepusher.actors.channels.base import (
+    ChannelConfig,
+    OutboundMessage,
+    SendContext,
+    SendResult,
+    register,
+)
+from messagepusher.actors.channels.http_common import (
+    Answer,
+    Call,
+    HttpChannel,
+    HttpUrl,
+    classify_status,
+    json_call,
+    render,
+    truncate,
+    truncation_note,
+)
+
+TEXT_LIMIT_CHARS = 40000
+HINTS = {
+    403: "the webhook was revoked or posting is prohibited",
+    404: "the webhook or its channel does not exist: check url",
+    410: "the channel is archived",
+}
+
+
+class SlackConfig(ChannelConfig):
+    url: HttpUrl = Field(
+        description="The incoming-webhook URL: https://hooks.slack.com/services/T…/B…/…."
+    )
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; everything else is literal."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def build_call(message: OutboundMessage, config: SlackConfig) -> tuple[Call, list[str]]:
+    sections = []
+    if message.title.strip():
+        sections.append(f"*{escape(message.title.strip())}*")
+    sections.append(escape(render(message, markdown=False, title=False)))
+    full = "\n\n".join(section for section in sections if section)
+    text, cut = truncate(full, TEXT_LIMIT_CHARS)
+    notes = [truncation_note("text", len(full), TEXT_LIMIT_CHARS, "characters")] if cut else []
+    return json_call(config.url, {"text": text}), notes
+
+
+def classify_answer(answer: Answer, now: float) -> SendResult:
+    """2xx is sent; 429 (Retry-After honoured) and 5xx retry; other 4xx are permanent."""
+    return classify_status(answer, now, "Slack", HINTS)
+
+
+@register
+class SlackChannel(HttpChannel):
+    type_name = "slack"
+    rate_per_minute = 60  # 1 a second per incoming webhook
+    Config = SlackConfig
+    secret_fields = ("url",)
+    config: SlackConfig
+
+    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
+        return build_call(message, self.config)
+
+    def classify(self, answer: Answer) -> SendResult:
+        return classify_answer(answer, self.now())

@@ -75,7 +75,19 @@ class HttpServer:
             if self.runtime.accepting:
                 raise
 
-    def stop(self) -> None:
-        """Close the listening socket; requests in flight get their answers from waitress threads."""
+    def _unsent(self) -> int:
+        """Bytes of responses still waiting in connection buffers for the event loop to write."""
+        return sum(getattr(channel, "total_outbufs_len", 0) for channel in list(self.server._map.values()))
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop accepting connections, let requests in flight get their answers, then close.
+
+        Runs in the main thread. Requests still running after the grace period are cut.
+        """
+        self.server.accepting = False
+        dispatcher = self.server.task_dispatcher
+        deadline = time.monotonic() + grace_seconds
+        while (dispatcher.queue or dispatcher.active_count or self._unsent()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.server.close()
-        self.server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        dispatcher.shutdown(cancel_pending=True, timeout=1)

@@ -105,6 +105,10 @@ class IngestActor(MailboxActor):
     def setup(self) -> None:
         self.client: IngestClient = self.runtime.ingest
 
+    def on_wake(self) -> None:
+        """After a (re)start: drafts queued while the previous incarnation died are taken now."""
+        self.on_flush()
+
     def on_flush(self) -> None:
         batch: list[_Pending] = []
         limit = self.settings.ingest.batch_max

@@ -44,6 +44,17 @@ WAKE, FLUSH, TICK, PING = Wake(), Flush(), Tick(), Ping()
 
 
 @dataclass
+class Resize:
+    """Ask a PoolActor: run with this many workers from now on; answers the new size."""
+
+    workers: int
+
+
+class PoolInfo:
+    """Ask a PoolActor: {"workers", "max_workers", "in_flight"} of its executor."""
+
+
+@dataclass
 class Crashed:
     """Tell to the supervisor: a child died."""
 
@@ -68,7 +79,7 @@ class MailboxActor(pykka.ThreadingActor):
         self.settings = runtime.settings
         self.mailbox = runtime.mailbox
         self.incarnation = incarnation
-        self.owner = owner_for(self.name)
+        self.owner = owner_for(self.name, incarnation)
         self.faults = runtime.fault_injector(self.name)
 
     # --- pykka hooks ------------------------------------------------------------
@@ -140,6 +151,9 @@ class SerialActor(MailboxActor):
         mailbox = self.settings.mailbox
         entries = self.mailbox.claim(self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner)
         for entry in entries:
+            if entry.attempts > entry.max_attempts:
+                self.mailbox.nack(entry, self.owner, str(PoisonEntry(entry)), permanent=True)
+                continue
             self.faults.before_entry(self.name)
             try:
                 self.execute(entry)
@@ -154,6 +168,19 @@ class SerialActor(MailboxActor):
     def execute(self, entry: Entry) -> None:
         """Actor thread: do one entry's work."""
         raise ValueError(f"{self.name} has no work of kind {entry.kind!r}")
+
+
+class PoisonEntry(RuntimeError):
+    """An entry claimed more often than max_attempts without ever finishing.
+
+    Each claim crashed or hung its actor; it is not run again but failed for good.
+    """
+
+    def __init__(self, entry: Entry):
+        super().__init__(
+            f"gave up: claimed {entry.attempts} times without finishing (each try crashed or hung "
+            f"its worker; max_attempts is {entry.max_attempts})"
+        )
 
 
 @dataclass
@@ -201,6 +228,15 @@ class PoolActor(MailboxActor):
         self.actor_ref.tell(WAKE)
         return workers
 
+    def handle(self, message: Any) -> Any:
+        """Actor thread: Resize and PoolInfo asks; anything else is logged as unexpected."""
+        if isinstance(message, Resize):
+            return self.resize(message.workers)
+        if isinstance(message, PoolInfo):
+            return {"workers": self.workers, "max_workers": self.executor._max_workers,
+                    "in_flight": len(self.in_flight)}
+        return super().handle(message)
+
     def on_wake(self) -> None:
         capacity = self.workers - len(self.in_flight)
         if capacity <= 0:
@@ -212,9 +248,13 @@ class PoolActor(MailboxActor):
         if not entries:
             return
         tasks = self.prepare(entries)
+        poisoned = [Job(e, tasks[e.id], error=PoisonEntry(e)) for e in entries
+                    if e.id in tasks and e.attempts > e.max_attempts]
+        if poisoned:
+            self.write_back(poisoned)
         for entry in entries:
-            if entry.id not in tasks:
-                continue  # prepare() settled it already (acked, deferred)
+            if entry.id not in tasks or entry.attempts > entry.max_attempts:
+                continue  # settled by prepare() (acked, deferred) or given up above
             self.faults.before_entry(self.name)
             job = Job(entry, tasks[entry.id])
             future = self.executor.submit(self._run, job)

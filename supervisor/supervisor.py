@@ -48,8 +48,14 @@ class RestartChild:
 
 @dataclass
 class ReportHung:
+    """Tell (from the monitor): this incarnation of a child does not answer.
+
+    A report about an incarnation that was already replaced is ignored.
+    """
+
     name: str
     detail: str = "did not answer a liveness ping in time"
+    incarnation: int | None = None
 
 
 class CheckLiveness:
@@ -128,7 +134,8 @@ class SupervisorActor(pykka.ThreadingActor):
             return None
         if isinstance(message, ReportHung):
             child = self.children.get(message.name)
-            if child and child.state == "running":
+            stale = message.incarnation is not None and child is not None and message.incarnation != child.incarnation
+            if child and child.state == "running" and not stale:
                 self._on_crash(message.name, child.incarnation, "hung", message.detail)
             return None
         if isinstance(message, Status):

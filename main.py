@@ -133,10 +133,16 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings, config_path: str | None) -> int:
+    from messagepusher.actors.backups import BackupError, hold_serving_lock
     from messagepusher.supervisor import logs, sd_notify
     from messagepusher.supervisor.runtime import Runtime
 
     logs.configure(settings.logging, settings.data_path)
+    try:
+        serving_lock = hold_serving_lock(settings)  # held until we stop: offline restores wait for it
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     runtime = Runtime(settings, config_path)
     generated = runtime.open_storage()
     if generated:
@@ -155,17 +161,22 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
 
     from messagepusher.http.server import HttpServer
 
+    runtime.start_operations()
     runtime.start_actors()
     runtime.http_server = HttpServer(runtime)
     runtime.http_server.start()
     log.info("listening on http://%s:%d (data in %s)", settings.server.host,
              runtime.http_server.port, settings.data_path.resolve())
+    if not runtime.wait_for_actors(30.0):
+        log.error("not every actor is running 30s after start; see GET /readyz")
     sd_notify.notify(f"READY=1\nSTATUS=listening on {settings.server.host}:{runtime.http_server.port}")
     while not runtime.shutdown_requested.wait(0.5):
         pass
     if runtime.exit_code:
         log.critical("escalating: %s", runtime.exit_reason)
     runtime.stop(settings.shutdown_grace_seconds)
+    if serving_lock is not None:
+        serving_lock.close()
     log.info("stopped (exit %d)", runtime.exit_code)
     return runtime.exit_code
 

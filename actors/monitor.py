@@ -1,14 +1,385 @@
-"""The monitor: liveness, queue depths, resources and alert rules, on a timer.
+"""The monitor: liveness pings, queue depths, resources and alert rules, on its own timer.
 
-Feeds /metrics, /readyz and the systemd watchdog.
+Feeds /metrics, /readyz (actors that stopped answering), the alerts and the systemd watchdog.
 """
 
 from __future__ import annotations
 
-from messagepusher.supervisor.actor import SerialActor
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import peewee
+import psutil
+import pykka
+
+from messagepusher.actors import alerts
+from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
+from messagepusher.http.resources.health import readiness
+from messagepusher.supervisor import sd_notify
+from messagepusher.supervisor.actor import PING, TICK, SerialActor
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.metrics import Metrics
+from messagepusher.supervisor.models import Alert, JobRun, User
+from messagepusher.supervisor.supervisor import ReportHung
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+QUEUE_STATES = ("ready", "leased", "failed", "dead")
+MB = 1024 * 1024
+# An alert notification waits this long for the ingest commit; a slower one is retried next round.
+NOTIFY_TIMEOUT_SECONDS = 2.0
+
+
+# --- gauges (caller's thread: the monitor's, or an HTTP worker scraping /metrics) ---------------------
+
+
+def refresh_queue_gauges(runtime: Runtime) -> list[dict[str, Any]]:
+    """Set the mailbox gauges from one depth query and return the depths.
+
+    Every child and every state gets a series, 0 when empty, so a queue that drains shows 0.
+    """
+    depths = runtime.mailbox.depths()
+    counts = {(d["recipient"], d["state"]): d["count"] for d in depths}
+    oldest = oldest_due(depths)
+    recipients = {r for r, _ in counts} | {c.name for c in runtime.settings.supervisor.children}
+    for recipient in recipients:
+        for state in QUEUE_STATES:
+            runtime.metrics.queue_depth.labels(recipient, state).set(
+                counts.get((recipient, state), 0)
+            )
+        runtime.metrics.oldest_ready.labels(recipient).set(oldest.get(recipient, 0.0))
+    return depths
+
+
+def oldest_due(depths: list[dict[str, Any]]) -> dict[str, float]:
+    """Per recipient, the age of its oldest due entry (ready or waiting for a retry)."""
+    oldest: dict[str, float] = defaultdict(float)
+    for d in depths:
+        oldest[d["recipient"]] = max(oldest[d["recipient"]], d["oldest_ready_age_seconds"])
+    return dict(oldest)
+
+
+def refresh_process_gauges(runtime: Runtime, process: psutil.Process) -> dict[str, float]:
+    """CPU, memory, threads, open files of this process and free disk under the data dir."""
+    with process.oneshot():
+        resources = {
+            "cpu_percent": process.cpu_percent(None),
+            "rss_bytes": float(process.memory_info().rss),
+            "threads": float(process.num_threads()),
+            "open_files": float(process.num_fds()),
+        }
+    resources["disk_free_bytes"] = float(psutil.disk_usage(str(runtime.data_dir)).free)
+    m = runtime.metrics
+    m.process_cpu.set(resources["cpu_percent"])
+    m.process_rss.set(resources["rss_bytes"])
+    m.process_threads.set(resources["threads"])
+    m.process_open_files.set(resources["open_files"])
+    m.disk_free.set(resources["disk_free_bytes"])
+    return resources
+
+
+def delivery_counts(metrics: Metrics) -> tuple[int, int]:
+    """(sent, failed attempts) counted by the channel pool since this process started."""
+    sent = failed = 0.0
+    for metric in metrics.deliveries.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                if sample.labels.get("outcome") == "sent":
+                    sent += sample.value
+                else:
+                    failed += sample.value
+    return int(sent), int(failed)
+
+
+def last_integrity_problem() -> str | None:
+    """The findings of the newest finished db_maintenance run when they were not "ok"."""
+    run = (
+        JobRun.select(JobRun.detail)
+        .where((JobRun.name == "db_maintenance") & (JobRun.outcome == "ok"))
+        .order_by(JobRun.id.desc())
+        .first()
+    )
+    integrity = (run.detail or {}).get("integrity") if run else None
+    return None if integrity in (None, "ok") else str(integrity)
+
+
+@dataclass
+class _Probe:
+    ref: pykka.ActorRef
+    future: pykka.Future
+    sent: float
+    reported: bool = False
+
+
+def _answered(future: pykka.Future) -> bool:
+    try:
+        future.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    except pykka.ActorDeadError:
+        pass  # stopped: the supervisor deals with it
+    return True
 
 
 class MonitorActor(SerialActor):
-    """Runs in its own thread."""
+    """One round every `monitor.interval` (or half the systemd watchdog period, if shorter).
+
+    Every method runs in the monitor's own thread. A round that raises (a busy database)
+    is logged and the next round runs as usual; the monitor itself is pinged by the supervisor.
+    """
 
     name = "monitor"
+
+    def setup(self) -> None:
+        self.timer: threading.Timer | None = None
+        self.probes: dict[str, _Probe] = {}
+        self.process = psutil.Process()
+        self.process.cpu_percent(None)
+        self.last_round = time.monotonic()
+        self.last_restarts: dict[str, int] | None = None
+        self.last_dead: int | None = None
+        self.last_deliveries = delivery_counts(self.runtime.metrics)
+        self.last_status = ""
+        self._schedule(0.0)
+
+    def teardown(self, crashed: bool) -> None:
+        if getattr(self, "timer", None) is not None:
+            self.timer.cancel()
+        self.runtime.unresponsive = {}  # nobody judges while the monitor is down
+
+    def period(self) -> float:
+        watchdog = sd_notify.watchdog_interval()
+        interval = self.settings.monitor.interval
+        return min(interval, watchdog) if watchdog else interval
+
+    def _schedule(self, delay: float) -> None:
+        self.timer = threading.Timer(delay, self._tick)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _tick(self) -> None:
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(TICK)
+
+    def on_tick(self) -> None:
+        try:
+            self.round()
+        except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
+            log.exception("monitor: round failed; the next one runs in %gs", self.period())
+        finally:
+            self._schedule(self.period())
+
+    # --- one round -------------------------------------------------------------------------------
+
+    def round(self) -> None:
+        now, mono = time.time(), time.monotonic()
+        interval, self.last_round = mono - self.last_round, mono
+        statuses = self.runtime.supervisor_status()
+        overdue = self.probe(statuses, mono)
+        depths = refresh_queue_gauges(self.runtime)
+        resources = refresh_process_gauges(self.runtime, self.process)
+        actors = {}
+        for name, info in statuses.items():
+            state = info["state"] if info["alive"] or info["state"] != "running" else "not alive"
+            if name in overdue:
+                state = f"not answering pings for {overdue[name]:.1f}s"
+            actors[name] = state
+            self.runtime.metrics.actor_up.labels(name).set(1 if state == "running" else 0)
+        restarts = {name: info["restarts"] for name, info in statuses.items()}
+        previous = self.last_restarts if self.last_restarts is not None else restarts
+        dead = sum(d["count"] for d in depths if d["state"] == "dead")
+        sent, failed = delivery_counts(self.runtime.metrics)
+        observation = alerts.Observation(
+            node=self.runtime.node_id,
+            interval=interval,
+            actors=actors,
+            restarts={n: max(0, c - previous.get(n, c)) for n, c in restarts.items()},
+            backlog_ages=oldest_due(depths),
+            dead_letters_new=max(0, dead - self.last_dead) if self.last_dead is not None else 0,
+            deliveries_sent=sent - self.last_deliveries[0],
+            deliveries_failed=failed - self.last_deliveries[1],
+            disk_free_mb=resources["disk_free_bytes"] / MB,
+            rss_mb=resources["rss_bytes"] / MB,
+            integrity=last_integrity_problem(),
+        )
+        self.last_restarts, self.last_dead, self.last_deliveries = restarts, dead, (sent, failed)
+        self.settle(alerts.evaluate(observation, self.settings.monitor.alerts), now)
+        self.watchdog()
+
+    def probe(self, statuses: dict[str, dict[str, Any]], mono: float) -> dict[str, float]:
+        """Ping every other running child; report one silent past the deadline as hung.
+
+        Returns {name: seconds} of children whose ping is outstanding for more than half the
+        deadline (they count as not ready). A report names the very actor we pinged: once the
+        supervisor has replaced it (its own ping noticed first), we do not report it again.
+        """
+        deadline = self.settings.monitor.ping_deadline_seconds
+        overdue: dict[str, float] = {}
+        for name, info in statuses.items():
+            ref = self.runtime.ref(name)
+            probe = self.probes.get(name)
+            if name == self.name or ref is None or info["state"] != "running":
+                self.probes.pop(name, None)
+                continue
+            if probe is not None and (probe.ref is not ref or _answered(probe.future)):
+                probe = None
+            if probe is None:
+                try:
+                    self.probes[name] = _Probe(ref, ref.ask(PING, block=False), mono)
+                except pykka.ActorDeadError:
+                    self.probes.pop(name, None)
+                continue
+            age = mono - probe.sent
+            if age > deadline / 2:
+                overdue[name] = age
+            if age > deadline and not probe.reported and self.runtime.supervisor_ref is not None:
+                probe.reported = True
+                log.error(
+                    "monitor: %s did not answer a ping within %gs; asking the supervisor to restart it",
+                    name,
+                    deadline,
+                )
+                self.runtime.supervisor_ref.tell(
+                    ReportHung(name, f"no answer to the monitor's ping within {deadline:g}s", info["incarnation"])
+                )
+        self.runtime.unresponsive = overdue
+        return overdue
+
+    def watchdog(self) -> None:
+        """WATCHDOG=1 only while ready; STATUS= whenever readiness changes."""
+        ready, failing = readiness(self.runtime)
+        status = "ready" if ready else "not ready: " + ", ".join(sorted(failing))
+        if ready:
+            sd_notify.notify("WATCHDOG=1")
+        if status != self.last_status:
+            sd_notify.notify(f"STATUS={status}")
+            self.last_status = status
+
+    # --- alerts ------------------------------------------------------------------------------------
+
+    def settle(self, conditions: list[alerts.Condition], now: float) -> None:
+        """Open, update and resolve this node's alerts; notify admins as the plan says."""
+        node = self.runtime.node_id
+        rows = {
+            a.id: a
+            for a in Alert.select().where(Alert.state == "firing")
+            if alerts.owned(a.key, node)
+        }
+        last_notified: dict[tuple[str, str], float] = {}
+        if conditions or rows:
+            query = (
+                Alert.select(Alert.rule, Alert.key, peewee.fn.MAX(Alert.notified_at))
+                .where(Alert.notified_at.is_null(False))
+                .group_by(Alert.rule, Alert.key)
+            )
+            last_notified = {(rule, key): at for rule, key, at in query.tuples()}
+        views = [alerts.OpenAlert(a.id, a.rule, a.key, a.notified_at) for a in rows.values()]
+        cooldown = self.settings.monitor.alerts.cooldown_seconds
+        for action in alerts.plan(conditions, views, last_notified, cooldown, now):
+            if action.kind == "resolve":
+                self._resolve(rows[action.alert_id], action.notify, now)
+            else:
+                self._fire(action, now)
+
+    def _fire(self, action: alerts.Action, now: float) -> None:
+        condition = action.condition
+        alert_id = action.alert_id
+        notify = action.notify
+        with write_transaction():
+            if alert_id is None:  # another node sharing the database may have opened it meanwhile
+                existing = Alert.get_or_none(
+                    (Alert.rule == condition.rule)
+                    & (Alert.key == condition.key)
+                    & (Alert.state == "firing")
+                )
+                if existing is not None:
+                    alert_id, notify = existing.id, False
+            if alert_id is None:
+                alert_id = Alert.create(
+                    rule=condition.rule,
+                    key=condition.key,
+                    severity=condition.severity,
+                    state="firing",
+                    message=condition.message,
+                    first_at=now,
+                    last_at=now,
+                ).id
+                log.warning(
+                    "alert %d %s on %s: %s",
+                    alert_id,
+                    condition.severity,
+                    condition.key,
+                    condition.message,
+                )
+            else:
+                Alert.update(
+                    last_at=now,
+                    count=Alert.count + 1,
+                    message=condition.message,
+                    severity=condition.severity,
+                ).where(Alert.id == alert_id).execute()
+        if notify and self._claim_notice(alert_id, now):
+            title, body = alerts.firing_notice(condition, self.runtime.node_id, alert_id)
+            if not self.notify(title, body):
+                # ingest could not take it now: unclaim, so the next round tries again
+                Alert.update(notified_at=None).where(Alert.id == alert_id).execute()
+
+    def _claim_notice(self, alert_id: int, now: float) -> bool:
+        """Of the nodes sharing the database, the one whose update sets notified_at sends."""
+        claimed = (
+            Alert.update(notified_at=now)
+            .where((Alert.id == alert_id) & Alert.notified_at.is_null())
+            .execute()
+        )
+        return bool(claimed)
+
+    def _resolve(self, alert: Alert, notify: bool, now: float) -> None:
+        resolved = (
+            Alert.update(state="resolved", resolved_at=now, last_at=now)
+            .where((Alert.id == alert.id) & (Alert.state == "firing"))
+            .execute()
+        )
+        if not resolved:
+            return
+        log.info("alert %d resolved: %s on %s", alert.id, alert.rule, alert.key)
+        if notify:
+            self.notify(
+                *alerts.resolved_notice(alert.rule, alert.key, alert.message, alert.first_at, now)
+            )
+
+    def notify(self, title: str, body: str) -> bool:
+        """Send a message to every `monitor.alert_channels` entry (user/channel, admins only).
+
+        Goes through ingest like any message, so it gets retries and a timeline. Returns
+        False when ingest could not take it now (the caller tries again next round).
+        """
+        targets: dict[str, list[str]] = defaultdict(list)
+        for item in self.settings.monitor.alert_channels:
+            username, _, channel = item.partition("/")
+            targets[username].append(channel)
+        taken = True
+        for username, channels in targets.items():
+            user = User.get_or_none(
+                (User.username == username) & (User.role == "admin") & ~User.disabled
+            )
+            if user is None:
+                log.warning("monitor: alert channels of %r skipped: not an enabled admin", username)
+                continue
+            draft = Draft(
+                user_id=user.id, title=title[:256], body=body, priority=5, channels=list(channels)
+            )
+            try:
+                self.runtime.ingest.accept(draft, timeout=NOTIFY_TIMEOUT_SECONDS)
+            except IngestError as exc:
+                log.warning("monitor: alert to %s not sent: %s", username, exc.message)
+            except IngestUnavailable as exc:
+                log.warning("monitor: alert to %s delayed: %s", username, exc)
+                taken = False
+        return taken

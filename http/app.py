@@ -5,14 +5,18 @@ The app holds no state of its own; resources reach the runtime through `req.cont
 
 from __future__ import annotations
 
+import atexit
 import importlib
 
 import falcon
 
 from messagepusher.http import errors
-from messagepusher.http.auth import AuthMiddleware, KeyAuthenticator, KeyCache
+from messagepusher.http.audit import AuditMiddleware, AuditWriter
+from messagepusher.http.auth import AuthMiddleware, KeyAuthenticator, KeyCache, SessionAuthenticator
+from messagepusher.http.confirm import ConfirmMiddleware
 from messagepusher.http.errors import APIError
 from messagepusher.http.routes import all_routes
+from messagepusher.http.throttle import ThrottleMiddleware
 
 
 class BodyLimitMiddleware:
@@ -48,8 +52,17 @@ def create_app(runtime) -> falcon.App:
     routes = all_routes()
     runtime.key_authenticator = KeyAuthenticator(KeyCache(runtime.settings.security.key_cache_seconds))
     runtime.auth = AuthMiddleware(routes, runtime.key_authenticator)
+    runtime.auth.session_authenticator = SessionAuthenticator()
     runtime.routes = routes
-    middleware = [RuntimeMiddleware(runtime), BodyLimitMiddleware(runtime.settings.server.max_body_bytes), runtime.auth]
+    # Rows queued during shutdown are written at interpreter exit, after the server stopped.
+    runtime.audit = AuditWriter().start()
+    atexit.register(runtime.audit.close)
+    throttle = ThrottleMiddleware(runtime)
+    runtime.throttle = throttle.check
+    middleware = [
+        RuntimeMiddleware(runtime), BodyLimitMiddleware(runtime.settings.server.max_body_bytes),
+        AuditMiddleware(routes, runtime.audit), runtime.auth, throttle, ConfirmMiddleware(),
+    ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False

@@ -1,10 +1,12 @@
-"""Who is calling and may they: credentials to a Principal, then the route table's permission.
+"""Who is calling and may they: API keys and session cookies to a Principal, CSRF, then the route table's permission.
 
 One middleware for every route, so no resource checks permissions itself.
 """
 
 from __future__ import annotations
 
+import hmac
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,8 @@ import peewee
 
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
-from messagepusher.supervisor.credentials import ROLE_SCOPES, secret_matches, split_key
+from messagepusher.supervisor.accounts import find_session
+from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
 from messagepusher.supervisor.models import ApiKey, User
 
 
@@ -27,7 +30,7 @@ class Principal:
     scopes: frozenset[str]
     key_id: int | None = None
     via: str = "key"  # "key" or "session"
-    csrf_token: str = ""
+    session_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -78,16 +81,27 @@ class KeyCache:
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="messagepusher"'}
+SESSION_COOKIE = "mp_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def unauthorized(message: str) -> APIError:
     return APIError(401, "unauthorized", message, headers=UNAUTHORIZED_HEADERS)
 
 
+def login_locked(seconds: float) -> APIError:
+    """429 for an account or address locked after too many failed logins or confirmations."""
+    wait = max(1, math.ceil(seconds))
+    return APIError(429, "login_locked", f"too many failed attempts: locked for {wait} more seconds "
+                    "(security.login.max_failures / lockout_seconds); try again after that",
+                    {"retry_after": wait}, headers={"Retry-After": str(wait)})
+
+
 class KeyAuthenticator:
     """Turns `Authorization: Bearer mp_…` into a Principal. Runs in the HTTP worker thread."""
 
-    LAST_USED_EVERY = 30.0
+    LAST_USED_EVERY = 30.0  # the first use after start or after any change to the key always writes
 
     def __init__(self, cache: KeyCache):
         self.cache = cache
@@ -135,8 +149,43 @@ class KeyAuthenticator:
             self._last_used_written.pop(key_id, None)  # busy database: try on a later request
 
     def forget(self, key_id: int) -> None:
+        """Drop a changed or deleted key from the cache; its next use is checked against the database."""
         self._last_used_written.pop(key_id, None)
         self.cache.drop_key(key_id)
+
+
+def session_token(req: falcon.Request) -> str | None:
+    values = req.get_cookie_values(SESSION_COOKIE)
+    return values[0] if values else None
+
+
+class SessionAuthenticator:
+    """Turns the web UI's `mp_session` cookie into a Principal; runs in the HTTP worker thread.
+
+    A cookie-borne request other than GET/HEAD/OPTIONS must carry the session's CSRF token
+    in X-CSRF-Token. Raises APIError 401 (unknown or expired session, disabled account) or
+    403 `csrf_failed`.
+    """
+
+    def __call__(self, req: falcon.Request) -> Principal | None:
+        token = session_token(req)
+        if not token:
+            return None
+        row = find_session(token)
+        if row is None:
+            raise unauthorized("the session has expired or was ended; log in again with POST /api/v1/session")
+        user = row.user
+        if user.disabled:
+            raise unauthorized("this account is disabled; ask an administrator")
+        principal = Principal(user.id, user.username, user.role, frozenset(ROLE_SCOPES.get(user.role, ())),
+                              via="session", session_id=row.id)
+        if req.method not in SAFE_METHODS:
+            presented = req.get_header(CSRF_HEADER) or ""
+            if not hmac.compare_digest(hash_secret(presented), row.csrf_token):
+                req.context.principal = principal  # so that the refusal is audited against the account
+                raise APIError(403, "csrf_failed", f"a request made with the session cookie must send header "
+                               f"{CSRF_HEADER} with the csrf_token from the login answer (or GET /api/v1/session)")
+        return principal
 
 
 class AuthMiddleware:
@@ -149,7 +198,7 @@ class AuthMiddleware:
     def __init__(self, routes: list[Route], keys: KeyAuthenticator):
         self.ops = {(r.template, m): op for r in routes for m, op in r.ops.items()}
         self.keys = keys
-        self.session_authenticator = None
+        self.session_authenticator: Callable[[falcon.Request], Principal | None] | None = None
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
         op: Op | None = self.ops.get((req.uri_template, req.method))
@@ -178,7 +227,7 @@ class AuthMiddleware:
             principal = self.session_authenticator(req)
             if principal is not None:
                 return principal
-        raise unauthorized("no credentials: send Authorization: Bearer <api key>")
+        raise unauthorized("no credentials: send Authorization: Bearer <api key>, or log in with POST /api/v1/session")
 
 
 def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expression | None:

@@ -41,10 +41,11 @@ def all_routes() -> list[Route]:
         health,
         messages,
         operations,
+        ui,
     )
 
     routes: list[Route] = []
-    for module in (health, docs, messages, channels, accounts, operations, compat):
+    for module in (health, docs, ui, messages, channels, accounts, operations, compat):
         routes.extend(module.ROUTES)
     return routes
 

@@ -10,6 +10,7 @@ import re
 import threading
 import time
 
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 from messagepusher.http.app import create_app
@@ -75,19 +76,21 @@ class HttpServer:
             if self.runtime.accepting:
                 raise
 
-    def _unsent(self) -> int:
-        """Bytes of responses still waiting in connection buffers for the event loop to write."""
-        return sum(getattr(channel, "total_outbufs_len", 0) for channel in list(self.server._map.values()))
+    def _client_channels(self) -> list:
+        return [c for c in list(self.server._map.values()) if isinstance(c, HTTPChannel)]
 
     def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop accepting connections, let requests in flight get their answers, then close.
+        """Stop accepting, answer the requests in flight, close every connection, then the server.
 
-        Runs in the main thread. Requests still running after the grace period are cut.
+        Runs in the main thread. Keep-alive connections are closed once their last response is
+        written, so no new request starts; what still runs after the grace period is cut.
         """
         self.server.accepting = False
-        dispatcher = self.server.task_dispatcher
+        for channel in self._client_channels():
+            channel.close_when_flushed = True
+        self.server.pull_trigger()
         deadline = time.monotonic() + grace_seconds
-        while (dispatcher.queue or dispatcher.active_count or self._unsent()) and time.monotonic() < deadline:
+        while self._client_channels() and time.monotonic() < deadline:
             time.sleep(0.02)
         self.server.close()
-        dispatcher.shutdown(cancel_pending=True, timeout=1)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)

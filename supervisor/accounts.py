@@ -1,6 +1,7 @@
-"""Creating users and API keys, shared by the CLI, first start and the HTTP API.
+"""Accounts and their life cycle: users, passwords, preferences, API keys, web sessions, login throttling.
 
-Runs in the caller's thread; raises AccountError with a message fit for the user.
+Shared by the CLI, first start and the HTTP API. Every function runs in the caller's thread and
+raises AccountError (a field, a message fit for the user, an HTTP status) for anything the user can fix.
 """
 
 from __future__ import annotations
@@ -8,26 +9,49 @@ from __future__ import annotations
 import logging
 import re
 import time
+import zoneinfo
 from collections.abc import Iterable
+from typing import Any
 
 from messagepusher.supervisor.credentials import (
     ALL_SCOPES,
     ROLE_SCOPES,
+    csrf_for,
     generate_password,
     hash_password,
+    hash_secret,
     new_api_key,
+    new_session_token,
 )
-from messagepusher.supervisor.models import ApiKey, User
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.models import (
+    ApiKey,
+    Channel,
+    LoginFailure,
+    MailboxEntry,
+    Message,
+    User,
+    WebSession,
+)
+from messagepusher.supervisor.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD = 8
 
 
 class AccountError(ValueError):
-    def __init__(self, field: str, message: str):
+    """A request about an account that cannot be done as asked; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str, status: int = 422, code: str = "invalid_field"):
         super().__init__(message)
         self.field = field
+        self.status = status
+        self.code = code
+
+
+# --- users -------------------------------------------------------------------------------
 
 
 def validate_scopes(scopes: Iterable[str], role: str) -> list[str]:
@@ -40,20 +64,156 @@ def validate_scopes(scopes: Iterable[str], role: str) -> list[str]:
     return sorted(set(scopes))
 
 
-def create_user(username: str, password: str, role: str = "user", **profile) -> User:
-    if not USERNAME.match(username or ""):
-        raise AccountError("username", f"username {username!r} must be 1-64 letters, digits, _ . or -")
+def validate_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise AccountError("password", f"password must have at least {MIN_PASSWORD} characters")
+
+
+def validate_role(role: str) -> str:
     if role not in ROLE_SCOPES:
         raise AccountError("role", f"role {role!r} must be admin or user")
-    if len(password or "") < 8:
-        raise AccountError("password", "password must have at least 8 characters")
+    return role
+
+
+def create_user(username: str, password: str, role: str = "user", **profile: Any) -> User:
+    if not USERNAME.match(username or ""):
+        raise AccountError("username", f"username {username!r} must be 1-64 letters, digits, _ . or -")
+    validate_role(role)
+    validate_password(password)
     if User.select().where(User.username == username).exists():
-        raise AccountError("username", f"user {username!r} already exists")
+        raise AccountError("username", f"user {username!r} already exists; choose another name",
+                           status=409, code="username_taken")
     now = time.time()
     return User.create(
         username=username, password_hash=hash_password(password), role=role,
         created_at=now, updated_at=now, **profile,
     )
+
+
+def find_user(ref: str | int) -> User | None:
+    """A user by id or by username."""
+    text = str(ref)
+    if text.isdigit():
+        return User.get_or_none(User.id == int(text))
+    return User.get_or_none(User.username == text)
+
+
+def set_password(user: User, password: str, keep_session_id: int | None = None) -> None:
+    """Store a new password and end the user's web sessions (except the one making the change)."""
+    validate_password(password)
+    with write_transaction():
+        User.update(password_hash=hash_password(password), updated_at=time.time()).where(
+            User.id == user.id).execute()
+        ended = WebSession.delete().where(WebSession.user == user.id)
+        if keep_session_id is not None:
+            ended = ended.where(WebSession.id != keep_session_id)
+        ended.execute()
+
+
+def is_last_admin(user: User) -> bool:
+    """True when `user` is the only enabled admin: demoting, disabling or deleting it would lock everyone out."""
+    if user.role != "admin" or user.disabled:
+        return False
+    others = User.select().where((User.role == "admin") & (User.disabled == False) & (User.id != user.id))  # noqa: E712
+    return not others.exists()
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise AccountError("preferences.timezone", f"unknown time zone {name!r}; use an IANA name such as "
+                           "Asia/Shanghai, Europe/Berlin or UTC") from None
+    return name
+
+
+def default_channel_names(user_id: int) -> list[str]:
+    query = Channel.select(Channel.name).where((Channel.user == user_id) & (Channel.is_default == True))  # noqa: E712
+    return sorted(c.name for c in query)
+
+
+def set_default_channels(user_id: int, names: list[str]) -> list[str]:
+    """Mark exactly these of the user's channels as default; every name must be one of theirs."""
+    own = {c.name for c in Channel.select(Channel.name).where(Channel.user == user_id)}
+    unknown = [n for n in names if n not in own]
+    if unknown:
+        raise AccountError("preferences.default_channels", f"no channel {unknown[0]!r} of yours; "
+                           f"your channels: {', '.join(sorted(own)) or 'none yet'}")
+    with write_transaction():
+        Channel.update(is_default=Channel.name.in_(names) if names else False).where(
+            Channel.user == user_id).execute()
+    return sorted(set(names))
+
+
+def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> dict[str, Any]:
+    """Delete a user; their keys and sessions go with them.
+
+    Without `reassign_to` their messages and channels are deleted too (ON DELETE CASCADE).
+    With it, messages and channels move to that user; a channel whose name the new owner
+    already uses is renamed `<name>-<old username>` (groups that named it follow), and the
+    moved channels stop being defaults. Returns what was moved and renamed.
+    """
+    if reassign_to is not None and reassign_to.id == user.id:
+        raise AccountError("to", "cannot reassign a user's data to the same user; name another user")
+    moved: dict[str, Any] = {"messages": 0, "channels": 0, "renamed": {}}
+    with write_transaction():
+        if reassign_to is not None:
+            moved = _reassign(user, reassign_to, secretbox)
+        User.delete().where(User.id == user.id).execute()
+    log.info("deleted user %s (id %d)%s", user.username, user.id,
+             f", data moved to {reassign_to.username}" if reassign_to is not None else "")
+    return moved
+
+
+def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
+    taken = {c.name for c in Channel.select(Channel.name).where(Channel.user == target.id)}
+    channels = list(Channel.select().where(Channel.user == user.id))
+    renamed: dict[str, str] = {}
+    for channel in channels:
+        if channel.name in taken:
+            renamed[channel.name] = _free_name(channel.name, user.username, taken)
+        taken.add(renamed.get(channel.name, channel.name))
+    now = time.time()
+    for channel in channels:
+        changes: dict[str, Any] = {"user": target.id, "is_default": False, "updated_at": now,
+                                   "name": renamed.get(channel.name, channel.name)}
+        if channel.type == "group" and renamed:
+            config = secretbox.decrypt(channel.config)
+            config["members"] = [renamed.get(m, m) if isinstance(m, str) else m for m in config.get("members", [])]
+            changes["config"] = secretbox.encrypt(config)
+        Channel.update(**changes).where(Channel.id == channel.id).execute()
+    target_keys = Message.select(Message.idempotency_key).where(
+        (Message.user == target.id) & Message.idempotency_key.is_null(False))
+    Message.update(idempotency_key=None).where(
+        (Message.user == user.id) & Message.idempotency_key.in_(target_keys)).execute()
+    messages = Message.update(user=target.id).where(Message.user == user.id).execute()
+    MailboxEntry.update(user_id=target.id).where(MailboxEntry.user_id == user.id).execute()
+    return {"messages": messages, "channels": len(channels), "renamed": renamed}
+
+
+def _free_name(name: str, suffix: str, taken: set[str]) -> str:
+    candidate = f"{name}-{suffix}"[:64]
+    number = 2
+    while candidate in taken:
+        tail = f"-{suffix}-{number}"
+        candidate = name[: 64 - len(tail)] + tail
+        number += 1
+    return candidate
+
+
+def bootstrap_admin(password: str | None) -> str | None:
+    """On an empty database create `admin`. Returns the generated password, if one was made."""
+    if User.select().exists():
+        return None
+    generated = None
+    if not password:
+        password = generated = generate_password()
+    create_user("admin", password, role="admin", display_name="Administrator")
+    log.info("first start: created user admin")
+    return generated
+
+
+# --- API keys ------------------------------------------------------------------------------
 
 
 def create_key(
@@ -69,13 +229,81 @@ def create_key(
     return row, key.plaintext
 
 
-def bootstrap_admin(password: str | None) -> str | None:
-    """On an empty database create `admin`. Returns the generated password, if one was made."""
-    if User.select().exists():
-        return None
-    generated = None
-    if not password:
-        password = generated = generate_password()
-    create_user("admin", password, role="admin", display_name="Administrator")
-    log.info("first start: created user admin")
-    return generated
+# --- web sessions ----------------------------------------------------------------------------
+
+
+def open_session(user: User, address: str, ttl_seconds: float, now: float | None = None) -> str:
+    """Start a web session; returns the cookie token. Only hashes of it and its CSRF token are stored."""
+    now = time.time() if now is None else now
+    token = new_session_token()
+    with write_transaction():
+        WebSession.delete().where(WebSession.expires_at <= now).execute()
+        WebSession.create(user=user.id, token_hash=hash_secret(token), csrf_token=hash_secret(csrf_for(token)),
+                          address=address[:255], created_at=now, expires_at=now + ttl_seconds)
+    return token
+
+
+def find_session(token: str, now: float | None = None) -> WebSession | None:
+    """The live session for a cookie token, with its user joined; None when unknown or expired."""
+    now = time.time() if now is None else now
+    return (
+        WebSession.select(WebSession, User).join(User)
+        .where((WebSession.token_hash == hash_secret(token)) & (WebSession.expires_at > now))
+        .first()
+    )
+
+
+def close_session(token: str) -> None:
+    WebSession.delete().where(WebSession.token_hash == hash_secret(token)).execute()
+
+
+# --- login throttling --------------------------------------------------------------------------
+
+
+def account_key(username: str) -> str:
+    """The LoginFailure row of an account (failed logins and failed X-Confirm both count)."""
+    return f"user:{username.lower()[:200]}"
+
+
+def login_keys(username: str, address: str) -> tuple[str, str]:
+    """The LoginFailure rows a login attempt counts against: the account and the client address."""
+    return account_key(username), f"addr:{address[:200]}"
+
+
+def locked_for(keys: Iterable[str], now: float | None = None) -> float:
+    """Seconds until every key is unlocked; 0 when none is locked."""
+    now = time.time() if now is None else now
+    rows = LoginFailure.select().where(LoginFailure.key.in_(list(keys)) & (LoginFailure.locked_until > now))
+    return max((r.locked_until - now for r in rows), default=0.0)
+
+
+def record_failure(keys: Iterable[str], max_failures: int, lockout_seconds: float,
+                   now: float | None = None) -> tuple[int, bool]:
+    """Count one failed attempt against each key. Returns (highest failure count, whether a lock began).
+
+    Failures older than `lockout_seconds`, and those before an expired lock, no longer count.
+    """
+    now = time.time() if now is None else now
+    highest, locked = 0, False
+    with write_transaction():
+        for key in keys:
+            row = LoginFailure.get_or_none(LoginFailure.key == key)
+            if row is None:
+                row = LoginFailure(key=key, failures=0, last_at=now)
+                created = True
+            else:
+                created = False
+                if (row.locked_until is not None and row.locked_until <= now) or now - row.last_at > lockout_seconds:
+                    row.failures, row.locked_until = 0, None
+            row.failures += 1
+            row.last_at = now
+            if row.failures >= max_failures and (row.locked_until is None or row.locked_until <= now):
+                row.locked_until = now + lockout_seconds
+                locked = True
+            row.save(force_insert=created)
+            highest = max(highest, row.failures)
+    return highest, locked
+
+
+def clear_failures(keys: Iterable[str]) -> None:
+    LoginFailure.delete().where(LoginFailure.key.in_(list(keys))).execute()

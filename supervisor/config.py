@@ -256,11 +256,24 @@ class RetentionSettings(Section):
     mailbox_days: float = Field(7, gt=0)
     audit_days: float = Field(180, gt=0)
     alerts_days: float = Field(90, gt=0)
+    job_runs_days: float = Field(30, gt=0)
+    supervisor_events_days: float = Field(30, gt=0)
+    reports_days: float = Field(400, gt=0)
     batch_size: int = Field(500, ge=1, le=100_000)
 
 
 class BackupSettings(Section):
     keep: int = Field(7, ge=1, le=1000)
+
+
+class SchedulerSettings(Section):
+    # How long a node keeps a job's lock after a run; another node takes it over after that.
+    lock_seconds: float = Field(60.0, gt=0, le=86400)
+
+
+class MaintenanceSettings(Section):
+    # VACUUM once free pages exceed this share of the file.
+    vacuum_free_ratio: float = Field(0.25, gt=0, le=1)
 
 
 class AlertSettings(Section):
@@ -275,12 +288,24 @@ class AlertSettings(Section):
 
 class MonitorSettings(Section):
     interval: float = 10.0
+    ping_deadline_seconds: float = Field(5.0, gt=0, le=600)
+    alert_channels: list[str] = Field(default_factory=list)
     alerts: AlertSettings = AlertSettings()
 
     @field_validator("interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("alert_channels", mode="before")
+    @classmethod
+    def _user_slash_channel(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "admin/ops, admin/mail"
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for item in value if isinstance(value, list) else ():
+            if not isinstance(item, str) or not re.fullmatch(r"[^/\s]+/[^/]+", item):
+                raise ValueError(f"{item!r} must name an admin's channel as user/channel, e.g. admin/ops-webhook")
+        return value
 
 
 class MetricsSettings(Section):
@@ -311,6 +336,8 @@ class Settings(Section):
     schedule: dict[str, JobSchedule] = Field(default_factory=_default_schedule)
     retention: RetentionSettings = RetentionSettings()
     backup: BackupSettings = BackupSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     monitor: MonitorSettings = MonitorSettings()
     metrics: MetricsSettings = MetricsSettings()
     faults: dict[str, FaultSpec] = Field(default_factory=dict)

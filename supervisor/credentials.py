@@ -1,15 +1,18 @@
-"""Passwords (argon2) and API keys (random, shown once, stored as a SHA-256 hash).
+"""Secrets and their checks: passwords (argon2), API keys, session tokens, TOTP codes.
 
-A key reads `mp_<prefix>_<secret>`: the prefix finds the row, the secret is compared in constant time.
+A key reads `mp_<prefix>_<secret>`: the prefix finds the row, the secret is compared in
+constant time; keys and session tokens are stored only as SHA-256 hashes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -24,6 +27,16 @@ ROLE_SCOPES = {
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+def dummy_password_check() -> None:
+    """Spend the time of one verification, so an unknown username answers as slowly as a known one."""
+    verify_password(_dummy_hash(), "not the password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
@@ -64,3 +77,27 @@ def secret_matches(stored_hash: str, secret: str) -> bool:
 
 def generate_password() -> str:
     return secrets.token_urlsafe(12)
+
+
+def new_session_token() -> str:
+    """A web session's cookie value; only its hash is stored."""
+    return secrets.token_urlsafe(32)
+
+
+def csrf_for(session_token: str) -> str:
+    """The CSRF token bound to a session: derived from the cookie, so it is never stored."""
+    return hmac.new(session_token.encode(), b"mp-csrf", hashlib.sha256).hexdigest()
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, username: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="MessagePusher")
+
+
+def totp_matches(secret: str, code: str) -> bool:
+    """True for the current 30-second code or its neighbours (clock drift of ±30 s)."""
+    code = code.strip().replace(" ", "")
+    return code.isdigit() and len(code) == 6 and pyotp.TOTP(secret).verify(code, valid_window=1)

@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_columns
 
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
-from messagepusher.supervisor.models import V1_MODELS, V2_MODELS, SchemaVersion
+from messagepusher.supervisor.models import V1_MODELS, V2_MODELS, AuditLog, JobRun, SchemaVersion
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,41 @@ def _operations_tables(db: peewee.Database) -> None:
     db.create_tables(V2_MODELS, safe=True)
 
 
+def _columns(db: peewee.Database, table: str) -> set[str]:
+    if isinstance(db, peewee.PostgresqlDatabase):
+        # information_schema follows search_path; peewee's get_columns looks only in "public".
+        rows = db.execute_sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        )
+        return {row[0] for row in rows}
+    return {c.name for c in db.get_columns(table)}
+
+
+def _job_run_period_and_detail(db: peewee.Database) -> None:
+    # A database made by step 2 of this release already has the columns: add only what is missing.
+    have = _columns(db, JobRun._meta.table_name)
+    migrator = SchemaMigrator.from_database(db)
+    steps = [
+        migrator.add_column(JobRun._meta.table_name, name, field)
+        for name, field in (("period_key", peewee.CharField(default="")), ("detail", peewee.TextField(null=True)))
+        if name not in have
+    ]
+    if steps:
+        migrate_columns(*steps)
+
+
+def _audit_action_index(db: peewee.Database) -> None:
+    # GET /api/v1/admin/audit?action=… pages newest first; the index (with the row id) serves both.
+    AuditLog._schema.create_indexes(safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
+    (3, "audit log: index on action", _audit_action_index),
+    (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
 ]
 
 LATEST = MIGRATIONS[-1][0]

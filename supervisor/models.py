@@ -190,7 +190,7 @@ class AuditLog(BaseModel):
     user_id = peewee.IntegerField(null=True, index=True)
     username = peewee.CharField(default="")
     role = peewee.CharField(default="")
-    action = peewee.CharField(max_length=64)
+    action = peewee.CharField(max_length=64, index=True)  # index added by migration 3
     target = peewee.CharField(default="")
     outcome = peewee.CharField(max_length=16, default="ok")
     address = peewee.CharField(default="")
@@ -215,6 +215,9 @@ class JobRun(BaseModel):
     outcome = peewee.CharField(max_length=16, default="running")
     error = peewee.TextField(null=True)
     duration_seconds = peewee.DoubleField(null=True)
+    # added by migration 4
+    period_key = peewee.CharField(default="")
+    detail = JSONField(null=True)
 
 
 class ConfigVersion(BaseModel):

@@ -58,6 +58,8 @@ class Runtime:
         self.http_server = None
         self.scheduler = None
         self.runtime_config = None
+        # Set by the monitor: actors whose liveness ping is overdue, and for how long (seconds).
+        self.unresponsive: dict[str, float] = {}
         self.metrics = Metrics()
         from messagepusher.actors.ingest import IngestClient
 
@@ -75,10 +77,48 @@ class Runtime:
         self.secretbox = SecretBox(load_or_create_key(self.settings.security.secret_key, self.data_dir))
         return bootstrap_admin(os.environ.get("MP_ADMIN_PASSWORD"))
 
+    def start_operations(self) -> None:
+        """Main thread, before the actors: apply the stored run-time configuration, start the scheduler."""
+        from messagepusher.supervisor.runtime_config import RuntimeConfig
+        from messagepusher.supervisor.scheduler import JobScheduler
+
+        self.runtime_config = RuntimeConfig(self)
+        self.runtime_config.apply_stored()
+        self.scheduler = JobScheduler(self)
+        self.scheduler.start()
+
     def start_actors(self) -> None:
         from messagepusher.supervisor.supervisor import SupervisorActor
 
         self.supervisor_ref = SupervisorActor.start(self)
+
+    def wait_for_actors(self, timeout: float) -> bool:
+        """Block the caller until every child runs (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                status = self.supervisor_status()
+            except (pykka.Timeout, pykka.ActorDeadError):
+                status = {}
+            if status and all(c["state"] == "running" and c["alive"] for c in status.values()):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop_actors(self, grace_seconds: float) -> None:
+        """Stop every child within the grace period (they release their leases), then the supervisor.
+
+        Runs in the caller's thread (main at stop, an HTTP worker for a restore); a child that
+        does not stop in time is logged and left behind.
+        """
+        if self.supervisor_ref is not None and self.supervisor_ref.is_alive():
+            from messagepusher.supervisor.supervisor import StopChildren
+
+            try:
+                self.supervisor_ref.ask(StopChildren(), timeout=grace_seconds + 5)
+            except pykka.Timeout:
+                log.warning("children did not stop within %gs", grace_seconds)
+            self.supervisor_ref.stop(block=True, timeout=5)
 
     def stop(self, grace_seconds: float) -> None:
         """Stop taking requests, let children finish within the grace period, release leases."""
@@ -88,14 +128,9 @@ class Runtime:
             self.scheduler.stop()
         if self.http_server is not None:
             self.http_server.stop()
-        if self.supervisor_ref is not None and self.supervisor_ref.is_alive():
-            from messagepusher.supervisor.supervisor import StopChildren
-
-            try:
-                self.supervisor_ref.ask(StopChildren(), timeout=grace_seconds + 5)
-            except pykka.Timeout:
-                log.warning("children did not stop within %gs", grace_seconds)
-            self.supervisor_ref.stop(block=True, timeout=5)
+        if getattr(self, "audit", None) is not None:
+            self.audit.close()
+        self.stop_actors(grace_seconds)
         if self.db is not None:
             self.db.close()
 

@@ -38,6 +38,8 @@ def readiness(runtime) -> tuple[bool, dict[str, str]]:
     for name, child in status.items():
         if child["restart_policy"] == "permanent" and not (child["alive"] and child["state"] == "running"):
             failing[name] = f"{child['state']}; last error: {child['last_error']}"
+        elif name in runtime.unresponsive:
+            failing[name] = f"not answering pings for {runtime.unresponsive[name]:.1f}s"
     if not status and "supervisor" not in failing:
         failing["supervisor"] = "not running"
     return not failing, failing

@@ -1,3 +1,456 @@
-"""Routes of this area are added with their issue."""
+"""Operating the service over HTTP: status, run-time config, backups, jobs, alerts, logs, stats, /metrics.
 
-ROUTES: list = []
+Everything under /api/v1/admin needs an admin; /api/v1/stats is the caller's own; /metrics is public
+unless metrics.token is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import falcon
+import psutil
+import pykka
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from messagepusher.actors import backups, reports
+from messagepusher.actors.monitor import refresh_process_gauges, refresh_queue_gauges
+from messagepusher.http.auth import UNAUTHORIZED_HEADERS
+from messagepusher.http.errors import APIError, not_found, unprocessable
+from messagepusher.http.resources.common import listing, next_cursor, page, read_json, time_param
+from messagepusher.http.resources.health import readiness
+from messagepusher.http.routes import PUBLIC, Op, Route
+from messagepusher.supervisor import logs
+from messagepusher.supervisor.actor import PoolActor, PoolInfo
+from messagepusher.supervisor.models import Alert, ConfigVersion, SupervisorEvent
+from messagepusher.supervisor.runtime_config import RuntimeConfigError, version_view
+from messagepusher.supervisor.scheduler import UnknownJob
+from messagepusher.supervisor.supervisor import child_class
+from messagepusher.supervisor.timefmt import to_rfc3339
+
+ADMIN = "admin"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ALERT_STATES = ("firing", "resolved")
+_process = psutil.Process()
+
+
+def _int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise unprocessable(name, f"must be a whole number from {low} to {high}", raw)
+    return int(raw)
+
+
+def _backup_error(exc: backups.BackupError) -> APIError:
+    return APIError(exc.status, exc.code, str(exc))
+
+
+class Resource:
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+
+class Status(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        runtime = self.runtime
+        try:
+            components = runtime.supervisor_status()
+        except pykka.Timeout:
+            components = {}
+        for name, component in components.items():
+            if issubclass(child_class(name), PoolActor):
+                try:
+                    pool = runtime.ask(name, PoolInfo(), timeout=2)
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    pool = None
+                component["pool"] = pool
+            component["answering_pings"] = name not in runtime.unresponsive
+        ready, failing = readiness(runtime)
+        resp.media = {
+            "node": runtime.node_id,
+            "started_at": to_rfc3339(runtime.started_at),
+            "uptime_seconds": round(time.time() - runtime.started_at, 1),
+            "accepting": runtime.accepting,
+            "ready": ready,
+            "failing": failing,
+            "components": components,
+            "mailbox": refresh_queue_gauges(runtime),
+            "resources": refresh_process_gauges(runtime, _process),
+            "config_version": runtime.runtime_config.view()["version"]
+            if runtime.runtime_config
+            else 0,
+            "scheduler_running": bool(runtime.scheduler and runtime.scheduler.scheduler.running),
+        }
+
+
+class Config(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.runtime.runtime_config.view()
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
+        principal = req.context.principal
+        try:
+            resp.media = self.runtime.runtime_config.patch(
+                read_json(req), principal.user_id, principal.username
+            )
+        except RuntimeConfigError as exc:
+            raise _config_error(exc) from None
+
+
+def _config_error(exc: RuntimeConfigError) -> APIError:
+    return APIError(
+        422, "invalid_config", str(exc), [{"field": exc.key, "message": str(exc), "value": None}]
+    )
+
+
+class ConfigVersions(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = page(req)
+        query = ConfigVersion.select().order_by(ConfigVersion.id.desc()).limit(limit)
+        if cursor is not None:
+            query = query.where(ConfigVersion.id < cursor)
+        rows = list(query)
+        resp.media = listing([version_view(r) for r in rows], next_cursor(rows, limit))
+
+
+class ConfigRollback(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, version: str) -> None:
+        if not version.isdigit():
+            raise not_found("configuration version")
+        principal = req.context.principal
+        try:
+            resp.media = self.runtime.runtime_config.rollback(
+                int(version), principal.user_id, principal.username
+            )
+        except LookupError:
+            raise not_found(f"configuration version {version}") from None
+        except RuntimeConfigError as exc:
+            raise _config_error(exc) from None
+
+
+class Backups(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            items = backups.list_backups(self.runtime)
+        except backups.BackupError as exc:
+            raise _backup_error(exc) from None
+        resp.media = listing(items, None)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            resp.media = backups.create_backup(self.runtime)
+        except backups.BackupError as exc:
+            raise _backup_error(exc) from None
+        resp.status = falcon.HTTP_201
+
+
+class BackupRestore(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            resp.media = backups.restore_backup_online(self.runtime, name)
+        except backups.BackupError as exc:
+            raise _backup_error(exc) from None
+
+
+class Jobs(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = listing(self.runtime.scheduler.jobs(), None)
+
+
+class JobRunNow(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        try:
+            run_id = self.runtime.scheduler.run_now(name)
+        except UnknownJob as exc:
+            raise APIError(404, "not_found", str(exc)) from None
+        resp.status = falcon.HTTP_202
+        resp.media = {"job": name, "run_id": run_id, "status": "queued"}
+
+
+def alert_view(a: Alert) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "rule": a.rule,
+        "key": a.key,
+        "severity": a.severity,
+        "state": a.state,
+        "message": a.message,
+        "count": a.count,
+        "first_at": to_rfc3339(a.first_at),
+        "last_at": to_rfc3339(a.last_at),
+        "resolved_at": to_rfc3339(a.resolved_at),
+        "notified_at": to_rfc3339(a.notified_at),
+        "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": to_rfc3339(a.acknowledged_at),
+    }
+
+
+class Alerts(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = page(req)
+        query = Alert.select().order_by(Alert.id.desc()).limit(limit)
+        if cursor is not None:
+            query = query.where(Alert.id < cursor)
+        state = req.get_param("state")
+        if state:
+            if state not in ALERT_STATES:
+                raise unprocessable("state", f"must be one of {', '.join(ALERT_STATES)}", state)
+            query = query.where(Alert.state == state)
+        rule = req.get_param("rule")
+        if rule:
+            query = query.where(Alert.rule == rule)
+        rows = list(query)
+        resp.media = listing([alert_view(a) for a in rows], next_cursor(rows, limit))
+
+
+class AlertAck(Resource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response, alert_id: str) -> None:
+        alert = Alert.get_or_none(Alert.id == int(alert_id)) if alert_id.isdigit() else None
+        if alert is None:
+            raise not_found("alert")
+        Alert.update(
+            acknowledged_by=req.context.principal.username, acknowledged_at=time.time()
+        ).where(Alert.id == alert.id).execute()
+        resp.media = alert_view(Alert.get_by_id(alert.id))
+
+
+class Logs(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        level = (req.get_param("level") or "").upper() or None
+        if level and level not in LOG_LEVELS:
+            raise unprocessable("level", f"must be one of {', '.join(LOG_LEVELS)}", level)
+        records = logs.ring.query(
+            level,
+            time_param(req, "since"),
+            req.get_param("q"),
+            _int_param(req, "limit", 200, 1, 5000),
+        )
+        resp.media = listing([{**r, "at": to_rfc3339(r["at"])} for r in records], None)
+
+
+class SupervisorEvents(Resource):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit, cursor = page(req)
+        query = SupervisorEvent.select().order_by(SupervisorEvent.id.desc()).limit(limit)
+        if cursor is not None:
+            query = query.where(SupervisorEvent.id < cursor)
+        for name in ("actor", "event"):
+            value = req.get_param(name)
+            if value:
+                query = query.where(getattr(SupervisorEvent, name) == value)
+        rows = list(query)
+        resp.media = listing(
+            [
+                {
+                    "id": e.id,
+                    "at": to_rfc3339(e.at),
+                    "actor": e.actor,
+                    "event": e.event,
+                    "detail": e.detail,
+                    "node": e.node,
+                }
+                for e in rows
+            ],
+            next_cursor(rows, limit),
+        )
+
+
+class Stats(Resource):
+    """The caller's own figures: today so far, and the stored daily reports."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user_id = req.context.principal.user_id
+        start, end = reports.today_bounds(time.time())
+        resp.media = {
+            "today": {"day": reports.day_of(start), **reports.user_figures(start, end, user_id)},
+            "days": reports.stored("user", user_id, _int_param(req, "days", 7, 1, 366)),
+        }
+
+
+class AdminStats(Resource):
+    """The whole system's figures: today so far, and the stored daily reports."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        start, end = reports.today_bounds(time.time())
+        resp.media = {
+            "today": {"day": reports.day_of(start), **reports.system_figures(start, end)},
+            "days": reports.stored("system", None, _int_param(req, "days", 7, 1, 366)),
+        }
+
+
+class Metrics(Resource):
+    """Prometheus text format; a Bearer token is required when metrics.token is set."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        token = self.runtime.settings.metrics.token
+        if token:
+            scheme, _, presented = (req.get_header("Authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                presented.strip().encode(), token.encode()
+            ):
+                raise APIError(
+                    401,
+                    "unauthorized",
+                    "this server's /metrics needs Authorization: Bearer <metrics.token>",
+                    headers=UNAUTHORIZED_HEADERS,
+                )
+        refresh_queue_gauges(self.runtime)
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(self.runtime.metrics.registry)
+
+
+ROUTES = [
+    Route(
+        "/api/v1/admin/status",
+        "operations:Status",
+        {
+            "GET": Op(
+                ADMIN,
+                "Every component: state, restarts, last error, pool sizes; mailbox depths; resources",
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/config",
+        "operations:Config",
+        {
+            "GET": Op(ADMIN, "The run-time configurable keys: current values, overrides, version"),
+            "PATCH": Op(
+                ADMIN,
+                "Change run-time keys live (a new version); null removes an override",
+                sensitive=True,
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/config/versions",
+        "operations:ConfigVersions",
+        {
+            "GET": Op(
+                ADMIN,
+                "Configuration versions, newest first: who, when, diff",
+                query=("limit", "cursor"),
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/config/versions/{version}/rollback",
+        "operations:ConfigRollback",
+        {
+            "POST": Op(
+                ADMIN,
+                "Make a version current again (0: the file alone); a new version",
+                sensitive=True,
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/backups",
+        "operations:Backups",
+        {
+            "GET": Op(ADMIN, "Backups, newest first"),
+            "POST": Op(ADMIN, "Take an online backup now", status=201),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/backups/{name}/restore",
+        "operations:BackupRestore",
+        {
+            "POST": Op(
+                ADMIN,
+                "Restore a backup into the running service (new work gets 503 meanwhile)",
+                sensitive=True,
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/jobs",
+        "operations:Jobs",
+        {
+            "GET": Op(ADMIN, "Scheduled jobs: schedule, next run, lock, last runs"),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/jobs/{name}/run",
+        "operations:JobRunNow",
+        {
+            "POST": Op(ADMIN, "Run a job now, outside its schedule", status=202),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/alerts",
+        "operations:Alerts",
+        {
+            "GET": Op(ADMIN, "Alerts, newest first", query=("state", "rule", "limit", "cursor")),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/alerts/{alert_id}/ack",
+        "operations:AlertAck",
+        {
+            "POST": Op(ADMIN, "Acknowledge an alert"),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/logs",
+        "operations:Logs",
+        {
+            "GET": Op(
+                ADMIN, "Recent log records of this process", query=("level", "since", "q", "limit")
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/supervisor/events",
+        "operations:SupervisorEvents",
+        {
+            "GET": Op(
+                ADMIN,
+                "Actor starts, crashes, hangs and restarts",
+                query=("actor", "event", "limit", "cursor"),
+            ),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/admin/stats",
+        "operations:AdminStats",
+        {
+            "GET": Op(ADMIN, "System statistics: today so far and daily reports", query=("days",)),
+        },
+        tag="admin",
+    ),
+    Route(
+        "/api/v1/stats",
+        "operations:Stats",
+        {
+            "GET": Op(
+                "messages:read", "Your statistics: today so far and daily reports", query=("days",)
+            ),
+        },
+        tag="stats",
+    ),
+    Route(
+        "/metrics",
+        "operations:Metrics",
+        {
+            "GET": Op(PUBLIC, "Prometheus metrics (Bearer metrics.token when set)"),
+        },
+        tag="health",
+    ),
+]

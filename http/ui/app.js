@@ -1,0 +1,185 @@
+// MessagePusher web UI: a thin client of the JSON API, logged in with the session cookie.
+// Every call goes through api(); mutations carry the session's CSRF token.
+"use strict";
+
+const TEXT = {
+  en: {},
+  zh: {
+    send: "发送", messages: "消息", channels: "渠道", keys: "API 密钥", admin: "管理", logout: "退出",
+    login: "登录", username: "用户名", password: "密码", title: "标题", body: "正文", format: "格式",
+    link: "要抓取的链接", ai: "AI 处理", none: "无", language: "目标语言", priority: "优先级",
+    send_at: "定时发送", status: "状态", created: "创建时间", more: "更多", name: "名称", type: "类型",
+    default: "默认", new_channel: "新建渠道", config: "配置 (JSON)", create: "创建", prefix: "前缀",
+    scopes: "权限", last_used: "最近使用", test: "测试", delete: "删除", retry: "重试", cancel: "取消",
+    details: "详情", sent: "已发送", key_once: "新密钥（只显示这一次）：",
+  },
+};
+const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null };
+
+function t(key, fallback) { return (TEXT[state.lang] || {})[key] || fallback || key; }
+function $(id) { return document.getElementById(id); }
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function translate() {
+  document.querySelectorAll("[data-i18n]").forEach((el) => {
+    if (!el.dataset.en) el.dataset.en = el.textContent;
+    el.textContent = state.lang === "en" ? el.dataset.en : t(el.dataset.i18n, el.dataset.en);
+  });
+  $("lang").textContent = state.lang === "en" ? "中文" : "English";
+  document.documentElement.lang = state.lang === "en" ? "en" : "zh-CN";
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const response = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (response.status === 401 && path !== "/api/v1/session") { showLogin(); throw new Error("login needed"); }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
+    showError(message);
+    throw new Error(message);
+  }
+  $("error").hidden = true;
+  return data;
+}
+
+function showError(message) { $("error").textContent = message; $("error").hidden = false; }
+
+function show(view) {
+  document.querySelectorAll("main > section").forEach((s) => { s.hidden = s.id !== `${view}-view`; });
+}
+
+function showLogin() {
+  state.user = null;
+  $("nav").hidden = true; $("logout").hidden = true; $("who").textContent = "";
+  show("login");
+}
+
+async function route() {
+  if (!state.user) return;
+  const view = (location.hash || "#send").slice(1);
+  show(view);
+  if (view === "send") await loadChannelChoices();
+  if (view === "messages") { state.cursor = null; $("messages-body").innerHTML = ""; await loadMessages(); }
+  if (view === "channels") await loadChannels();
+  if (view === "keys") await loadKeys();
+  if (view === "admin") $("admin-status").textContent = JSON.stringify(await api("GET", "/api/v1/admin/status"), null, 2);
+}
+
+async function start() {
+  translate();
+  try {
+    state.user = await api("GET", "/api/v1/me");
+  } catch (_) {
+    return showLogin();
+  }
+  $("nav").hidden = false; $("logout").hidden = false;
+  $("who").textContent = state.user.username;
+  $("admin-link").hidden = state.user.role !== "admin";
+  await route();
+}
+
+async function loadChannelChoices() {
+  const channels = await api("GET", "/api/v1/channels?limit=200");
+  $("send-channels").innerHTML = channels.items.map((c) => `<option value="${esc(c.name)}" ${c.default ? "selected" : ""}>${esc(c.name)} (${esc(c.type)})</option>`).join("");
+}
+
+async function loadMessages() {
+  const query = state.cursor ? `?limit=50&cursor=${encodeURIComponent(state.cursor)}` : "?limit=50";
+  const page = await api("GET", `/api/v1/messages${query}`);
+  $("messages-body").insertAdjacentHTML("beforeend", page.items.map((m) => `<tr><td>${m.id}</td><td>${esc(m.title)}</td>
+    <td class="status-${esc(m.status)}">${esc(m.status)}</td><td>${esc(m.created_at)}</td>
+    <td><button data-show="${m.id}">${t("details", "Details")}</button></td></tr>`).join(""));
+  state.cursor = page.next_cursor;
+  $("more-messages").hidden = !page.next_cursor;
+}
+
+async function showMessage(id) {
+  const m = await api("GET", `/api/v1/messages/${id}`);
+  const deliveries = m.deliveries.map((d) => `<li>${esc(d.channel.name)} (${esc(d.channel.type)}): <span class="status-${esc(d.status)}">${esc(d.status)}</span>
+    · ${d.attempts} · ${esc(d.last_error || "")}</li>`).join("");
+  const events = m.events.map((e) => `<li>${esc(e.at)} — ${esc(e.type)} ${e.detail ? esc(JSON.stringify(e.detail)) : ""}</li>`).join("");
+  $("message-detail").innerHTML = `<h3>#${m.id} ${esc(m.title)}</h3><p>${esc(m.status)}</p>
+    <p><button data-retry="${m.id}">${t("retry", "Retry")}</button> <button data-cancel="${m.id}">${t("cancel", "Cancel")}</button></p>
+    ${m.ai ? `<pre>${esc(m.ai.task)}: ${esc(m.ai.result || m.ai.error)}</pre>` : ""}
+    <ul>${deliveries}</ul><ol>${events}</ol>`;
+}
+
+async function loadChannels() {
+  const [channels, schema] = await Promise.all([api("GET", "/api/v1/channels?limit=200"), api("GET", "/openapi.json")]);
+  $("channels-body").innerHTML = channels.items.map((c) => `<tr><td>${c.id}</td><td>${esc(c.name)}</td><td>${esc(c.type)}</td>
+    <td>${c.default ? "✓" : ""}</td><td><button data-test="${c.id}">${t("test", "Test")}</button>
+    <button data-delete-channel="${c.id}">${t("delete", "Delete")}</button></td></tr>`).join("");
+  const types = Object.keys(schema.components.schemas).filter((n) => n.startsWith("ChannelConfig_")).map((n) => n.slice(14));
+  $("channel-types").innerHTML = [...types, "group"].map((n) => `<option>${esc(n)}</option>`).join("");
+}
+
+async function loadKeys() {
+  const keys = await api("GET", "/api/v1/keys");
+  $("keys-body").innerHTML = keys.items.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td>${esc(k.prefix)}</td>
+    <td>${esc(k.scopes.join(", "))}</td><td>${esc(k.last_used_at || "")}</td>
+    <td><button data-delete-key="${k.id}">${t("delete", "Delete")}</button></td></tr>`).join("");
+}
+
+document.addEventListener("click", async (event) => {
+  const el = event.target;
+  if (!(el instanceof HTMLElement)) return;
+  if (el.dataset.show) await showMessage(el.dataset.show);
+  if (el.dataset.retry) { await api("POST", `/api/v1/messages/${el.dataset.retry}/retry`); await showMessage(el.dataset.retry); }
+  if (el.dataset.cancel) { await api("POST", `/api/v1/messages/${el.dataset.cancel}/cancel`); await showMessage(el.dataset.cancel); }
+  if (el.dataset.test) { const r = await api("POST", `/api/v1/channels/${el.dataset.test}/test`); alert(`${r.status} ${r.detail || ""}`); }
+  if (el.dataset.deleteChannel) { await api("DELETE", `/api/v1/channels/${el.dataset.deleteChannel}`); await loadChannels(); }
+  if (el.dataset.deleteKey) { await api("DELETE", `/api/v1/keys/${el.dataset.deleteKey}`); await loadKeys(); }
+});
+
+$("more-messages").addEventListener("click", loadMessages);
+$("lang").addEventListener("click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
+$("logout").addEventListener("click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
+window.addEventListener("hashchange", route);
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const session = await api("POST", "/api/v1/session", { username: form.get("username"), password: form.get("password") });
+  state.csrf = session.csrf_token;
+  sessionStorage.setItem("mp_csrf", state.csrf);
+  await start();
+});
+
+$("send-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { title: form.get("title"), body: form.get("body"), format: form.get("format"), priority: Number(form.get("priority")) };
+  const channels = form.getAll("channels");
+  if (channels.length) body.channels = channels;
+  if (form.get("url")) body.url = form.get("url");
+  if (form.get("ai")) body.ai = { task: form.get("ai"), ...(form.get("language") ? { language: form.get("language") } : {}) };
+  if (form.get("send_at")) body.send_at = new Date(form.get("send_at")).toISOString();
+  const accepted = await api("POST", "/api/v1/messages", body);
+  location.hash = "#messages";
+  await showMessage(accepted.id);
+});
+
+$("channel-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  let config;
+  try { config = JSON.parse(form.get("config") || "{}"); } catch (err) { return showError(`config: ${err.message}`); }
+  await api("POST", "/api/v1/channels", { name: form.get("name"), type: form.get("type"), config, default: form.get("default") === "on" });
+  await loadChannels();
+});
+
+$("key-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const created = await api("POST", "/api/v1/keys", { name: form.get("name") });
+  $("new-key").textContent = `${t("key_once", "New key (shown only this once): ")} ${created.key}`;
+  $("new-key").hidden = false;
+  await loadKeys();
+});
+
+start();

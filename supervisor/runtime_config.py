@@ -1,0 +1,378 @@
+"""Run-time configuration: the whitelisted keys changed over the admin API, as numbered versions.
+
+A change is validated exactly like the file, stored as a version that can be rolled back, applied
+live (pools resize, jobs reschedule, the log level changes) and applied again at every start.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from messagepusher.supervisor import logs
+from messagepusher.supervisor.actor import Resize
+from messagepusher.supervisor.config import (
+    RUNTIME_KEYS,
+    ConfigError,
+    Settings,
+    is_runtime_key,
+    load_settings,
+)
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.models import ConfigVersion
+from messagepusher.supervisor.retry import RetryPolicy
+from messagepusher.supervisor.scheduler import check_schedule
+from messagepusher.supervisor.timefmt import to_rfc3339
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_ERROR_KEY = re.compile(r"^config error: (?:unknown key )?([\w.\-]+)")
+_FROM_ENV = re.compile(r" \(from environment \w+\)")
+
+
+class RuntimeConfigError(ValueError):
+    """A change that cannot be accepted; str() is one line for the operator, `key` the key at fault."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+# --- pure: paths, patches, diffs -----------------------------------------------------------
+
+
+def leaf_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves of a nested dict; an empty dict is a leaf."""
+    paths: list[str] = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            paths.extend(leaf_paths(value, path + "."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def check_whitelist(patch: dict[str, Any]) -> None:
+    """Raise RuntimeConfigError naming the first key that cannot change at run time."""
+    for path in leaf_paths(patch):
+        if not is_runtime_key(path):
+            raise RuntimeConfigError(
+                f"{path} cannot be changed at run time (edit the file and restart); "
+                f"these can: {', '.join(RUNTIME_KEYS)}",
+                path,
+            )
+
+
+def normalise(patch: dict[str, Any]) -> dict[str, Any]:
+    """Giving a job `every` clears its `cron` and the other way round, as a new trigger replaces the old."""
+    schedule = patch.get("schedule")
+    if not isinstance(schedule, dict):
+        return patch
+    jobs = {}
+    for name, job in schedule.items():
+        if isinstance(job, dict) and ("every" in job) != ("cron" in job):
+            job = {**job, ("cron" if "every" in job else "every"): ""}
+        jobs[name] = job
+    return {**patch, "schedule": jobs}
+
+
+def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `patch` applied: nested dicts merge, None removes a key, empty dicts go."""
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            merged = merge_patch(out[key] if isinstance(out.get(key), dict) else {}, value)
+            if merged:
+                out[key] = merged
+            else:
+                out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def _get(tree: Any, parts: list[str]) -> Any:
+    for part in parts:
+        tree = tree[part] if isinstance(tree, dict) else getattr(tree, part)
+    return tree
+
+
+def runtime_values(settings: Settings) -> dict[str, Any]:
+    """The current value of every run-time key, as a nested dict of plain values."""
+    dump = settings.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for key in RUNTIME_KEYS:
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _get(dump, parts)
+    return out
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """{dotted key: [old, new]} for every leaf that differs (a missing leaf is None)."""
+    changed = {}
+    for path in sorted(set(leaf_paths(before)) | set(leaf_paths(after))):
+        parts = path.split(".")
+        old, new = _lookup(before, parts), _lookup(after, parts)
+        if old != new:
+            changed[path] = [old, new]
+    return changed
+
+
+def _lookup(tree: dict[str, Any], parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def version_view(row: ConfigVersion) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "at": to_rfc3339(row.at),
+        "user_id": row.user_id,
+        "username": row.username,
+        "comment": row.comment,
+        "diff": row.diff,
+        "values": row.values,
+    }
+
+
+# --- live effects ----------------------------------------------------------------------------
+
+
+def _resize(pool: str) -> Callable[[Runtime, Any], None]:
+    def effect(runtime: Runtime, workers: int) -> None:
+        if runtime.ref(pool) is None:
+            return  # not running: it reads the new size when it starts
+        try:
+            runtime.ask(pool, Resize(workers), timeout=5)
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            log.warning(
+                "%s did not take the new size now (%s); it uses %d workers from its next start",
+                pool,
+                type(exc).__name__,
+                workers,
+            )
+
+    return effect
+
+
+def _retry(runtime: Runtime, retry: Any) -> None:
+    if runtime.mailbox is not None:
+        runtime.mailbox.policy = RetryPolicy.from_settings(retry)
+
+
+def _schedule(runtime: Runtime, schedule: Any) -> None:
+    if runtime.scheduler is not None:
+        runtime.scheduler.reschedule(schedule)
+
+
+def _log_level(runtime: Runtime, level: str) -> None:
+    logs.set_level(level)
+
+
+# What must happen besides the new value itself; every other key is read where it is used.
+EFFECTS: dict[str, Callable[[Runtime, Any], None]] = {
+    "channel_pool.workers": _resize("channel_pool"),
+    "ai_pool.workers": _resize("ai_pool"),
+    "fetcher.workers": _resize("fetcher"),
+    "retry": _retry,
+    "schedule": _schedule,
+    "logging.level": _log_level,
+}
+
+
+class RuntimeConfig:
+    """Versions of the run-time overrides and their live application.
+
+    Every method runs in the caller's thread (an HTTP worker, the main thread at start,
+    the reload thread on SIGHUP) and is serialised by one lock. A rejected change raises
+    RuntimeConfigError and leaves both the database and the running settings untouched.
+    """
+
+    def __init__(self, runtime: Runtime, now: Callable[[], float] = time.time):
+        self.runtime = runtime
+        self.now = now
+        self._lock = threading.Lock()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def latest(self) -> ConfigVersion | None:
+        return ConfigVersion.select().order_by(ConfigVersion.version.desc()).first()
+
+    def overrides(self) -> dict[str, Any]:
+        row = self.latest()
+        return dict(row.values) if row else {}
+
+    def view(self) -> dict[str, Any]:
+        row = self.latest()
+        return {
+            "version": row.version if row else 0,
+            "values": runtime_values(self.runtime.settings),
+            "overrides": row.values if row else {},
+            "runtime_keys": list(RUNTIME_KEYS),
+        }
+
+    def validate(self, overrides: dict[str, Any]) -> Settings:
+        """The settings the file gives with `overrides` on top, validated like the file."""
+        check_whitelist(overrides)
+        try:
+            fresh = load_settings(self.runtime.config_path, overrides=self._expanded(overrides))
+            check_schedule(fresh.schedule)
+        except ConfigError as exc:
+            match = _ERROR_KEY.match(str(exc))
+            key = match.group(1) if match else None
+            message = str(exc)
+            # A bad value we were given is ours, not the environment variable's it replaced.
+            if key in leaf_paths(overrides):
+                message = _FROM_ENV.sub("", message)
+            raise RuntimeConfigError(message, key) from None
+        return fresh
+
+    def _expanded(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        # `schedule` is a mapping of jobs: an override of one job must not drop the file's others.
+        if "schedule" not in overrides:
+            return overrides
+        base = load_settings(self.runtime.config_path).model_dump(mode="json")["schedule"]
+        return {**overrides, "schedule": merge_patch(base, overrides["schedule"])}
+
+    # --- changing --------------------------------------------------------------------------
+
+    def patch(self, changes: Any, user_id: int | None, username: str) -> dict[str, Any]:
+        """Apply a nested dict of run-time keys (None removes an override); a new version."""
+        if not isinstance(changes, dict) or not changes:
+            raise RuntimeConfigError(
+                'send an object of the keys to change, e.g. {"channel_pool": {"workers": 4}}'
+            )
+        check_whitelist(changes)
+        with self._lock:
+            overrides = merge_patch(self.overrides(), normalise(changes))
+            return self._commit(overrides, user_id, username, "patch")
+
+    def rollback(self, version: int, user_id: int | None, username: str) -> dict[str, Any]:
+        """Make version `version` current again (0: the file alone); a new version. LookupError if unknown."""
+        with self._lock:
+            if version == 0:
+                target: dict[str, Any] = {}
+            else:
+                row = ConfigVersion.get_or_none(ConfigVersion.version == version)
+                if row is None:
+                    raise LookupError(f"no configuration version {version}")
+                target = row.values
+            return self._commit(target, user_id, username, f"rollback to version {version}")
+
+    def _commit(
+        self, overrides: dict[str, Any], user_id: int | None, username: str, comment: str
+    ) -> dict[str, Any]:
+        fresh = self.validate(overrides)
+        changes = diff(runtime_values(self.runtime.settings), runtime_values(fresh))
+        latest = self.latest()
+        if not changes and overrides == (latest.values if latest else {}):
+            return {
+                **(version_view(latest) if latest else {"version": 0}),
+                "diff": {},
+                "changed": False,
+            }
+        with write_transaction():
+            number = (
+                ConfigVersion.select(ConfigVersion.version)
+                .order_by(ConfigVersion.version.desc())
+                .scalar()
+                or 0
+            ) + 1
+            row = ConfigVersion.create(
+                version=number,
+                at=self.now(),
+                user_id=user_id,
+                username=username,
+                diff=changes,
+                values=overrides,
+                comment=comment,
+            )
+        self._apply(fresh)
+        log.info(
+            "configuration version %d (%s) by %s: %s",
+            number,
+            comment,
+            username,
+            ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in changes.items())
+            or "no value changed",
+        )
+        return {**version_view(row), "changed": True}
+
+    def apply_stored(self) -> None:
+        """Apply the latest stored version over the file: at start, and after a restore.
+
+        A version that no longer fits the file is logged and the file's values are used.
+        """
+        with self._lock:
+            try:
+                fresh = self.validate(self.overrides())
+            except RuntimeConfigError as exc:
+                log.error("stored run-time configuration ignored, the file's values apply: %s", exc)
+                fresh = self.validate({})
+            changed = self._apply(fresh)
+        if changed:
+            log.info("run-time configuration applied: %s", ", ".join(changed))
+
+    def apply_file(self, fresh: Settings) -> None:
+        """SIGHUP (reload thread): the file's run-time keys, with the stored versions still on top.
+
+        Keys that only a restart can change are named in a warning and left as they are.
+        """
+        with self._lock:
+            try:
+                effective = self.validate(self.overrides())
+            except RuntimeConfigError as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return
+            restart = [
+                k
+                for k in diff(
+                    self.runtime.settings.model_dump(mode="json"), fresh.model_dump(mode="json")
+                )
+                if not is_runtime_key(k)
+            ]
+            changed = self._apply(effective)
+        if changed:
+            log.info("reload applied: %s", ", ".join(changed))
+        if restart:
+            log.warning(
+                "reload: changed in the file but applied only at the next start: %s",
+                ", ".join(restart),
+            )
+
+    def _apply(self, fresh: Settings) -> list[str]:
+        """Copy every changed run-time key into the running settings, then run its effect.
+
+        The running Settings object is changed in place: actors hold it and read it on use.
+        """
+        live = self.runtime.settings
+        changed = []
+        for key in RUNTIME_KEYS:
+            parts = key.split(".")
+            new = _get(fresh, parts)
+            if _get(live, parts) == new:
+                continue
+            setattr(_get(live, parts[:-1]), parts[-1], new)
+            changed.append(key)
+            effect = EFFECTS.get(key)
+            if effect is not None:
+                effect(self.runtime, new)
+        return changed

@@ -103,6 +103,12 @@ async function showMessage(id) {
   const deliveries = m.deliveries.map((d) => `<li>${esc(d.channel.name)} (${esc(d.channel.type)}): <span class="status-${esc(d.status)}">${esc(d.status)}</span>
     · ${d.attempts} · ${esc(d.last_error || "")}</li>`).join("");
   const events = m.events.map((e) => `<li>${esc(e.at)} — ${esc(e.type)} ${e.detail ? esc(JSON.stringify(e.detail)) : ""}</li>`).join("");
+  const row = document.querySelector(`[data-show="${m.id}"]`);
+  if (row) {
+    const cell = row.closest("tr").children[2];
+    cell.textContent = m.status;
+    cell.className = `status-${m.status}`;
+  }
   $("message-detail").innerHTML = `<h3>#${m.id} ${esc(m.title)}</h3><p>${esc(m.status)}</p>
     <p><button data-retry="${m.id}">${t("retry", "Retry")}</button> <button data-cancel="${m.id}">${t("cancel", "Cancel")}</button></p>
     ${m.ai ? `<pre>${esc(m.ai.task)}: ${esc(m.ai.result || m.ai.error)}</pre>` : ""}

@@ -19,6 +19,7 @@ import requests
 from messagepusher.actors import lifecycle, netguard
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
@@ -271,8 +272,7 @@ class ChannelPoolActor(PoolActor):
                               created_at=now, updated_at=now)
         MessageEvent.create(message=message.id, at=now, type="fallback",
                             detail={"from": delivery.channel_name, "to": fallback.name, "delivery_id": new.id})
-        self.mailbox.put("channel_pool", "send", {"delivery_id": new.id, "message_id": message.id},
-                         priority=message.priority, user_id=message.user_id)
+        self.mailbox.put_many([send_entry(new.id, message.id, message.priority, message.user_id)])
         return {"channel_pool"}
 
 

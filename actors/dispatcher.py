@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 POOLS = ("channel_pool", "ai_pool", "fetcher")
 
 
+def send_entry(delivery_id: int, message_id: int, priority: int, user_id: int,
+               available_at: float | None = None) -> NewEntry:
+    """The channel_pool work item that sends one delivery."""
+    return NewEntry("channel_pool", "send", {"delivery_id": delivery_id, "message_id": message_id},
+                    priority=priority, available_at=available_at, user_id=user_id)
+
+
 def route(mailbox: Mailbox, message: Message, stage: str, now: float) -> set[str]:
     """Queue the message's `stage` (fetch, ai or send); return the recipient to wake.
 
@@ -30,11 +37,7 @@ def route(mailbox: Mailbox, message: Message, stage: str, now: float) -> set[str
             d.id for d in Delivery.select(Delivery.id)
             .where((Delivery.message == message.id) & (Delivery.status == "pending"))
         ]
-        mailbox.put_many(
-            NewEntry("channel_pool", "send", {"delivery_id": d, "message_id": message.id},
-                     priority=message.priority, user_id=message.user_id)
-            for d in pending
-        )
+        mailbox.put_many(send_entry(d, message.id, message.priority, message.user_id) for d in pending)
     else:
         mailbox.put_many([NewEntry(lifecycle.STAGE_RECIPIENT[stage], stage, {"message_id": message.id},
                                    priority=message.priority, user_id=message.user_id)])

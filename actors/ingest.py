@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 
 from messagepusher.actors import lifecycle
+from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import FLUSH, MailboxActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import NewEntry
@@ -258,11 +259,7 @@ class IngestActor(MailboxActor):
                            "detail": detail})
             available = d.send_at if d.send_at and d.send_at > now else None
             if stage == "send":
-                entries.extend(
-                    NewEntry("channel_pool", "send", {"delivery_id": did, "message_id": message_id},
-                             priority=d.priority, available_at=available, user_id=d.user_id)
-                    for did in ids
-                )
+                entries.extend(send_entry(did, message_id, d.priority, d.user_id, available) for did in ids)
             else:
                 entries.append(NewEntry(lifecycle.STAGE_RECIPIENT[stage], stage, {"message_id": message_id},
                                         priority=d.priority, available_at=available, user_id=d.user_id))

@@ -23,7 +23,14 @@ from messagepusher.http.auth import (
 )
 from messagepusher.http.confirm import check_secret, require_confirmation
 from messagepusher.http.errors import APIError, not_found, unprocessable
-from messagepusher.http.resources.common import listing, next_cursor, page, read_model, time_param
+from messagepusher.http.resources.common import (
+    enum_param,
+    listing,
+    next_cursor,
+    page,
+    read_model,
+    time_param,
+)
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
 from messagepusher.http.schemas import Strict
 from messagepusher.supervisor import accounts
@@ -567,10 +574,8 @@ def _audit_query(req: falcon.Request) -> tuple[Any, int]:
     target = req.get_param("target")
     if target:
         query = query.where(AuditLog.target == target)
-    outcome = req.get_param("outcome")
+    outcome = enum_param(req, "outcome", OUTCOMES)
     if outcome:
-        if outcome not in OUTCOMES:
-            raise unprocessable("outcome", f"must be one of {', '.join(OUTCOMES)}", outcome)
         query = query.where(AuditLog.outcome == outcome)
     since, until = time_param(req, "since"), time_param(req, "until")
     if since is not None:

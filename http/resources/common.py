@@ -74,6 +74,17 @@ def next_cursor(rows: list[Any], limit: int) -> str | None:
     return base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=")
 
 
+def enum_param(req: falcon.Request, name: str, allowed: tuple[str, ...], upper: bool = False) -> str | None:
+    """A query parameter that must be one of `allowed`; 422 naming the choices otherwise."""
+    raw = req.get_param(name)
+    if not raw:
+        return None
+    value = raw.upper() if upper else raw
+    if value not in allowed:
+        raise unprocessable(name, f"must be one of {', '.join(allowed)}", raw)
+    return value
+
+
 def time_param(req: falcon.Request, name: str) -> float | None:
     raw = req.get_param(name)
     if not raw:

@@ -15,14 +15,21 @@ from pydantic import ValidationError
 
 from messagepusher.actors import lifecycle
 from messagepusher.actors.channel_pool import finish_if_final
+from messagepusher.actors.dispatcher import send_entry
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable, validation_error
-from messagepusher.http.resources.common import listing, next_cursor, page, read_json, time_param
+from messagepusher.http.resources.common import (
+    enum_param,
+    listing,
+    next_cursor,
+    page,
+    read_json,
+    time_param,
+)
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import MessageIn
 from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.mailbox import NewEntry
 from messagepusher.supervisor.models import Delivery, Message, MessageEvent
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -111,10 +118,8 @@ class Messages:
             query = query.where(scope)
         if cursor is not None:
             query = query.where(Message.id < cursor)
-        status = req.get_param("status")
+        status = enum_param(req, "status", STATUSES)
         if status:
-            if status not in STATUSES:
-                raise unprocessable("status", f"must be one of {', '.join(STATUSES)}", status)
             query = query.where(Message.status == status)
         channel = req.get_param("channel")
         if channel:
@@ -163,11 +168,7 @@ class MessageRetry:
             Message.update(status="queued", finished_at=None, updated_at=now).where(Message.id == message.id).execute()
             MessageEvent.create(message=message.id, at=now, type="retry",
                                 detail={"deliveries": ids, "by": req.context.principal.username})
-            self.runtime.mailbox.put_many(
-                NewEntry("channel_pool", "send", {"delivery_id": d, "message_id": message.id},
-                         priority=message.priority, user_id=message.user_id)
-                for d in ids
-            )
+            self.runtime.mailbox.put_many(send_entry(d, message.id, message.priority, message.user_id) for d in ids)
         self.runtime.wake("channel_pool")
         resp.status = falcon.HTTP_202
         resp.media = {"id": message.id, "status": "queued", "retried_deliveries": ids}

@@ -19,7 +19,14 @@ from messagepusher.actors import backups, reports
 from messagepusher.actors.monitor import refresh_process_gauges, refresh_queue_gauges
 from messagepusher.http.auth import UNAUTHORIZED_HEADERS
 from messagepusher.http.errors import APIError, not_found, unprocessable
-from messagepusher.http.resources.common import listing, next_cursor, page, read_json, time_param
+from messagepusher.http.resources.common import (
+    enum_param,
+    listing,
+    next_cursor,
+    page,
+    read_json,
+    time_param,
+)
 from messagepusher.http.resources.health import readiness
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.supervisor import logs
@@ -195,10 +202,8 @@ class Alerts(Resource):
         query = Alert.select().order_by(Alert.id.desc()).limit(limit)
         if cursor is not None:
             query = query.where(Alert.id < cursor)
-        state = req.get_param("state")
+        state = enum_param(req, "state", ALERT_STATES)
         if state:
-            if state not in ALERT_STATES:
-                raise unprocessable("state", f"must be one of {', '.join(ALERT_STATES)}", state)
             query = query.where(Alert.state == state)
         rule = req.get_param("rule")
         if rule:
@@ -220,9 +225,7 @@ class AlertAck(Resource):
 
 class Logs(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        level = (req.get_param("level") or "").upper() or None
-        if level and level not in LOG_LEVELS:
-            raise unprocessable("level", f"must be one of {', '.join(LOG_LEVELS)}", level)
+        level = enum_param(req, "level", LOG_LEVELS, upper=True)
         records = logs.ring.query(
             level,
             time_param(req, "since"),

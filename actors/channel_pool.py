@@ -21,6 +21,7 @@ from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.db import execute_many, placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
 from messagepusher.supervisor.ratelimit import BucketMap
@@ -36,6 +37,7 @@ class SendTask:
     delivery_id: int
     message_id: int
     channel_type: str
+    channel_name: str
     config: dict[str, Any] | None
     config_error: str | None
     message: OutboundMessage
@@ -86,6 +88,7 @@ class ChannelPoolActor(PoolActor):
         super().setup()
         self.local = threading.local()
         self.buckets = BucketMap()
+        self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
 
     # --- actor thread: before the send -------------------------------------------------
 
@@ -124,11 +127,11 @@ class ChannelPoolActor(PoolActor):
                 error = "the channel was deleted"
             else:
                 try:
-                    config = self.runtime.secretbox.decrypt(channel.config)
+                    config = self._config(channel)
                 except Exception as exc:  # noqa: BLE001 - a broken secret fails this delivery only
                     error = str(exc)
-            tasks[e.id] = SendTask(d.id, d.message_id, d.channel_type, config, error, outbound(d.message),
-                                   d.message.created_at)
+            tasks[e.id] = SendTask(d.id, d.message_id, d.channel_type, d.channel_name, config, error,
+                                   outbound(d.message), d.message.created_at)
             sending.append(d.id)
         for e_id in settled:
             self.mailbox.ack(e_id, self.owner)
@@ -142,6 +145,15 @@ class ChannelPoolActor(PoolActor):
                 Message.id.in_(message_ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL)
             ).execute()
         return tasks
+
+    def _config(self, channel: Channel) -> dict[str, Any]:
+        """The decrypted config, cached per channel until the channel changes (actor thread)."""
+        cached = self.configs.get(channel.id)
+        if cached is None or cached[0] != channel.updated_at:
+            if len(self.configs) > 10_000:
+                self.configs.clear()
+            cached = self.configs[channel.id] = (channel.updated_at, self.runtime.secretbox.decrypt(channel.config))
+        return cached[1]
 
     def _rate_wait(self, channel: Channel | None, channel_type: str) -> float:
         if channel is None:
@@ -200,42 +212,64 @@ class ChannelPoolActor(PoolActor):
 
     # --- actor thread: after the send -------------------------------------------------------
 
-    def apply(self, job: Job) -> set[str]:
-        result: SendResult = job.result if job.error is None else SendResult.retry(
-            f"{type(job.error).__name__}: {job.error}")
-        entry = job.entry
-        if isinstance(job.task, CallbackTask):
-            self._settle_entry(entry, result)
-            return set()
-        task: SendTask = job.task
+    def apply_batch(self, jobs: list[Job]) -> set[str]:
+        """Write a batch of send and callback outcomes in a few statements (actor thread).
+
+        Sent: ack, delivery row, event. Retryable: nack with back-off. Permanent or out of
+        attempts: the delivery ends failed or dead and its channel's fallback takes over.
+        Then every touched message whose deliveries are all final gets its final status.
+        """
         now = time.time()
-        delivery = Delivery.get_or_none(Delivery.id == task.delivery_id)
-        if delivery is None:
-            self.mailbox.ack(entry.id, self.owner)
-            return set()
-        fields: dict[str, Any] = {"attempts": entry.attempts, "response_code": result.response_code,
-                                  "response": (result.response or "")[:2000] or None, "updated_at": now}
-        wake: set[str] = set()
-        if result.status == "sent":
-            fields.update(status="sent", sent_at=now, last_error=None)
-            self.mailbox.ack(entry.id, self.owner)
-            self._event(task.message_id, now, "delivery_sent", delivery, result)
-            self.runtime.metrics.end_to_end.observe(max(0.0, now - task.created_at))
-        else:
-            state = self.mailbox.nack(entry, self.owner, result.detail, result.retry_after,
-                                      permanent=result.status == "permanent")
-            if state == "failed":
-                fields.update(status="pending", last_error=result.detail)
-                self._event(task.message_id, now, "delivery_retry", delivery, result)
+        sends: list[tuple[Job, SendResult]] = []
+        for job in jobs:
+            result = job.result if job.error is None else SendResult.retry(f"{type(job.error).__name__}: {job.error}")
+            if isinstance(job.task, CallbackTask):
+                self._settle_entry(job.entry, result)
             else:
-                final = "failed" if result.status == "permanent" else "dead"
-                fields.update(status=final, last_error=result.detail)
-                self._event(task.message_id, now, f"delivery_{final}", delivery, result)
-                wake |= self._fallback(delivery, now)
-        self.runtime.metrics.deliveries.labels(task.channel_type, fields["status"]).inc()
-        Delivery.update(**fields).where(Delivery.id == delivery.id).execute()
-        wake |= finish_if_final(self.mailbox, task.message_id, now)
-        return wake
+                sends.append((job, result))
+        if not sends:
+            return set()
+        ids = [job.task.delivery_id for job, _ in sends]
+        existing = {row[0] for row in select_rows(f"SELECT id FROM delivery WHERE id IN ({placeholders(len(ids))})", tuple(ids))}
+        acks: list[int] = []
+        updates: list[tuple] = []
+        events: list[tuple] = []
+        ended: list[int] = []
+        for job, result in sends:
+            task: SendTask = job.task
+            if task.delivery_id not in existing:
+                acks.append(job.entry.id)  # the message was deleted meanwhile
+                continue
+            response = (result.response or "")[:2000] or None
+            if result.status == "sent":
+                acks.append(job.entry.id)
+                status, error, kind = "sent", None, "delivery_sent"
+                self.runtime.metrics.end_to_end.observe(max(0.0, now - task.created_at))
+            else:
+                state = self.mailbox.nack(job.entry, self.owner, result.detail, result.retry_after,
+                                          permanent=result.status == "permanent")
+                if state == "failed":
+                    status, kind = "pending", "delivery_retry"
+                else:
+                    status = "failed" if result.status == "permanent" else "dead"
+                    kind = f"delivery_{status}"
+                    ended.append(task.delivery_id)
+                error = result.detail
+            updates.append((status, job.entry.attempts, result.response_code, response, error,
+                            now if status == "sent" else None, now, task.delivery_id))
+            events.append((task.message_id, now, kind, _event_detail(task, result)))
+            self.runtime.metrics.deliveries.labels(task.channel_type, status).inc()
+        self.mailbox.ack_many(acks, self.owner)
+        execute_many(
+            "UPDATE delivery SET status = ?, attempts = ?, response_code = ?, response = ?, last_error = ?, "
+            "sent_at = COALESCE(?, sent_at), updated_at = ? WHERE id = ?",
+            updates,
+        )
+        execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
+        wake: set[str] = set()
+        for delivery_id in ended:
+            wake |= self._fallback(Delivery.get_by_id(delivery_id), now)
+        return wake | finish_if_final(self.mailbox, {job.task.message_id for job, _ in sends}, now)
 
     def _settle_entry(self, entry: Entry, result: SendResult) -> None:
         if result.status == "sent":
@@ -243,16 +277,6 @@ class ChannelPoolActor(PoolActor):
         else:
             self.mailbox.nack(entry, self.owner, result.detail, result.retry_after,
                               permanent=result.status == "permanent")
-
-    def _event(self, message_id: int, now: float, kind: str, delivery: Delivery, result: SendResult) -> None:
-        detail: dict[str, Any] = {"delivery_id": delivery.id, "channel": delivery.channel_name}
-        if result.response_code is not None:
-            detail["response_code"] = result.response_code
-        if result.detail:
-            detail["error"] = result.detail[:500]
-        if result.notes:
-            detail["notes"] = result.notes
-        MessageEvent.create(message=message_id, at=now, type=kind, detail=detail)
 
     def _fallback(self, delivery: Delivery, now: float) -> set[str]:
         """Hand a finally failed delivery to its channel's fallback, once per channel in a chain."""
@@ -276,31 +300,46 @@ class ChannelPoolActor(PoolActor):
         return {"channel_pool"}
 
 
-def finish_if_final(mailbox, message_id: int, now: float, forced: str | None = None) -> set[str]:
-    """If every delivery of the message is final, set its final status and queue its callback.
+def _event_detail(task: SendTask, result: SendResult) -> str:
+    detail: dict[str, Any] = {"delivery_id": task.delivery_id, "channel": task.channel_name}
+    if result.response_code is not None:
+        detail["response_code"] = result.response_code
+    if result.detail:
+        detail["error"] = result.detail[:500]
+    if result.notes:
+        detail["notes"] = result.notes
+    return MessageEvent.detail.db_value(detail)
 
-    `forced` sets that final status regardless (a cancel). Runs inside the caller's
-    write transaction. Returns recipients to wake.
+
+def finish_if_final(mailbox, message_ids: int | set[int], now: float, forced: str | None = None) -> set[str]:
+    """Give every message whose deliveries are all final its final status, and queue callbacks.
+
+    `forced` sets that final status regardless (a cancel). Runs inside the caller's write
+    transaction, in three statements for the whole batch. Returns recipients to wake.
     """
-    views = [
-        lifecycle.DeliveryView(d.id, d.status, d.fallback_of_id)
-        for d in Delivery.select(Delivery.id, Delivery.status, Delivery.fallback_of).where(Delivery.message == message_id)
-    ]
-    status = forced or lifecycle.final_status(views)
-    if status is None:
-        return set()
-    changed = (
-        Message.update(status=status, finished_at=now, updated_at=now)
-        .where((Message.id == message_id) & Message.status.not_in(lifecycle.MESSAGE_FINAL))
-        .execute()
+    ids = sorted(message_ids) if isinstance(message_ids, set) else [message_ids]
+    marks = placeholders(len(ids))
+    views: dict[int, list[lifecycle.DeliveryView]] = {m: [] for m in ids}
+    for delivery_id, message_id, status, fallback_of in select_rows(
+        f"SELECT id, message_id, status, fallback_of_id FROM delivery WHERE message_id IN ({marks})", tuple(ids)
+    ):
+        views[message_id].append(lifecycle.DeliveryView(delivery_id, status, fallback_of))
+    open_messages = select_rows(
+        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({marks}) "
+        f"AND status NOT IN ({placeholders(len(lifecycle.MESSAGE_FINAL))})",
+        (*ids, *lifecycle.MESSAGE_FINAL),
     )
-    if not changed:
-        return set()
-    MessageEvent.create(message=message_id, at=now, type=status, detail=None)
-    message = Message.get_by_id(message_id)
-    if message.callback_url:
-        mailbox.put_many([NewEntry("channel_pool", "callback", {"message_id": message_id, "url": message.callback_url},
-                                   priority=message.priority, dedupe_key=f"callback:{message_id}",
-                                   user_id=message.user_id)])
-        return {"channel_pool"}
-    return set()
+    finished, events, callbacks = [], [], []
+    for message_id, callback_url, priority, user_id in open_messages:
+        status = forced or lifecycle.final_status(views[message_id])
+        if status is None:
+            continue
+        finished.append((status, now, now, message_id))
+        events.append((message_id, now, status, None))
+        if callback_url:
+            callbacks.append(NewEntry("channel_pool", "callback", {"message_id": message_id, "url": callback_url},
+                                      priority=priority, dedupe_key=f"callback:{message_id}", user_id=user_id))
+    execute_many("UPDATE message SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?", finished)
+    execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
+    mailbox.put_many(callbacks)
+    return {"channel_pool"} if callbacks else set()

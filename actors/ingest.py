@@ -17,7 +17,7 @@ import pykka
 
 from messagepusher.actors import lifecycle
 from messagepusher.actors.dispatcher import send_entry
-from messagepusher.supervisor.actor import FLUSH, MailboxActor
+from messagepusher.supervisor.actor import FLUSH, FlushSignal, MailboxActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
@@ -77,12 +77,19 @@ class IngestClient:
     def __init__(self, runtime):
         self.runtime = runtime
         self.queue: deque[_Pending] = deque()
+        self.signal = FlushSignal()
+
+    def request_flush(self) -> bool:
+        """Make sure a FLUSH is on its way to a live ingest actor; False when it is down."""
+        if self.runtime.ref("ingest") is None:
+            return False
+        return self.signal.request(lambda: self.runtime.tell("ingest", FLUSH))
 
     def accept(self, draft: Draft, timeout: float = 30.0) -> Accepted:
         """Runs in the HTTP worker thread. Returns after the commit; raises IngestError or IngestUnavailable."""
         pending = _Pending(draft)
         self.queue.append(pending)
-        if not self.runtime.tell("ingest", FLUSH):
+        if not self.request_flush():
             self._withdraw(pending)
             raise IngestUnavailable("ingest is restarting; try again")
         try:
@@ -111,6 +118,7 @@ class IngestActor(MailboxActor):
         self.on_flush()
 
     def on_flush(self) -> None:
+        self.client.signal.taken()
         batch: list[_Pending] = []
         limit = self.settings.ingest.batch_max
         while self.client.queue and len(batch) < limit:
@@ -130,7 +138,7 @@ class IngestActor(MailboxActor):
         for recipient in {r for o in outcomes if isinstance(o, Accepted) for r in o.wake}:
             self.runtime.wake(recipient)
         if self.client.queue:
-            self.actor_ref.tell(FLUSH)
+            self.client.request_flush()
 
     def teardown(self, crashed: bool) -> None:
         while self.client.queue and not crashed:

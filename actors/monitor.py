@@ -216,8 +216,8 @@ class MonitorActor(SerialActor):
     def probe(self, statuses: dict[str, dict[str, Any]], mono: float) -> dict[str, float]:
         """Ping every other running child; report one silent past the deadline as hung.
 
-        Returns {name: seconds} of children whose ping is outstanding for more than half the
-        deadline (they count as not ready). A report names the very actor we pinged: once the
+        Returns {name: seconds} of children whose ping is outstanding and who made no progress
+        for more than half the deadline (they count as not ready). A report names the very actor we pinged: once the
         supervisor has replaced it (its own ping noticed first), we do not report it again.
         """
         deadline = self.settings.monitor.ping_deadline_seconds
@@ -236,7 +236,9 @@ class MonitorActor(SerialActor):
                 except pykka.ActorDeadError:
                     self.probes.pop(name, None)
                 continue
-            age = mono - probe.sent
+            # A ping late behind a backlog is not a hang: count only the time the actor made no
+            # progress at all (started or finished no message).
+            age = min(mono - probe.sent, self.runtime.stalled_for(name, info["incarnation"], mono))
             if age > deadline / 2:
                 overdue[name] = age
             if age > deadline and not probe.reported and self.runtime.supervisor_ref is not None:

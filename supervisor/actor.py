@@ -9,7 +9,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,6 +56,35 @@ class PoolInfo:
     """Ask a PoolActor: {"workers", "max_workers", "in_flight"} of its executor."""
 
 
+class FlushSignal:
+    """Keeps at most one FLUSH waiting in an actor's inbox, however many producers signal.
+
+    Producers (HTTP or worker threads) call `request`; the actor calls `taken` before it
+    drains, so work added during the drain signals again and is never stranded. A long
+    inbox of FLUSH messages would also delay liveness pings behind them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending = False
+
+    def request(self, tell: Callable[[], bool]) -> bool:
+        """Signal unless a signal is already waiting; False when `tell` could not deliver it."""
+        with self._lock:
+            if self._pending:
+                return True
+            self._pending = True
+        if tell():
+            return True
+        with self._lock:
+            self._pending = False
+        return False
+
+    def taken(self) -> None:
+        with self._lock:
+            self._pending = False
+
+
 @dataclass
 class Crashed:
     """Tell to the supervisor: a child died."""
@@ -95,6 +126,14 @@ class MailboxActor(pykka.ThreadingActor):
         self.actor_ref.tell(WAKE)
 
     def on_receive(self, message: Any) -> Any:
+        progress = self.runtime.progress
+        progress[self.name] = (self.incarnation, time.monotonic())
+        try:
+            return self._dispatch(message)
+        finally:
+            progress[self.name] = (self.incarnation, time.monotonic())
+
+    def _dispatch(self, message: Any) -> Any:
         if message is PING or isinstance(message, Ping):
             return "pong"
         if isinstance(message, Wake):
@@ -210,7 +249,7 @@ class PoolActor(MailboxActor):
         self.in_flight: dict[int, tuple[Job, concurrent.futures.Future]] = {}
         self.done: deque[Job] = deque()
         self.more_waiting = False
-        self._flush_told = threading.Event()
+        self.flush_signal = FlushSignal()
 
     def configured_workers(self) -> int:
         return getattr(self.settings, self.workers_setting).workers
@@ -267,9 +306,17 @@ class PoolActor(MailboxActor):
         except Exception as exc:  # noqa: BLE001 - every failure becomes a nack in apply()
             job.error = exc
         self.done.append(job)
-        self.actor_ref.tell(FLUSH)
+        self.flush_signal.request(self._tell_flush)
+
+    def _tell_flush(self) -> bool:
+        try:
+            self.actor_ref.tell(FLUSH)
+            return True
+        except pykka.ActorDeadError:
+            return False
 
     def on_flush(self) -> None:
+        self.flush_signal.taken()
         jobs: list[Job] = []
         while self.done:
             jobs.append(self.done.popleft())
@@ -282,8 +329,7 @@ class PoolActor(MailboxActor):
     def write_back(self, jobs: list[Job]) -> None:
         wake: set[str] = set()
         with write_transaction():
-            for job in jobs:
-                wake.update(self.apply(job) or ())
+            wake.update(self.apply_batch(jobs))
         for job in jobs:
             self.in_flight.pop(job.entry.id, None)
         self.after_commit(jobs)
@@ -324,6 +370,17 @@ class PoolActor(MailboxActor):
     def work(self, job: Job) -> Any:
         """Worker thread: do the I/O; an exception becomes job.error."""
         raise NotImplementedError
+
+    def apply_batch(self, jobs: list[Job]) -> set[str]:
+        """Actor thread, inside the write transaction: record a batch of outcomes.
+
+        The default applies one job at a time; a pool on the hot path overrides it to
+        write the whole batch in a few statements. Returns the recipients to wake.
+        """
+        wake: set[str] = set()
+        for job in jobs:
+            wake.update(self.apply(job) or ())
+        return wake
 
     def apply(self, job: Job) -> set[str] | None:
         """Actor thread, inside the write transaction: record the outcome, ack or nack.

@@ -79,3 +79,24 @@ def write_transaction(db: peewee.Database | None = None):
     if isinstance(target, peewee.SqliteDatabase):
         return target.atomic("IMMEDIATE")
     return target.atomic()
+
+
+def execute_many(sql: str, rows: list[tuple]) -> None:
+    """Run one statement for many rows on this thread's connection (`?` placeholders).
+
+    Used on hot paths where building a peewee query per row costs more than the write.
+    """
+    if not rows:
+        return
+    db = database.obj
+    db.cursor().executemany(sql.replace("?", db.param), rows)
+
+
+def select_rows(sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one SELECT written with `?` placeholders, on this thread's connection."""
+    db = database.obj
+    return db.execute_sql(sql.replace("?", db.param), params).fetchall()
+
+
+def placeholders(n: int) -> str:
+    return ", ".join("?" * n)

@@ -60,6 +60,8 @@ class Runtime:
         self.runtime_config = None
         # Set by the monitor: actors whose liveness ping is overdue, and for how long (seconds).
         self.unresponsive: dict[str, float] = {}
+        # Written by each actor thread as it starts and finishes a message: (incarnation, monotonic).
+        self.progress: dict[str, tuple[int, float]] = {}
         self.metrics = Metrics()
         from messagepusher.actors.ingest import IngestClient
 
@@ -171,6 +173,17 @@ class Runtime:
         if ref is None:
             raise pykka.ActorDeadError(f"{name} is not running")
         return ref.ask(message, timeout=timeout)
+
+    def stalled_for(self, name: str, incarnation: int, now: float | None = None) -> float:
+        """Seconds since this incarnation of `name` last started or finished a message.
+
+        A busy actor stamps often; a hung one stays stuck at the start of one message.
+        An incarnation that never stamped counts as stalled since forever.
+        """
+        stamp = self.progress.get(name)
+        if stamp is None or stamp[0] != incarnation:
+            return float("inf")
+        return (time.monotonic() if now is None else now) - stamp[1]
 
     def fault_injector(self, name: str) -> FaultInjector:
         with self._lock:

@@ -198,8 +198,12 @@ class SupervisorActor(pykka.ThreadingActor):
                 try:
                     child.ping.get(timeout=0)
                 except pykka.Timeout:
-                    if now - child.ping_sent_at > self.ping_timeout:
+                    stalled = self.runtime.stalled_for(child.spec.name, child.incarnation)
+                    # A ping queued behind a backlog of work is late, not a sign of a hang: hung
+                    # means no message started or finished for the whole timeout.
+                    if now - child.ping_sent_at > self.ping_timeout and stalled > self.ping_timeout:
                         self._on_crash(child.spec.name, child.incarnation, "hung",
+                                       f"stuck in one message for {min(stalled, now - child.ping_sent_at):.1f}s; "
                                        f"no answer to a liveness ping within {self.ping_timeout:g}s")
                     continue
                 except pykka.ActorDeadError:

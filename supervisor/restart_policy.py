@@ -44,3 +44,11 @@ class RestartPolicy:
     def restarts_in_window(self) -> int:
         now = self.now()
         return sum(1 for t in self._recent if now - t <= self.within_seconds)
+
+
+def is_hung(ping_age: float, stalled: float, timeout: float) -> bool:
+    """A child is hung when its ping is overdue and it started or finished no message meanwhile.
+
+    A ping queued behind a backlog is late but the child is busy, not hung.
+    """
+    return ping_age > timeout and stalled > timeout

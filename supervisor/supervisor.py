@@ -17,7 +17,7 @@ import pykka
 from messagepusher.supervisor.actor import PING, Crashed
 from messagepusher.supervisor.config import ChildSpec
 from messagepusher.supervisor.models import SupervisorEvent
-from messagepusher.supervisor.restart_policy import RestartPolicy
+from messagepusher.supervisor.restart_policy import RestartPolicy, is_hung
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
@@ -201,7 +201,7 @@ class SupervisorActor(pykka.ThreadingActor):
                     stalled = self.runtime.stalled_for(child.spec.name, child.incarnation)
                     # A ping queued behind a backlog of work is late, not a sign of a hang: hung
                     # means no message started or finished for the whole timeout.
-                    if now - child.ping_sent_at > self.ping_timeout and stalled > self.ping_timeout:
+                    if is_hung(now - child.ping_sent_at, stalled, self.ping_timeout):
                         self._on_crash(child.spec.name, child.incarnation, "hung",
                                        f"stuck in one message for {min(stalled, now - child.ping_sent_at):.1f}s; "
                                        f"no answer to a liveness ping within {self.ping_timeout:g}s")

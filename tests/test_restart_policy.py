@@ -84,3 +84,11 @@ def test_a_refused_restart_is_not_counted_in_the_window(clock):
     p.record("fetcher")
     assert p.record("fetcher") is None
     assert p.restarts_in_window() == 1
+
+
+def test_a_late_ping_from_a_busy_child_is_not_a_hang():
+    from messagepusher.supervisor.restart_policy import is_hung
+
+    assert not is_hung(ping_age=12.0, stalled=0.01, timeout=5.0)
+    assert not is_hung(ping_age=3.0, stalled=30.0, timeout=5.0)
+    assert is_hung(ping_age=6.0, stalled=6.0, timeout=5.0)

@@ -18,13 +18,17 @@ import pykka
 from messagepusher.actors import lifecycle
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import FLUSH, FlushSignal, MailboxActor
-from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.db import execute_many, insert_returning_ids, write_transaction
 from messagepusher.supervisor.mailbox import NewEntry
-from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
+from messagepusher.supervisor.models import Channel, Message, MessageEvent
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP_DEPTH = 3
+MESSAGE_COLUMNS = ("user_id", "title", "body", "format", "url", "priority", "status", "accepted_status", "ai_request",
+                   "send_at", "callback_url", "idempotency_key", "request_hash", "created_at", "updated_at")
+DELIVERY_COLUMNS = ("message_id", "channel_id", "channel_name", "channel_type", "status", "attempts", "created_at",
+                    "updated_at")
 
 
 @dataclass
@@ -237,24 +241,17 @@ class IngestActor(MailboxActor):
             self._expand(resolved, by_key, out, depth + 1)
 
     def _insert(self, plans, outcomes, now: float) -> None:
-        message_rows = [
-            {
-                "user": d.user_id, "title": d.title, "body": d.body, "format": d.format, "url": d.url,
-                "priority": d.priority, "status": status, "accepted_status": status, "ai_request": d.ai,
-                "send_at": d.send_at, "callback_url": d.callback_url, "idempotency_key": d.idempotency_key,
-                "request_hash": d.request_hash, "created_at": now, "updated_at": now,
-            }
+        to_json = Message.ai_request.db_value
+        message_ids = insert_returning_ids("message", MESSAGE_COLUMNS, [
+            (d.user_id, d.title, d.body, d.format, d.url, d.priority, status, status, to_json(d.ai), d.send_at,
+             d.callback_url, d.idempotency_key, d.request_hash, now, now)
             for _, d, _, _, status in plans
-        ]
-        message_ids = [r[0] for r in Message.insert_many(message_rows).returning(Message.id).tuples().execute()]
-        delivery_rows = []
-        for message_id, (_, _, channels, _, _) in zip(message_ids, plans, strict=True):
-            delivery_rows.extend(
-                {"message": message_id, "channel": c.id, "channel_name": c.name, "channel_type": c.type,
-                 "status": "pending", "created_at": now, "updated_at": now}
-                for c in channels
-            )
-        delivery_ids = [r[0] for r in Delivery.insert_many(delivery_rows).returning(Delivery.id).tuples().execute()]
+        ])
+        delivery_ids = insert_returning_ids("delivery", DELIVERY_COLUMNS, [
+            (message_id, c.id, c.name, c.type, "pending", 0, now, now)
+            for message_id, (_, _, channels, _, _) in zip(message_ids, plans, strict=True)
+            for c in channels
+        ])
         events, entries = [], []
         cursor = 0
         for message_id, (i, d, channels, stage, status) in zip(message_ids, plans, strict=True):
@@ -263,8 +260,8 @@ class IngestActor(MailboxActor):
             detail = {"channels": [c.name for c in channels], "stage": stage}
             if status == "scheduled":
                 detail["send_at"] = d.send_at
-            events.append({"message": message_id, "at": now, "type": status if status == "scheduled" else "accepted",
-                           "detail": detail})
+            events.append((message_id, now, status if status == "scheduled" else "accepted",
+                           MessageEvent.detail.db_value(detail)))
             available = d.send_at if d.send_at and d.send_at > now else None
             if stage == "send":
                 entries.extend(send_entry(did, message_id, d.priority, d.user_id, available) for did in ids)
@@ -273,5 +270,5 @@ class IngestActor(MailboxActor):
                                         priority=d.priority, available_at=available, user_id=d.user_id))
             wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
             outcomes[i] = Accepted(message_id, status, wake=wake)
-        MessageEvent.insert_many(events).execute()
+        execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
         self.mailbox.put_many(entries)

@@ -100,3 +100,21 @@ def select_rows(sql: str, params: tuple = ()) -> list[tuple]:
 
 def placeholders(n: int) -> str:
     return ", ".join("?" * n)
+
+
+def insert_returning_ids(table: str, columns: tuple[str, ...], rows: list[tuple], chunk: int = 400) -> list[int]:
+    """Insert rows with multi-row VALUES and return their new ids in the rows' order.
+
+    Ids of one statement are assigned in VALUES order on SQLite (rowid) and PostgreSQL
+    (the sequence), so sorting what RETURNING gives back restores that order.
+    """
+    db = database.obj
+    one = "(" + ", ".join([db.param] * len(columns)) + ")"
+    head = f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES '
+    ids: list[int] = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        params = [value for row in part for value in row]
+        cursor = db.execute_sql(head + ", ".join([one] * len(part)) + " RETURNING id", params)
+        ids.extend(sorted(r[0] for r in cursor.fetchall()))
+    return ids

@@ -323,7 +323,7 @@ class PoolActor(MailboxActor):
         if not jobs:
             return
         self.write_back(jobs)
-        if self.more_waiting or len(self.in_flight) < self.workers:
+        if self.more_waiting:  # a backlog: the last claim was full, or a wake found no room
             self.on_wake()
 
     def write_back(self, jobs: list[Job]) -> None:

@@ -9,14 +9,13 @@ import threading
 import time
 from typing import Any
 
-import requests
-
 from messagepusher.actors import lifecycle
 from messagepusher.actors.ai import run_task
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult
 from messagepusher.actors.channel_pool import finish_if_final
 from messagepusher.actors.dispatcher import route
 from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Delivery, Message, MessageEvent
 
@@ -59,7 +58,7 @@ class AIPoolActor(PoolActor):
         """Pool worker thread: one provider call; raises AIError on failure."""
         session = getattr(self.local, "session", None)
         if session is None:
-            session = self.local.session = requests.Session()
+            session = self.local.session = new_session(4)
         _, request, provider = job.task
         started = time.perf_counter()
         try:

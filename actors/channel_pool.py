@@ -22,6 +22,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext, Sen
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.db import execute_many, placeholders, select_rows
+from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
 from messagepusher.supervisor.ratelimit import BucketMap
@@ -169,10 +170,7 @@ class ChannelPoolActor(PoolActor):
     def _session(self) -> requests.Session:
         session = getattr(self.local, "session", None)
         if session is None:
-            session = self.local.session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = self.local.session = new_session()
         return session
 
     def work(self, job: Job) -> SendResult:

@@ -10,12 +10,11 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import requests
-
 from messagepusher.actors import lifecycle
 from messagepusher.actors.dispatcher import route
 from messagepusher.actors.page_fetch import FetchResult, fetch_page
 from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Message, MessageEvent
 
@@ -56,7 +55,7 @@ class FetcherActor(PoolActor):
         """Pool worker thread: one page fetch; fetch_page never raises."""
         session = getattr(self.local, "session", None)
         if session is None:
-            session = self.local.session = requests.Session()
+            session = self.local.session = new_session(4)
         started = time.perf_counter()
         result = fetch_page(job.task[1], self.settings.fetcher, self.settings.security.allow_private_networks, session)
         self.runtime.metrics.step_latency.labels("fetch").observe(time.perf_counter() - started)

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import falcon
-import requests
 from peewee import IntegrityError
 
 from messagepusher.actors import netguard
@@ -21,6 +20,7 @@ from messagepusher.http.resources.common import listing, next_cursor, page, read
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
 from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.models import Channel
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -170,7 +170,7 @@ class ChannelTest:
             created_at=to_rfc3339(time.time()) or "",
         )
         settings = self.runtime.settings
-        with requests.Session() as session:
+        with new_session(1) as session:
             ctx = SendContext(0, session, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks,
                               allowed_private_targets=tuple(settings.security.allowed_private_targets))
             result = channel.send(message, ctx)

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import peewee
 import requests
 
 from messagepusher.actors import lifecycle, netguard
@@ -21,7 +20,7 @@ from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
-from messagepusher.supervisor.db import execute_many, placeholders, select_rows
+from messagepusher.supervisor.db import execute, execute_many, placeholders, select_rows
 from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
@@ -52,18 +51,51 @@ class CallbackTask:
     body: dict[str, Any]
 
 
-def outbound(message: Message) -> OutboundMessage:
+@dataclass(frozen=True)
+class SendRow:
+    """What one send needs from the delivery, its message and its channel (one SELECT row)."""
+
+    delivery_id: int
+    message_id: int
+    channel_id: int | None
+    channel_name: str
+    channel_type: str
+    status: str
+    message_status: str
+    title: str
+    body: str
+    format: str
+    url: str | None
+    priority: int
+    fetched: str | None
+    ai_result: str | None
+    created_at: float
+    channel_config: str | None
+    channel_updated_at: float | None
+
+
+SEND_ROWS = """
+    SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
+           m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
+           c.config, c.updated_at
+      FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
+     WHERE d.id IN ({ids})"""
+
+
+def outbound(row: SendRow) -> OutboundMessage:
     """The channel's view of a stored message (pure)."""
+    stored_fetched = json.loads(row.fetched) if row.fetched else None
+    stored_ai = json.loads(row.ai_result) if row.ai_result else None
     fetched = None
-    if message.fetched and message.fetched.get("status") == "ok":
-        fetched = {"title": message.fetched.get("title"), "text": message.fetched.get("text")}
+    if stored_fetched and stored_fetched.get("status") == "ok":
+        fetched = {"title": stored_fetched.get("title"), "text": stored_fetched.get("text")}
     ai = None
-    if message.ai_result and message.ai_result.get("status") == "ok":
-        ai = {"task": message.ai_result.get("task"), "result": message.ai_result.get("result"),
-              "label": message.ai_result.get("label"), "tags": message.ai_result.get("tags")}
+    if stored_ai and stored_ai.get("status") == "ok":
+        ai = {"task": stored_ai.get("task"), "result": stored_ai.get("result"),
+              "label": stored_ai.get("label"), "tags": stored_ai.get("tags")}
     return OutboundMessage(
-        id=message.id, title=message.title, body=message.body, format=message.format, url=message.url,
-        priority=message.priority, fetched=fetched, ai=ai, created_at=to_rfc3339(message.created_at) or "",
+        id=row.message_id, title=row.title, body=row.body, format=row.format, url=row.url,
+        priority=row.priority, fetched=fetched, ai=ai, created_at=to_rfc3339(row.created_at) or "",
     )
 
 
@@ -105,65 +137,63 @@ class ChannelPoolActor(PoolActor):
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
         rows = {
-            d.id: d
-            for d in Delivery.select(Delivery, Message, Channel)
-            .join(Message).switch(Delivery).join(Channel, peewee.JOIN.LEFT_OUTER)
-            .where(Delivery.id.in_(ids))
+            r[0]: SendRow(*r) for r in select_rows(SEND_ROWS.format(ids=placeholders(len(ids))), tuple(ids))
         }
         deferred: dict[float, list[int]] = {}
         settled: list[int] = []
         sending: list[int] = []
         for e in sends:
             d = rows.get(e.payload["delivery_id"])
-            if d is None or d.status in lifecycle.DELIVERY_FINAL or d.message.status == "cancelled":
+            if d is None or d.status in lifecycle.DELIVERY_FINAL or d.message_status == "cancelled":
                 settled.append(e.id)  # deleted, already sent (a replay), or cancelled
                 continue
-            channel = d.channel if d.channel_id else None
-            wait = self._rate_wait(channel, d.channel_type)
+            wait = self._rate_wait(d.channel_id, d.channel_type)
             if wait > 0:
                 deferred.setdefault(round(time.time() + wait, 3), []).append(e.id)
                 continue
             config, error = None, None
-            if channel is None:
+            if d.channel_id is None or d.channel_config is None:
                 error = "the channel was deleted"
             else:
                 try:
-                    config = self._config(channel)
+                    config = self._config(d.channel_id, d.channel_updated_at, d.channel_config)
                 except Exception as exc:  # noqa: BLE001 - a broken secret fails this delivery only
                     error = str(exc)
-            tasks[e.id] = SendTask(d.id, d.message_id, d.channel_type, d.channel_name, config, error,
-                                   outbound(d.message), d.message.created_at)
-            sending.append(d.id)
+            tasks[e.id] = SendTask(d.delivery_id, d.message_id, d.channel_type, d.channel_name, config, error,
+                                   outbound(d), d.created_at)
+            sending.append(d.delivery_id)
         for e_id in settled:
             self.mailbox.ack(e_id, self.owner)
         for until, e_ids in deferred.items():
             self.mailbox.defer(e_ids, self.owner, until)
         if sending:
             now = time.time()
-            Delivery.update(status="sending", updated_at=now).where(Delivery.id.in_(sending)).execute()
-            message_ids = {tasks[e.id].message_id for e in sends if e.id in tasks}
-            Message.update(status="sending", updated_at=now).where(
-                Message.id.in_(message_ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL)
-            ).execute()
+            message_ids = sorted({tasks[e.id].message_id for e in sends if e.id in tasks})
+            finals = lifecycle.MESSAGE_FINAL
+            execute(f"UPDATE delivery SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(sending))})",
+                        (now, *sending))
+            execute(f"UPDATE message SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(message_ids))}) "
+                        f"AND status NOT IN ({placeholders(len(finals))})", (now, *message_ids, *finals))
         return tasks
 
-    def _config(self, channel: Channel) -> dict[str, Any]:
+    def _config(self, channel_id: int, updated_at: float | None, encrypted: str) -> dict[str, Any]:
         """The decrypted config, cached per channel until the channel changes (actor thread)."""
-        cached = self.configs.get(channel.id)
-        if cached is None or cached[0] != channel.updated_at:
+        cached = self.configs.get(channel_id)
+        if cached is None or cached[0] != updated_at:
             if len(self.configs) > 10_000:
                 self.configs.clear()
-            cached = self.configs[channel.id] = (channel.updated_at, self.runtime.secretbox.decrypt(channel.config))
+            cached = self.configs[channel_id] = (updated_at, self.runtime.secretbox.decrypt(encrypted))
         return cached[1]
 
-    def _rate_wait(self, channel: Channel | None, channel_type: str) -> float:
-        if channel is None:
+    def _rate_wait(self, channel_id: int | None, channel_type: str) -> float:
+        """Seconds until this channel may send again under its service's rate limit."""
+        if channel_id is None:
             return 0.0
         cls = REGISTRY.get(channel_type)
         per_minute = getattr(cls, "rate_per_minute", 0) or self.settings.channel_pool.default_rate_per_minute
         if not per_minute:
             return 0.0
-        return self.buckets.take(channel.id, per_minute / 60.0, max(1.0, per_minute / 6))
+        return self.buckets.take(channel_id, per_minute / 60.0, max(1.0, per_minute / 6))
 
     # --- worker thread: the send ----------------------------------------------------------
 

@@ -149,6 +149,12 @@ def select_rows(sql: str, params: tuple = ()) -> list[tuple]:
     return db.execute_sql(sql.replace("?", db.param), params).fetchall()
 
 
+def execute(sql: str, params: tuple = ()) -> int:
+    """One write statement written with `?` placeholders; returns the rows it changed."""
+    db = database.obj
+    return db.execute_sql(sql.replace("?", db.param), params).rowcount
+
+
 def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 

@@ -14,13 +14,13 @@ from messagepusher.actors.ai import run_task
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult
 from messagepusher.actors.channel_pool import finish_if_final
 from messagepusher.actors.dispatcher import route
-from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.actor import Job, PerJobPoolActor
 from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Delivery, Message, MessageEvent
 
 
-class AIPoolActor(PoolActor):
+class AIPoolActor(PerJobPoolActor):
     """Every hook runs in the ai_pool actor thread except `work` (a pool worker)."""
 
     name = "ai_pool"

@@ -13,7 +13,7 @@ from typing import Any
 from messagepusher.actors import lifecycle
 from messagepusher.actors.dispatcher import route
 from messagepusher.actors.page_fetch import FetchResult, fetch_page
-from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.actor import Job, PerJobPoolActor
 from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Message, MessageEvent
@@ -21,7 +21,7 @@ from messagepusher.supervisor.models import Message, MessageEvent
 STORED_FIELDS = ("status", "title", "text", "error", "final_url", "http_status", "content_type")
 
 
-class FetcherActor(PoolActor):
+class FetcherActor(PerJobPoolActor):
     """Every hook runs in the fetcher actor thread except `work` (a pool worker)."""
 
     name = "fetcher"

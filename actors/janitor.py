@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from messagepusher.actors import backups, lifecycle, reports
-from messagepusher.supervisor.actor import TICK, Job, PoolActor
+from messagepusher.supervisor.actor import TICK, Job, PerJobPoolActor
 from messagepusher.supervisor.config import RetentionSettings
 from messagepusher.supervisor.db import is_sqlite, write_transaction
 from messagepusher.supervisor.mailbox import FINISHED
@@ -193,7 +193,7 @@ TASKS: dict[str, Callable[[Runtime], dict[str, Any]]] = {
 }
 
 
-class JanitorActor(PoolActor):
+class JanitorActor(PerJobPoolActor):
     """One worker thread runs the jobs; everything else runs in the janitor's actor thread.
 
     A job that raises is recorded as a failed run (outcome, error) and not retried: its next

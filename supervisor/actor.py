@@ -6,6 +6,7 @@ results are written back by the actor thread in one transaction per batch.
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures
 import logging
 import threading
@@ -367,28 +368,37 @@ class PoolActor(MailboxActor):
         """
         return {e.id: e.payload for e in entries}
 
+    @abc.abstractmethod
     def work(self, job: Job) -> Any:
         """Worker thread: do the I/O; an exception becomes job.error."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def apply_batch(self, jobs: list[Job]) -> set[str]:
+        """Actor thread, inside the write transaction: record a batch of outcomes, ack or nack.
+
+        Returns the recipients to wake after the commit. Raising rolls back the batch
+        and crashes the actor; its entries stay leased and are recovered on restart.
+        """
+
+    def after_commit(self, jobs: list[Job]) -> None:
+        """Actor thread: side effects that must follow the commit (metrics)."""
+
+
+class PerJobPoolActor(PoolActor):
+    """A pool whose outcomes are written one job at a time (still one transaction per batch).
+
+    For pools off the hot path (fetcher, AI, janitor); the channel pool writes whole batches.
+    """
 
     def apply_batch(self, jobs: list[Job]) -> set[str]:
-        """Actor thread, inside the write transaction: record a batch of outcomes.
-
-        The default applies one job at a time; a pool on the hot path overrides it to
-        write the whole batch in a few statements. Returns the recipients to wake.
-        """
         wake: set[str] = set()
         for job in jobs:
             wake.update(self.apply(job) or ())
         return wake
 
+    @abc.abstractmethod
     def apply(self, job: Job) -> set[str] | None:
-        """Actor thread, inside the write transaction: record the outcome, ack or nack.
+        """Actor thread, inside the write transaction: record one outcome, ack or nack.
 
-        Returns the recipients to wake after the commit. Raising rolls back the batch
-        and crashes the actor; its entries stay leased and are recovered on restart.
+        Returns the recipients to wake after the commit.
         """
-        raise NotImplementedError
-
-    def after_commit(self, jobs: list[Job]) -> None:
-        """Actor thread: side effects that must follow the commit (metrics)."""

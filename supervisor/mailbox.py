@@ -321,25 +321,7 @@ class Mailbox:
 
     def release(self, entry_ids: list[int], owner: str) -> int:
         """Give leased entries back untouched (graceful stop): the attempt does not count."""
-        if not entry_ids:
-            return 0
-        now = self.now()
-        return (
-            MailboxEntry.update(
-                state="ready",
-                available_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=MailboxEntry.attempts - 1,
-                updated_at=now,
-            )
-            .where(
-                MailboxEntry.id.in_(entry_ids)
-                & (MailboxEntry.state == "leased")
-                & (MailboxEntry.lease_owner == owner)
-            )
-            .execute()
-        )
+        return self.defer(entry_ids, owner, self.now())
 
     def defer(self, entry_ids: list[int], owner: str, until: float) -> int:
         """Put leased entries back until `until` without counting the attempt (rate limits)."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
-from messagepusher.supervisor.actor import Job, PoisonEntry, PoolActor
+from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import MailboxEntry
 from messagepusher.supervisor.runtime import Runtime
 
 
-class EchoPool(PoolActor):
+class EchoPool(PerJobPoolActor):
     name = "channel_pool"
     workers_setting = "channel_pool"
     ran: list[int] = []

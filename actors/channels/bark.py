@@ -18,7 +18,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     json_call,
     render,
@@ -77,7 +77,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class BarkChannel(HttpChannel):
+class BarkChannel(OneRequestChannel):
     type_name = "bark"
     Config = BarkConfig
     secret_fields = ("device_key",)

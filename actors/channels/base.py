@@ -6,6 +6,7 @@ classifying the answer are pure, only `send` does I/O.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class ChannelConfig(BaseModel):
     )
 
 
-class Channel:
+class Channel(abc.ABC):
     """A channel type. Subclasses set `type_name`, `Config` and `secret_fields`, and implement send.
 
     `send` runs in a channel-pool worker thread; it must not raise for service errors
@@ -115,8 +116,9 @@ class Channel:
         """URLs this channel will contact, for the private-network check at creation."""
         return []
 
+    @abc.abstractmethod
     def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
-        raise NotImplementedError
+        """Deliver `message` through the service; a pool worker thread runs it."""
 
 
 REGISTRY: dict[str, type[Channel]] = {}

@@ -23,7 +23,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     json_call,
     message_title,
@@ -108,7 +108,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class DingTalkChannel(HttpChannel):
+class DingTalkChannel(OneRequestChannel):
     type_name = "dingtalk"
     rate_per_minute = 20  # 20 a minute, else 10 minutes throttled
     Config = DingTalkConfig

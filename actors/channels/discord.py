@@ -17,8 +17,8 @@ from messagepusher.actors.channels.base import (
 from messagepusher.actors.channels.http_common import (
     Answer,
     Call,
-    HttpChannel,
     HttpUrl,
+    OneRequestChannel,
     classify_status,
     json_call,
     parse_retry_after,
@@ -66,7 +66,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class DiscordChannel(HttpChannel):
+class DiscordChannel(OneRequestChannel):
     type_name = "discord"
     rate_per_minute = 30  # about 30 a minute per webhook
     Config = DiscordConfig

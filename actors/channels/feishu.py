@@ -22,7 +22,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     json_call,
     message_title,
@@ -111,7 +111,7 @@ def classify_answer(answer: Answer, now: float, service: str = "Feishu") -> Send
 
 
 @register
-class FeishuChannel(HttpChannel):
+class FeishuChannel(OneRequestChannel):
     type_name = "feishu"
     rate_per_minute = 100  # 100 a minute (5 a second) per robot
     Config: type[ChannelConfig] = FeishuConfig

@@ -18,7 +18,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_status,
     json_call,
     message_title,
@@ -60,7 +60,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class GotifyChannel(HttpChannel):
+class GotifyChannel(OneRequestChannel):
     type_name = "gotify"
     Config = GotifyConfig
     secret_fields = ("token",)

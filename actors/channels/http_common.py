@@ -5,6 +5,7 @@ Everything here is pure except `perform`, the one place a channel's request meet
 
 from __future__ import annotations
 
+import abc
 import email.utils
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -478,17 +479,18 @@ def fetched_excerpt(fetched: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class HttpChannel(Channel):
-    """A channel that makes one HTTP request per send: subclasses build it and classify the answer.
+    """A channel that sends a message as HTTP requests in order and classifies each answer.
 
-    `build` and `classify` stay thin wrappers over pure module functions of each channel.
+    `calls` and `classify` stay thin wrappers over pure module functions of each channel.
     """
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        """The request for `message` and notes about it (e.g. what was truncated)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
+        """The requests for `message`, sent in order, and notes about them (what was cut or split)."""
 
+    @abc.abstractmethod
     def classify(self, answer: Answer) -> SendResult:
-        raise NotImplementedError
+        """Sent, retry or permanent, read from the service's answer (status and body)."""
 
     def targets(self) -> list[str]:
         """The URL the channel posts to (`url`, else `base_url`)."""
@@ -499,14 +501,35 @@ class HttpChannel(Channel):
         return perform(ctx, call, self.config.proxy, secret_values(self.config, self.secret_fields))
 
     def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
-        """Send `message` with one request and classify the answer.
+        """Send `message`'s requests in order and classify each answer; stop at the first failure.
 
         Runs in a channel-pool worker thread and blocks on the network for at most about
-        ctx.timeout_seconds. Does not raise for service or network errors: they come back
-        as SendResult.retry (with the service's delay when it gives one) or .permanent.
+        ctx.timeout_seconds per request. Does not raise for service or network errors: they
+        come back as SendResult.retry (with the service's delay when it gives one) or
+        .permanent. A failure after the first part says which parts were already sent; a
+        retry sends them again.
         """
-        call, notes = self.build(message, ctx)
-        answer = self.exchange(ctx, call)
-        result = answer if isinstance(answer, SendResult) else self.classify(answer)
+        calls, notes = self.calls(message, ctx)
+        for number, call in enumerate(calls, start=1):
+            answer = self.exchange(ctx, call)
+            result = answer if isinstance(answer, SendResult) else self.classify(answer)
+            if result.status != "sent" and number > 1:
+                result.notes.append(f"part {number} of {len(calls)} failed; parts 1–{number - 1} were sent")
+                return result
+            if result.status != "sent":
+                break
+        result.parts = len(calls)
         result.notes.extend(notes)
         return result
+
+
+class OneRequestChannel(HttpChannel):
+    """A channel whose message fits one request (every HTTP type but Telegram)."""
+
+    @abc.abstractmethod
+    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
+        """The request for `message` and notes about it (e.g. what was truncated)."""
+
+    def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
+        call, notes = self.build(message, ctx)
+        return [call], notes

@@ -20,7 +20,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_status,
     json_call,
     render,
@@ -82,7 +82,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class NtfyChannel(HttpChannel):
+class NtfyChannel(OneRequestChannel):
     type_name = "ntfy"
     Config = NtfyConfig
     secret_fields = ("token",)

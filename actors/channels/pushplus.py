@@ -18,7 +18,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     json_call,
     message_title,
@@ -71,7 +71,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class PushPlusChannel(HttpChannel):
+class PushPlusChannel(OneRequestChannel):
     type_name = "pushplus"
     Config = PushPlusConfig
     secret_fields = ("token",)

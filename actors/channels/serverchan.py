@@ -20,7 +20,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     form_call,
     message_title,
@@ -74,7 +74,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class ServerChanChannel(HttpChannel):
+class ServerChanChannel(OneRequestChannel):
     type_name = "serverchan"
     Config = ServerChanConfig
     secret_fields = ("sendkey",)

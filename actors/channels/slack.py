@@ -17,8 +17,8 @@ from messagepusher.actors.channels.base import (
 from messagepusher.actors.channels.http_common import (
     Answer,
     Call,
-    HttpChannel,
     HttpUrl,
+    OneRequestChannel,
     classify_status,
     json_call,
     render,
@@ -62,7 +62,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class SlackChannel(HttpChannel):
+class SlackChannel(OneRequestChannel):
     type_name = "slack"
     rate_per_minute = 60  # 1 a second per incoming webhook
     Config = SlackConfig

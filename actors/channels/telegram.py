@@ -114,26 +114,8 @@ class TelegramChannel(HttpChannel):
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
 
-    def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
-        """Send the message as one sendMessage per 4096-character part, in order.
-
-        Runs in a channel-pool worker thread. Does not raise for service or network errors.
-        A failure stops at that part and is returned (retry or permanent) with a note of how
-        many parts were already sent: a retry sends them again.
-        """
+    def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
+        """One sendMessage per 4096-character part, in order."""
         parts = parts_of(message)
-        for number, text in enumerate(parts, start=1):
-            answer = self.exchange(ctx, build_call(self.config, text, message.priority))
-            result = answer if isinstance(answer, SendResult) else self.classify(answer)
-            if result.status != "sent":
-                if number > 1:
-                    result.notes.append(
-                        f"part {number} of {len(parts)} failed; parts 1–{number - 1} were sent"
-                    )
-                return result
-        result.parts = len(parts)
-        if len(parts) > 1:
-            result.notes.append(
-                f"split into {len(parts)} messages of at most {PART_LIMIT} characters"
-            )
-        return result
+        notes = [f"split into {len(parts)} messages of at most {PART_LIMIT} characters"] if len(parts) > 1 else []
+        return [build_call(self.config, text, message.priority) for text in parts], notes

@@ -23,8 +23,8 @@ from messagepusher.actors.channels.base import (
 from messagepusher.actors.channels.http_common import (
     Answer,
     Call,
-    HttpChannel,
     HttpUrl,
+    OneRequestChannel,
     ai_result_text,
     classify_status,
     fetched_excerpt,
@@ -112,7 +112,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class WebhookChannel(HttpChannel):
+class WebhookChannel(OneRequestChannel):
     type_name = "webhook"
     Config = WebhookConfig
     secret_fields = ("url", "secret", "headers")

@@ -20,7 +20,7 @@ from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
     Call,
-    HttpChannel,
+    OneRequestChannel,
     classify_body_code,
     json_call,
     render,
@@ -81,7 +81,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
 
 
 @register
-class WeComChannel(HttpChannel):
+class WeComChannel(OneRequestChannel):
     type_name = "wecom"
     rate_per_minute = 20  # 20 a minute per robot
     Config = WeComConfig

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from messagepusher.actors import lifecycle, netguard
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.db import execute, execute_many, placeholders, select_rows
-from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
 from messagepusher.supervisor.ratelimit import BucketMap
@@ -119,7 +116,7 @@ class ChannelPoolActor(PoolActor):
 
     def setup(self) -> None:
         super().setup()
-        self.local = threading.local()
+        self.transport = Transport(pool_size=max(32, self.workers))
         self.buckets = BucketMap()
         self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
 
@@ -197,12 +194,6 @@ class ChannelPoolActor(PoolActor):
 
     # --- worker thread: the send ----------------------------------------------------------
 
-    def _session(self) -> requests.Session:
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = self.local.session = new_session()
-        return session
-
     def work(self, job: Job) -> SendResult:
         """Pool worker thread: one service call. Never raises for service errors."""
         task = job.task
@@ -216,7 +207,7 @@ class ChannelPoolActor(PoolActor):
             channel = build_channel(task.channel_type, task.config)
         except ValueError as exc:
             return SendResult.permanent(f"channel configuration is invalid: {exc}")
-        ctx = SendContext(task.delivery_id, self._session(), timeout, allow_private, job.entry.attempts,
+        ctx = SendContext(task.delivery_id, self.transport, timeout, allow_private, job.entry.attempts,
                           tuple(self.settings.security.allowed_private_targets))
         started = time.perf_counter()
         result = channel.send(task.message, ctx)
@@ -226,17 +217,24 @@ class ChannelPoolActor(PoolActor):
     def _post_callback(self, task: CallbackTask, allow_private: bool, timeout: float) -> SendResult:
         try:
             netguard.check_url(task.url, allow_private, tuple(self.settings.security.allowed_private_targets))
-            response = self._session().post(task.url, data=json.dumps(task.body), timeout=timeout,
-                                            headers={"Content-Type": "application/json"})
+            answer = self.transport.request("POST", task.url, json.dumps(task.body).encode(),
+                                            {"Content-Type": "application/json"}, timeout)
         except netguard.PrivateNetworkRefused as exc:
             return SendResult.permanent(str(exc))
-        except (requests.RequestException, OSError, ValueError) as exc:
+        except (CallTimeout, CallFailed, OSError) as exc:
             return SendResult.retry(f"callback failed: {exc}")
-        if 200 <= response.status_code < 300:
-            return SendResult.sent(response.status_code)
-        if response.status_code >= 500 or response.status_code == 429:
-            return SendResult.retry(f"callback answered HTTP {response.status_code}", response.status_code)
-        return SendResult.permanent(f"callback answered HTTP {response.status_code}", response.status_code)
+        except (CallInvalid, ValueError) as exc:
+            return SendResult.permanent(f"callback not possible: {exc}")
+        if 200 <= answer.status < 300:
+            return SendResult.sent(answer.status)
+        if answer.status >= 500 or answer.status == 429:
+            return SendResult.retry(f"callback answered HTTP {answer.status}", answer.status)
+        return SendResult.permanent(f"callback answered HTTP {answer.status}", answer.status)
+
+    def teardown(self, crashed: bool) -> None:
+        super().teardown(crashed)
+        if getattr(self, "transport", None) is not None:
+            self.transport.close()
 
     # --- actor thread: after the send -------------------------------------------------------
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from messagepusher.actors import netguard
+from messagepusher.actors.channels.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class SendContext:
     """What the channel pool hands a channel besides the message."""
 
     delivery_id: int
-    session: requests.Session
+    transport: Transport
     timeout_seconds: float = 15.0
     allow_private_networks: bool = False
     attempt: int = 1

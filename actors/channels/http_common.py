@@ -14,7 +14,6 @@ from html.parser import HTMLParser
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-import requests
 from pydantic import AfterValidator
 
 from messagepusher.actors import netguard
@@ -26,8 +25,8 @@ from messagepusher.actors.channels.base import (
     SendResult,
     mask_secret,
 )
+from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout
 
-MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
 RESPONSE_EXCERPT_CHARS = 1000  # what is kept in SendResult.response
 DETAIL_EXCERPT_CHARS = 200  # what is quoted in SendResult.detail
 MIN_REDACTED_CHARS = 4  # shorter "secrets" would mask ordinary words in error texts
@@ -113,11 +112,6 @@ class Answer:
         return " ".join(self.text[:DETAIL_EXCERPT_CHARS].split())
 
 
-def proxies(proxy: str | None) -> dict[str, str] | None:
-    """The `proxies` argument of requests for a channel's `proxy` setting."""
-    return {"http": proxy, "https": proxy} if proxy else None
-
-
 def secret_values(config: ChannelConfig, fields: Iterable[str]) -> list[str]:
     """The secret strings in `config` (and a proxy's credentials), to keep out of error texts."""
     values: list[str] = []
@@ -157,7 +151,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 def perform(
     ctx: SendContext, call: Call, proxy: str | None, secrets: Iterable[str] = ()
 ) -> Answer | SendResult:
-    """Check the target against the private-network rule, then make `call` with ctx.session.
+    """Check the target against the private-network rule, then make `call` with ctx.transport.
 
     Blocking I/O in the caller's (channel-pool worker) thread. Never raises for network
     trouble: a refused target or a bad URL is a permanent result, a timeout, a connection
@@ -173,40 +167,19 @@ def perform(
         host = urlsplit(call.url).hostname
         return SendResult.retry(f"cannot resolve {host}: {exc}")
     try:
-        response = ctx.session.request(
-            call.method,
-            call.url,
-            data=call.body,
-            headers=call.headers,
-            timeout=ctx.timeout_seconds,
-            proxies=proxies(proxy),
-            allow_redirects=False,  # a redirect could lead past the private-network check
-            stream=True,
+        raw = ctx.transport.request(
+            call.method, call.url, call.body, call.headers, ctx.timeout_seconds, proxy
         )
-        with response:
-            body = _read_capped(response)
-    except requests.Timeout as exc:
+    except CallTimeout as exc:
         return SendResult.retry(
             f"timed out after {ctx.timeout_seconds:g} s: {redact(str(exc), secrets)}"
         )
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+    except CallFailed as exc:
         return SendResult.retry(f"connection failed: {redact(str(exc), secrets)}")
-    except requests.RequestException as exc:
+    except CallInvalid as exc:
         return SendResult.permanent(f"request not possible: {redact(str(exc), secrets)}")
-    text = redact(body.decode("utf-8", errors="replace"), secrets)
-    return Answer(response.status_code, text, dict(response.headers))
-
-
-def _read_capped(response: requests.Response) -> bytes:
-    # Reading to the end (not closing early) returns the connection to the keep-alive pool.
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(16 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+    text = redact(raw.body.decode("utf-8", errors="replace"), secrets)
+    return Answer(raw.status, text, raw.headers)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -14,13 +14,13 @@ from peewee import IntegrityError
 from messagepusher.actors import netguard
 from messagepusher.actors.channels import ChannelConfigError, build_channel, mask_config
 from messagepusher.actors.channels.base import OutboundMessage, SendContext
+from messagepusher.actors.channels.transport import Transport
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable
 from messagepusher.http.resources.common import listing, next_cursor, page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
 from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.models import Channel
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -170,10 +170,13 @@ class ChannelTest:
             created_at=to_rfc3339(time.time()) or "",
         )
         settings = self.runtime.settings
-        with new_session(1) as session:
-            ctx = SendContext(0, session, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks,
+        transport = Transport(pool_size=1)
+        try:
+            ctx = SendContext(0, transport, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks,
                               allowed_private_targets=tuple(settings.security.allowed_private_targets))
             result = channel.send(message, ctx)
+        finally:
+            transport.close()
         resp.media = {
             "status": result.status, "detail": result.detail, "response_code": result.response_code,
             "response": result.response, "retry_after": result.retry_after, "notes": result.notes,

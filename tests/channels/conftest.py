@@ -1,4 +1,4 @@
-"""Fixtures of the channel tests: send contexts with a real session, and a message factory.
+"""Fixtures of the channel tests: send contexts with a real transport, and a message factory.
 
 The fakes live in tests/fakes (importable as `fakes`, tests/ being on sys.path for pytest).
 """
@@ -9,32 +9,34 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from messagepusher.actors.channels.base import OutboundMessage, SendContext
+from messagepusher.actors.channels.transport import Transport
 
 MessageFactory = Callable[..., OutboundMessage]
 
 
 @pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def transport() -> Iterator[Transport]:
+    """The production transport: urllib3 directly, requests behind a proxy."""
+    shared = Transport(pool_size=4, trust_env=False)
+    yield shared
+    shared.close()
 
 
 @pytest.fixture
-def ctx(session: requests.Session) -> SendContext:
+def ctx(transport: Transport) -> SendContext:
     """A context allowed to reach 127.0.0.1, where every fake lives."""
     return SendContext(
-        delivery_id=42, session=session, timeout_seconds=5.0, allow_private_networks=True
+        delivery_id=42, transport=transport, timeout_seconds=5.0, allow_private_networks=True
     )
 
 
 @pytest.fixture
-def guarded_ctx(session: requests.Session) -> SendContext:
+def guarded_ctx(transport: Transport) -> SendContext:
     """The default production rule: private and loopback targets refused."""
     return SendContext(
-        delivery_id=42, session=session, timeout_seconds=5.0, allow_private_networks=False
+        delivery_id=42, transport=transport, timeout_seconds=5.0, allow_private_networks=False
     )
 
 

@@ -177,11 +177,11 @@ def test_a_loopback_target_is_refused_naming_allow_private_networks(
     assert fake.requests == []
 
 
-def test_a_timeout_is_retried(session, make_message) -> None:
+def test_a_timeout_is_retried(transport, make_message) -> None:
     from messagepusher.actors.channels.base import SendContext
 
     quick = SendContext(
-        delivery_id=1, session=session, timeout_seconds=0.3, allow_private_networks=True
+        delivery_id=1, transport=transport, timeout_seconds=0.3, allow_private_networks=True
     )
     with WebhookSink() as fake:
         fake.script(Reply(hang=True))

@@ -1,0 +1,119 @@
+"""How the HTTP channels reach the network: one shared urllib3 pool, requests behind a proxy.
+
+urllib3 is the transport under requests; called directly it costs about a third
+less CPU per request (docs/benchmarks.md), which on the channel pool's hot path is
+the largest single cost. A request that must go through a proxy (the channel's
+`proxy` setting, or proxy variables in the environment) still goes through
+requests, which knows proxies, `no_proxy` and SOCKS.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import requests
+import urllib3
+
+from messagepusher.supervisor.http_session import environment_has_proxies, new_session
+
+MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
+READ_CHUNK = 16 * 1024
+
+
+class CallTimeout(Exception):
+    """The service did not connect or answer within the timeout; worth retrying."""
+
+
+class CallFailed(Exception):
+    """The connection failed (refused, reset, DNS, TLS); worth retrying."""
+
+
+class CallInvalid(Exception):
+    """The request cannot be made as written (bad URL, bad header); retrying will not help."""
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes  # at most MAX_RESPONSE_BYTES
+
+
+class Transport:
+    """Makes one HTTP request at a time per calling thread; safe to share between threads.
+
+    Redirects are never followed (a redirect could lead past the private-network check)
+    and nothing is retried here: the mailbox retries with back-off.
+    """
+
+    def __init__(self, pool_size: int = 32, trust_env: bool | None = None):
+        self.pool = urllib3.PoolManager(num_pools=64, maxsize=pool_size, block=False, retries=False)
+        self.pool_size = pool_size
+        self.trust_env = environment_has_proxies() if trust_env is None else trust_env
+        self._local = threading.local()
+
+    def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+                timeout: float, proxy: str | None = None) -> RawAnswer:
+        """Blocking I/O in the caller's thread. Raises CallTimeout, CallFailed or CallInvalid."""
+        if proxy or self.trust_env:
+            return self._through_requests(method, url, body, headers, timeout, proxy)
+        try:
+            response = self.pool.request(
+                method, url, body=body, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                retries=False, redirect=False, preload_content=False,
+            )
+            try:
+                data = response.read(MAX_RESPONSE_BYTES + 1)
+            except BaseException:
+                response.close()
+                raise
+            else:
+                if len(data) > MAX_RESPONSE_BYTES:
+                    response.close()  # the rest is unread: this connection cannot carry another request
+            finally:
+                response.release_conn()  # back to the pool (a closed one reconnects on its next use)
+        except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it is a subclass
+            raise CallFailed(str(exc)) from None
+        except urllib3.exceptions.TimeoutError as exc:
+            raise CallTimeout(str(exc)) from None
+        except (urllib3.exceptions.LocationValueError, ValueError) as exc:
+            raise CallInvalid(str(exc)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise CallFailed(str(exc)) from None
+        return RawAnswer(response.status, dict(response.headers), data[:MAX_RESPONSE_BYTES])
+
+    def _through_requests(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+                          timeout: float, proxy: str | None) -> RawAnswer:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = new_session(self.pool_size)
+        try:
+            response = session.request(
+                method, url, data=body, headers=headers, timeout=timeout,
+                proxies={"http": proxy, "https": proxy} if proxy else None, allow_redirects=False, stream=True,
+            )
+            with response:
+                data = _read_capped(response)
+        except requests.Timeout as exc:
+            raise CallTimeout(str(exc)) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise CallFailed(str(exc)) from None
+        except requests.RequestException as exc:
+            raise CallInvalid(str(exc)) from None
+        return RawAnswer(response.status_code, dict(response.headers), data)
+
+    def close(self) -> None:
+        self.pool.clear()
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    # Reading to the end (not closing early) returns the connection to the keep-alive pool.
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(READ_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_RESPONSE_BYTES:
+            break
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES]

@@ -1,0 +1,77 @@
+"""The channels' transport: urllib3 directly, requests behind a proxy, answers capped, errors sorted."""
+
+from __future__ import annotations
+
+import pytest
+from fakes.channel_services import Reply, WebhookSink
+from fakes.forward_proxy import ForwardProxy
+
+from messagepusher.actors.channels import build_channel
+from messagepusher.actors.channels.base import SendContext
+from messagepusher.actors.channels.transport import (
+    MAX_RESPONSE_BYTES,
+    CallFailed,
+    CallInvalid,
+    CallTimeout,
+    Transport,
+)
+
+
+def test_an_oversized_answer_is_cut_and_the_pool_still_works(transport) -> None:
+    with WebhookSink() as fake:
+        fake.script(Reply(200, b"x" * (MAX_RESPONSE_BYTES * 3)), Reply(201, "second"))
+        first = transport.request("POST", f"{fake.url}/big", b"{}", {}, 5.0)
+        second = transport.request("POST", f"{fake.url}/next", b"{}", {}, 5.0)
+    assert first.status == 200 and first.body == b"x" * MAX_RESPONSE_BYTES
+    assert (second.status, second.body) == (201, b"second")
+    assert [r.path for r in fake.requests] == ["/big", "/next"]
+
+
+def test_keep_alive_reuses_one_connection(transport) -> None:
+    with WebhookSink() as fake:
+        for _ in range(5):
+            assert transport.request("POST", f"{fake.url}/hook", b"{}", {}, 5.0).status == 200
+    pool = transport.pool.connection_from_url(fake.url)
+    assert pool.num_connections == 1
+
+
+def test_a_redirect_is_returned_not_followed(transport) -> None:
+    with WebhookSink() as fake:
+        fake.script(Reply(302, "", {"Location": f"{fake.url}/elsewhere"}))
+        answer = transport.request("POST", f"{fake.url}/hook", b"{}", {}, 5.0)
+    assert answer.status == 302 and answer.headers["Location"].endswith("/elsewhere")
+    assert len(fake.requests) == 1
+
+
+def test_errors_are_sorted_into_timeout_failed_and_invalid(transport) -> None:
+    with WebhookSink() as fake:
+        fake.script(Reply(hang=True))
+        with pytest.raises(CallTimeout):
+            transport.request("POST", f"{fake.url}/slow", b"{}", {}, 0.3)
+        with pytest.raises(CallInvalid):
+            transport.request("POST", f"{fake.url}/hook", b"{}", {"X-Bad": "a\r\nInjected: yes"}, 5.0)
+    with pytest.raises(CallFailed):
+        transport.request("POST", fake.url + "/gone", b"{}", {}, 5.0)  # the fake has stopped
+
+
+def test_a_channel_proxy_carries_the_request(transport, make_message) -> None:
+    ctx = SendContext(delivery_id=7, transport=transport, timeout_seconds=5.0, allow_private_networks=True)
+    with WebhookSink() as sink, ForwardProxy() as proxy:
+        channel = build_channel("webhook", {"url": f"{sink.url}/hook", "proxy": proxy.url})
+        result = channel.send(make_message(), ctx)
+    assert result.status == "sent"
+    assert proxy.seen == [("POST", f"{sink.url}/hook")]
+    assert sink.requests[0].headers["x-messagepusher-delivery"] == "7"
+
+
+def test_proxy_variables_in_the_environment_are_honoured(monkeypatch) -> None:
+    with WebhookSink() as sink, ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        trusting = Transport(pool_size=1)
+        try:
+            answer = trusting.request("POST", f"{sink.url}/hook", b"{}", {}, 5.0)
+        finally:
+            trusting.close()
+    assert trusting.trust_env and answer.status == 200
+    assert proxy.seen == [("POST", f"{sink.url}/hook")]
+

@@ -18,7 +18,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext, Sen
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
-from messagepusher.supervisor.db import execute, execute_many, placeholders, select_rows
+from messagepusher.supervisor.db import execute, execute_many, is_sqlite, placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
 from messagepusher.supervisor.ratelimit import BucketMap
@@ -341,20 +341,27 @@ def finish_if_final(mailbox, message_ids: int | set[int], now: float, forced: st
     """Give every message whose deliveries are all final its final status, and queue callbacks.
 
     `forced` sets that final status regardless (a cancel). Runs inside the caller's write
-    transaction, in three statements for the whole batch. Returns recipients to wake.
+    transaction, in a few statements for the whole batch. Returns recipients to wake.
+    On PostgreSQL the open messages are locked before their deliveries are read, so two
+    processes finishing the last deliveries of one message cannot both miss (or both
+    write) its final status; on SQLite the write transaction already serializes them.
     """
     ids = sorted(message_ids) if isinstance(message_ids, set) else [message_ids]
-    marks = placeholders(len(ids))
-    views: dict[int, list[lifecycle.DeliveryView]] = {m: [] for m in ids}
+    finals = lifecycle.MESSAGE_FINAL
+    open_messages = select_rows(
+        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
+        f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id{'' if is_sqlite() else ' FOR UPDATE'}",
+        (*ids, *finals),
+    )
+    if not open_messages:
+        return set()
+    open_ids = tuple(row[0] for row in open_messages)
+    views: dict[int, list[lifecycle.DeliveryView]] = {m: [] for m in open_ids}
     for delivery_id, message_id, status, fallback_of in select_rows(
-        f"SELECT id, message_id, status, fallback_of_id FROM delivery WHERE message_id IN ({marks})", tuple(ids)
+        f"SELECT id, message_id, status, fallback_of_id FROM delivery WHERE message_id IN ({placeholders(len(open_ids))})",
+        open_ids,
     ):
         views[message_id].append(lifecycle.DeliveryView(delivery_id, status, fallback_of))
-    open_messages = select_rows(
-        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({marks}) "
-        f"AND status NOT IN ({placeholders(len(lifecycle.MESSAGE_FINAL))})",
-        (*ids, *lifecycle.MESSAGE_FINAL),
-    )
     finished, events, callbacks = [], [], []
     for message_id, callback_url, priority, user_id in open_messages:
         status = forced or lifecycle.final_status(views[message_id])

@@ -1,10 +1,13 @@
 """Second verification for sensitive operations: `X-Confirm` carries the caller's password or a current TOTP code.
 
 Ops marked Op(sensitive=True) are checked by ConfirmMiddleware; a resource whose sensitivity
-depends on the body (an admin key, a role change) calls `require_confirmation` itself.
+depends on the body (an admin key, a role change) calls `require_confirmation` itself. Every
+accepted TOTP code consumes its time step for the user (`use_totp_code`), so no code works twice.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import falcon
 
@@ -16,18 +19,45 @@ from messagepusher.supervisor.accounts import (
     locked_for,
     record_failure,
 )
-from messagepusher.supervisor.credentials import totp_matches, verify_password
+from messagepusher.supervisor.credentials import totp_step, verify_password
 from messagepusher.supervisor.models import User
 
 HEADER = "X-Confirm"
 
+# What a presented secret turned out to be; "used" is a right TOTP code whose step was consumed before.
+Outcome = Literal["ok", "wrong", "used"]
 
-def check_secret(req: falcon.Request, user: User, presented: str, allow_totp: bool = True) -> bool:
-    """Whether `presented` is the user's password (or, with `allow_totp`, a current TOTP code).
 
-    Runs in the HTTP worker thread. Failures count against the account like failed logins,
-    so a stolen key or session cannot guess the password here; raises APIError 429
-    `login_locked` while the account is locked.
+def consume_totp_step(user_id: int, step: int) -> bool:
+    """Record `step` as the user's latest used TOTP step; False if it, or a later step, already was.
+
+    Runs in the HTTP worker thread. One conditional UPDATE, so of two concurrent requests with
+    the same code exactly one consumes it (the row lock decides on PostgreSQL, the write lock on
+    SQLite). Raises peewee errors when the database fails.
+    """
+    unused = User.totp_last_step.is_null() | (User.totp_last_step < step)
+    return User.update(totp_last_step=step).where((User.id == user_id) & unused).execute() == 1
+
+
+def use_totp_code(req: falcon.Request, user: User, code: str) -> Outcome:
+    """Check `code` against the user's TOTP secret and consume its time step.
+
+    Runs in the HTTP worker thread. "used" is a right code whose step (or a later one) was used
+    before: a replay, or the loser of two requests with one code. Raises what the secret box
+    (an undecryptable secret) and `consume_totp_step` raise.
+    """
+    step = totp_step(req.context.runtime.secretbox.decrypt(user.totp_secret), code)
+    if step is None:
+        return "wrong"
+    return "ok" if consume_totp_step(user.id, step) else "used"
+
+
+def verify_secret(req: falcon.Request, user: User, presented: str, allow_totp: bool = True) -> Outcome:
+    """Whether `presented` is the user's password (or, with `allow_totp`, an unused current TOTP code).
+
+    Runs in the HTTP worker thread. Failures, a reused TOTP code among them, count against the
+    account like failed logins, so a stolen key or session cannot guess the password here;
+    raises APIError 429 `login_locked` while the account is locked.
     """
     keys = [account_key(user.username)]
     wait = locked_for(keys)
@@ -35,22 +65,28 @@ def check_secret(req: falcon.Request, user: User, presented: str, allow_totp: bo
         raise login_locked(wait)
     code = presented.strip()
     if allow_totp and user.totp_enabled and user.totp_secret and len(code) == 6 and code.isdigit():
-        matched = totp_matches(req.context.runtime.secretbox.decrypt(user.totp_secret), code)
+        outcome = use_totp_code(req, user, code)
     else:
-        matched = verify_password(user.password_hash, presented)
+        outcome = "ok" if verify_password(user.password_hash, presented) else "wrong"
     login = req.context.runtime.settings.security.login
-    if matched:
+    if outcome == "ok":
         clear_failures(keys)
     else:
         record_failure(keys, login.max_failures, login.lockout_seconds)
-    return matched
+    return outcome
+
+
+def check_secret(req: falcon.Request, user: User, presented: str, allow_totp: bool = True) -> bool:
+    """Whether `verify_secret` accepts `presented`. HTTP worker thread; raises what it raises."""
+    return verify_secret(req, user, presented, allow_totp) == "ok"
 
 
 def require_confirmation(req: falcon.Request, what: str) -> None:
-    """Refuse unless X-Confirm holds the caller's password or current TOTP code.
+    """Refuse unless X-Confirm holds the caller's password or an unused current TOTP code.
 
     Runs in the HTTP worker thread; raises APIError 403 `confirmation_required` when the
-    header is missing or wrong, 429 `login_locked` after too many wrong ones.
+    header is missing, wrong or a TOTP code already used, 429 `login_locked` after too many
+    failures.
     """
     principal: Principal = req.context.principal
     presented = req.get_header(HEADER)
@@ -58,7 +94,12 @@ def require_confirmation(req: falcon.Request, what: str) -> None:
         raise APIError(403, "confirmation_required", f"{what} is a sensitive operation: send your password, or "
                        f"a current TOTP code if you enrolled one, in the {HEADER} header", {"header": HEADER})
     user = User.get_or_none(User.id == principal.user_id)
-    if user is None or not check_secret(req, user, presented):
+    outcome = "wrong" if user is None else verify_secret(req, user, presented)
+    if outcome == "used":
+        raise APIError(403, "confirmation_required", f"the TOTP code in {HEADER} was already used; each code "
+                       "works once: wait for the next code (at most 30 s) and repeat the request",
+                       {"header": HEADER, "reason": "totp_code_used"})
+    if outcome != "ok":
         raise APIError(403, "confirmation_required", f"{HEADER} does not match your password or a current "
                        "TOTP code; check it (and the device clock for TOTP) and repeat the request",
                        {"header": HEADER})

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 import pyotp
@@ -97,7 +98,23 @@ def totp_uri(secret: str, username: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="MessagePusher")
 
 
-def totp_matches(secret: str, code: str) -> bool:
-    """True for the current 30-second code or its neighbours (clock drift of ±30 s)."""
+TOTP_DRIFT_STEPS = 1  # codes of the previous and next 30-second step are accepted too (clock drift)
+
+
+def totp_step(secret: str, code: str, now: float | None = None) -> int | None:
+    """The 30-second time step (Unix time // 30) whose code `code` is, within ±TOTP_DRIFT_STEPS of `now`.
+
+    Pure (reads the clock only when `now` is None); any thread. None for a wrong or malformed
+    code: anything but six ASCII digits (spaces allowed) never matches and raises nothing. Of
+    two matching steps the later is returned, so that consuming it consumes the earlier too.
+    """
     code = code.strip().replace(" ", "")
-    return code.isdigit() and len(code) == 6 and pyotp.TOTP(secret).verify(code, valid_window=1)
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(time.time() if now is None else now)
+    for step in range(current + TOTP_DRIFT_STEPS, current - TOTP_DRIFT_STEPS - 1, -1):
+        if hmac.compare_digest(code, totp.generate_otp(step)):
+            return step
+    return None
+

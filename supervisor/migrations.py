@@ -15,7 +15,14 @@ from playhouse.migrate import migrate as migrate_columns
 
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
-from messagepusher.supervisor.models import V1_MODELS, V2_MODELS, AuditLog, JobRun, SchemaVersion
+from messagepusher.supervisor.models import (
+    V1_MODELS,
+    V2_MODELS,
+    AuditLog,
+    JobRun,
+    SchemaVersion,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +48,23 @@ def _columns(db: peewee.Database, table: str) -> set[str]:
     return {c.name for c in db.get_columns(table)}
 
 
-def _job_run_period_and_detail(db: peewee.Database) -> None:
-    # A database made by step 2 of this release already has the columns: add only what is missing.
-    have = _columns(db, JobRun._meta.table_name)
+def _add_missing_columns(db: peewee.Database, table: str, columns: tuple[tuple[str, peewee.Field], ...]) -> None:
+    # Steps 1 and 2 create tables from the current models, so a new database already has the
+    # columns of a later step: add only what is missing.
+    have = _columns(db, table)
     migrator = SchemaMigrator.from_database(db)
-    steps = [
-        migrator.add_column(JobRun._meta.table_name, name, field)
-        for name, field in (("period_key", peewee.CharField(default="")), ("detail", peewee.TextField(null=True)))
-        if name not in have
-    ]
+    steps = [migrator.add_column(table, name, field) for name, field in columns if name not in have]
     if steps:
         migrate_columns(*steps)
+
+
+def _job_run_period_and_detail(db: peewee.Database) -> None:
+    _add_missing_columns(db, JobRun._meta.table_name, (
+        ("period_key", peewee.CharField(default="")), ("detail", peewee.TextField(null=True))))
+
+
+def _user_totp_last_step(db: peewee.Database) -> None:
+    _add_missing_columns(db, User._meta.table_name, (("totp_last_step", peewee.IntegerField(null=True)),))
 
 
 def _audit_action_index(db: peewee.Database) -> None:
@@ -64,6 +77,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
     (3, "audit log: index on action", _audit_action_index),
     (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
+    (5, "users: last used TOTP time step", _user_totp_last_step),
 ]
 
 LATEST = MIGRATIONS[-1][0]

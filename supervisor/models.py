@@ -50,6 +50,8 @@ class User(BaseModel):
     preferences = JSONField(default=dict)
     totp_secret = peewee.TextField(null=True)
     totp_enabled = peewee.BooleanField(default=False)
+    # The latest 30 s TOTP step already used; a code of this step or an earlier one is refused.
+    totp_last_step = peewee.IntegerField(null=True)
     created_at = Time()
     updated_at = Time()
 

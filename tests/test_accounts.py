@@ -1,12 +1,17 @@
 """User accounts: the admin API, one's own profile and preferences, passwords, disabling and deleting.
 
-Deleting removes a user's data or hands it to another user, renaming channels that clash.
+Deleting removes a user's data or hands it to another user, renaming channels that clash. A TOTP
+code works once: at enrolment and in X-Confirm alike, a used code (or an earlier one) is refused.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 
+import pyotp
 import pytest
 import requests
 from fakes.sink import Sink
@@ -206,3 +211,82 @@ def test_changing_ones_own_password_needs_the_current_one(env):
     assert right.status_code == 200, right.text
     assert login(server, user["username"], PASSWORD).status_code == 401
     assert login(server, user["username"], "next-pass-Test-1").status_code == 200
+
+
+# --- TOTP: every code works once ------------------------------------------------------------
+
+
+def new_admin(env) -> object:
+    """A fresh admin account and a client with a key of theirs carrying the admin scope."""
+    server, admin, _sink = env
+    made = admin.post("/api/v1/users", json={"username": f"boss{next(serial)}", "password": PASSWORD, "role": "admin"},
+                      headers=CONFIRM)
+    assert made.status_code == 201, made.text
+    key = admin.post(f"/api/v1/keys?user={made.json()['id']}", json={"name": "boss"}, headers=CONFIRM)
+    assert key.status_code == 201, key.text
+    return server.client(key.json()["key"])
+
+
+def enroll(client) -> pyotp.TOTP:
+    enrolled = client.post("/api/v1/me/totp")
+    assert enrolled.status_code == 201, enrolled.text
+    return pyotp.TOTP(enrolled.json()["secret"])
+
+
+def admin_key_with(client, code: str) -> requests.Response:
+    """A sensitive operation (a key carrying `admin`) confirmed by `code` in X-Confirm."""
+    return client.post("/api/v1/keys", json={"name": "root"}, headers={"X-Confirm": code})
+
+
+def assert_code_used(resp: requests.Response) -> None:
+    assert resp.status_code == 403, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "confirmation_required" and error["details"]["reason"] == "totp_code_used", resp.text
+    assert "already used" in error["message"] and "wait for the next code" in error["message"], resp.text
+
+
+def test_a_totp_code_works_once_at_enrolment_and_in_x_confirm_and_the_next_code_works(env):
+    client = new_admin(env)
+    totp = enroll(client)
+    now = time.time()  # one instant for every code, so that they are consecutive steps s, s+1
+    code, next_code = totp.at(now), totp.at(now, counter_offset=1)
+    assert client.post("/api/v1/me/totp/confirm", json={"code": code}).json() == {"enabled": True}
+    replayed = client.post("/api/v1/me/totp/confirm", json={"code": code})
+    assert replayed.status_code == 422 and "already used" in replayed.json()["error"]["message"], replayed.text
+    assert_code_used(admin_key_with(client, code))  # the enrolment code cannot confirm anything
+    assert admin_key_with(client, next_code).status_code == 201, "the next step's code works"
+    assert_code_used(admin_key_with(client, next_code))  # nor can an observed X-Confirm code, replayed
+    assert_code_used(admin_key_with(client, code))  # an earlier step than the last used one
+    assert admin_key_with(client, ADMIN_PASSWORD).status_code == 403, "the password is this admin's own"
+    assert admin_key_with(client, PASSWORD).status_code == 201, "the password still confirms"
+
+
+def test_of_concurrent_requests_with_one_totp_code_exactly_one_passes(env):
+    client = new_admin(env)
+    totp = enroll(client)
+    now = time.time()
+    assert client.post("/api/v1/me/totp/confirm", json={"code": totp.at(now)}).status_code == 200
+    code, start = totp.at(now, counter_offset=1), threading.Barrier(4)
+
+    def attempt(_n: int) -> requests.Response:  # one connection each: a requests.Session is not thread-safe
+        headers = {"Authorization": client.session.headers["Authorization"], "X-Confirm": code}
+        start.wait(10)
+        return requests.post(client.server.url + "/api/v1/keys", json={"name": "root"}, headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(attempt, range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 403, 403, 403], [a.text for a in answers]
+    for refused in (a for a in answers if a.status_code == 403):
+        assert_code_used(refused)
+
+
+def test_malformed_totp_codes_are_refused_without_a_server_error(env):
+    client = new_admin(env)
+    totp = enroll(client)
+    for code in ("", "12345", "1234567", "abcdef", "١٢٣٤٥٦", "12 34 5", "9" * 1000):
+        resp = client.post("/api/v1/me/totp/confirm", json={"code": code})
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_field", (code, resp.text)
+    assert client.post("/api/v1/me/totp/confirm", json={"code": totp.now()}).status_code == 200
+    for header in ("²²²²²²", "12 345", "000000"):
+        resp = admin_key_with(client, header)
+        assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", (header, resp.text)

@@ -60,3 +60,32 @@ def test_the_schema_migrates_on_postgresql_from_scratch_and_from_version_1(postg
     assert {m._meta.table_name for m in ALL_MODELS} <= tables
     assert "mailbox_claimable" in {i.name for i in db.get_indexes("mailbox", schema=schema)}
     db.close()
+
+
+def _drop_totp_last_step(db) -> None:
+    """Make the user table as a release before migration 5 left it: without totp_last_step."""
+    db.execute_sql('ALTER TABLE "user" DROP COLUMN totp_last_step')
+    db.execute_sql("INSERT INTO \"user\" (username, password_hash, role, disabled, display_name, email, preferences,"
+                   " totp_enabled, created_at, updated_at) VALUES ('kept', 'x', 'user', FALSE, '', '', '{}', FALSE, 1, 1)")
+
+
+def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_sqlite(tmp_path):
+    db = fresh(f"sqlite:///{tmp_path / 'v4.db'}")
+    assert migrate(db, target=4) == [1, 2, 3, 4]
+    _drop_totp_last_step(db)
+    assert migrate(db) == list(range(5, LATEST + 1))
+    assert "totp_last_step" in {c.name for c in db.get_columns("user")}
+    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [("kept", None)]
+    assert migrate(db) == []
+    db.close()
+
+
+def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_postgresql(postgres_url):
+    url, schema = postgres_url
+    db = fresh(url)
+    assert migrate(db, target=4) == [1, 2, 3, 4]
+    _drop_totp_last_step(db)
+    assert migrate(db) == list(range(5, LATEST + 1))
+    assert "totp_last_step" in {c.name for c in db.get_columns("user", schema=schema)}
+    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [("kept", None)]
+    db.close()

@@ -199,11 +199,17 @@ def _victim(world: World) -> str:
 
 
 def _enroll_totp(client) -> pyotp.TOTP:
+    """Enroll and turn TOTP on; this uses up the current code, so confirm with `_next_code` after."""
     enrolled = client.post("/api/v1/me/totp")
     assert enrolled.status_code == 201, enrolled.text
     totp = pyotp.TOTP(enrolled.json()["secret"])
     assert client.post("/api/v1/me/totp/confirm", json={"code": totp.now()}).status_code == 200
     return totp
+
+
+def _next_code(totp: pyotp.TOTP) -> str:
+    """The next 30 s step's code: unused, and accepted within the clock-drift window."""
+    return totp.at(time.time(), counter_offset=1)
 
 
 def _key_id(world: World, scopes: list[str]) -> str:
@@ -239,7 +245,7 @@ def test_a_sensitive_operation_needs_the_password_or_a_totp_code_in_x_confirm(wo
         stale = totp.at(time.time() - 300)
         resp = world.admin.request(method, path, json=body, headers={"X-Confirm": stale})
         assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", resp.text
-        resp = world.admin.request(method, path, json=body, headers={"X-Confirm": totp.now()})
+        resp = world.admin.request(method, path, json=body, headers={"X-Confirm": _next_code(totp)})
         assert resp.status_code == success, (name, resp.text)
     finally:
         assert world.admin.delete("/api/v1/me/totp", headers={"X-Confirm": ADMIN_PASSWORD}).status_code == 204
@@ -251,7 +257,7 @@ def test_removing_totp_needs_x_confirm_and_takes_the_password_or_a_current_code(
         resp = world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": header} if header else {})
         assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", resp.text
     assert world.owner.get("/api/v1/me").json()["totp_enabled"] is True
-    assert world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": totp.now()}).status_code == 204
+    assert world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": _next_code(totp)}).status_code == 204
     assert world.owner.get("/api/v1/me").json()["totp_enabled"] is False
     _enroll_totp(world.owner)
     assert world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": OWNER_PASSWORD}).status_code == 204

@@ -21,7 +21,7 @@ from messagepusher.http.auth import (
     owner_filter,
     session_token,
 )
-from messagepusher.http.confirm import check_secret, require_confirmation
+from messagepusher.http.confirm import check_secret, require_confirmation, use_totp_code
 from messagepusher.http.errors import APIError, not_found, unprocessable
 from messagepusher.http.resources.common import (
     enum_param,
@@ -41,7 +41,6 @@ from messagepusher.supervisor.credentials import (
     csrf_for,
     dummy_password_check,
     new_totp_secret,
-    totp_matches,
     totp_uri,
     verify_password,
 )
@@ -365,14 +364,15 @@ class MeTotp:
             raise APIError(409, "totp_enabled", "TOTP is already enabled; remove it first with DELETE "
                            "/api/v1/me/totp (needs X-Confirm) to enroll a new device")
         secret = new_totp_secret()
-        User.update(totp_secret=self.runtime.secretbox.encrypt(secret), totp_enabled=False,
+        # The used-step record belongs to the old secret: a new one starts with none used.
+        User.update(totp_secret=self.runtime.secretbox.encrypt(secret), totp_enabled=False, totp_last_step=None,
                     updated_at=time.time()).where(User.id == user.id).execute()
         resp.status = falcon.HTTP_201
         resp.media = {"secret": secret, "provisioning_uri": totp_uri(secret, user.username), "enabled": False,
                       "next": "add it to an authenticator app, then POST /api/v1/me/totp/confirm {\"code\": …}"}
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        User.update(totp_secret=None, totp_enabled=False, updated_at=time.time()).where(
+        User.update(totp_secret=None, totp_enabled=False, totp_last_step=None, updated_at=time.time()).where(
             User.id == req.context.principal.user_id).execute()
         resp.status = falcon.HTTP_204
 
@@ -380,7 +380,8 @@ class MeTotp:
 class MeTotpConfirm:
     """/api/v1/me/totp/confirm: turn an enrolled TOTP secret on by proving a current code.
 
-    HTTP worker thread; raises APIError 409 (nothing enrolled) or 422 (wrong code).
+    HTTP worker thread; raises APIError 409 (nothing enrolled) or 422 (wrong or already used
+    code). The code's time step is consumed, so it cannot serve again as an X-Confirm code.
     """
 
     def __init__(self, runtime):
@@ -391,7 +392,11 @@ class MeTotpConfirm:
         body = read_model(req, TotpCodeIn)
         if user.totp_secret is None:
             raise APIError(409, "totp_not_enrolled", "no TOTP secret to confirm; enroll first with POST /api/v1/me/totp")
-        if not totp_matches(self.runtime.secretbox.decrypt(user.totp_secret), body.code):
+        outcome = use_totp_code(req, user, body.code)
+        if outcome == "used":
+            raise unprocessable("code", "was already used; each code works once: wait for the next code (at most "
+                                "30 s) and send that")
+        if outcome != "ok":
             raise unprocessable("code", "is not the current code of the enrolled secret; check the app and the "
                                 "device clock")
         User.update(totp_enabled=True, updated_at=time.time()).where(User.id == user.id).execute()

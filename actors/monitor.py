@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.resources.health import readiness
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.actor import PING, TICK, SerialActor
-from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.db import database, is_sqlite, write_transaction
 from messagepusher.supervisor.metrics import Metrics
 from messagepusher.supervisor.models import Alert, JobRun, User
 from messagepusher.supervisor.supervisor import ReportHung
@@ -35,6 +36,9 @@ QUEUE_STATES = ("ready", "leased", "failed", "dead")
 MB = 1024 * 1024
 # An alert notification waits this long for the ingest commit; a slower one is retried next round.
 NOTIFY_TIMEOUT_SECONDS = 2.0
+# PostgreSQL advisory lock class of "opening an alert" (one lock per rule and key); the
+# single-key lock 8080001 of the migrations lives in another key space.
+ALERT_LOCK_CLASS = 8080002
 
 
 # --- gauges (caller's thread: the monitor's, or an HTTP worker scraping /metrics) ---------------------
@@ -108,6 +112,32 @@ def last_integrity_problem() -> str | None:
     )
     integrity = (run.detail or {}).get("integrity") if run else None
     return None if integrity in (None, "ok") else str(integrity)
+
+
+def lock_alert_ident(rule: str, key: str) -> None:
+    """Until the caller's transaction ends, be the only node opening alert (rule, key).
+
+    Two nodes that both find no firing alert would otherwise both insert one (PostgreSQL's
+    READ COMMITTED lets each miss the other's uncommitted row) and both notify. Once the
+    first commits, the second's lookup sees its alert. SQLite needs nothing: the write
+    transaction already holds the database's only write lock.
+    """
+    if not is_sqlite():
+        ident = zlib.crc32(f"{rule}\0{key}".encode()) - 2**31  # a stable int4 on every node
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (ALERT_LOCK_CLASS, ident))
+
+
+def notified_since(condition: alerts.Condition, since: float) -> bool:
+    """Whether any alert of the condition's rule and key was notified after `since`."""
+    return (
+        Alert.select()
+        .where(
+            (Alert.rule == condition.rule)
+            & (Alert.key == condition.key)
+            & (Alert.notified_at > since)
+        )
+        .exists()
+    )
 
 
 @dataclass
@@ -296,6 +326,7 @@ class MonitorActor(SerialActor):
         notify = action.notify
         with write_transaction():
             if alert_id is None:  # another node sharing the database may have opened it meanwhile
+                lock_alert_ident(condition.rule, condition.key)
                 existing = Alert.get_or_none(
                     (Alert.rule == condition.rule)
                     & (Alert.key == condition.key)
@@ -303,6 +334,10 @@ class MonitorActor(SerialActor):
                 )
                 if existing is not None:
                     alert_id, notify = existing.id, False
+                elif notify and notified_since(
+                    condition, now - self.settings.monitor.alerts.cooldown_seconds
+                ):
+                    notify = False  # another node notified it after our round read the alerts
             if alert_id is None:
                 alert_id = Alert.create(
                     rule=condition.rule,

@@ -21,28 +21,44 @@ log = logging.getLogger("messagepusher")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, help="path to supervisor.yaml (or MP_CONFIG)")
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="path to supervisor.yaml (or MP_CONFIG)"
+    )
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", parents=[common], help="run the service (the default)")
-    sub.add_parser("check-config", parents=[common], help="validate and print the effective configuration")
+    sub.add_parser(
+        "check-config", parents=[common], help="validate and print the effective configuration"
+    )
 
-    user = sub.add_parser("user", parents=[common], help="manage users").add_subparsers(dest="action", required=True)
+    user = sub.add_parser("user", parents=[common], help="manage users").add_subparsers(
+        dest="action", required=True
+    )
     create = user.add_parser("create", parents=[common], help="create a user")
     create.add_argument("name")
     create.add_argument("--role", choices=["admin", "user"], default="user")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
 
-    key = sub.add_parser("key", parents=[common], help="manage API keys").add_subparsers(dest="action", required=True)
+    key = sub.add_parser("key", parents=[common], help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     key_create = key.add_parser("create", parents=[common], help="create an API key, printed once")
     key_create.add_argument("--user", required=True)
     key_create.add_argument("--name", default="")
-    key_create.add_argument("--scopes", default=None, help="comma-separated, e.g. messages:send,messages:read")
+    key_create.add_argument(
+        "--scopes", default=None, help="comma-separated, e.g. messages:send,messages:read"
+    )
 
-    backup = sub.add_parser("backup", parents=[common], help="online backups").add_subparsers(dest="action", required=True)
+    backup = sub.add_parser("backup", parents=[common], help="online backups").add_subparsers(
+        dest="action", required=True
+    )
     backup.add_parser("create", parents=[common], help="take a backup now")
     backup.add_parser("list", parents=[common], help="list backups")
-    restore = backup.add_parser("restore", parents=[common], help="restore a backup (the service must be stopped)")
+    restore = backup.add_parser(
+        "restore", parents=[common], help="restore a backup (the service must be stopped)"
+    )
     restore.add_argument("name")
     return parser
 
@@ -57,7 +73,10 @@ def _open(settings: Settings):
     runtime = Runtime(settings)
     generated = runtime.open_storage()
     if generated:
-        print(f"first start: created user admin with password {generated} (shown once)", file=sys.stderr)
+        print(
+            f"first start: created user admin with password {generated} (shown once)",
+            file=sys.stderr,
+        )
     return runtime
 
 
@@ -95,7 +114,10 @@ def cmd_key(args: argparse.Namespace, settings: Settings) -> int:
     try:
         user = User.get_or_none(User.username == args.user)
         if user is None:
-            print(f"error: no user {args.user!r}; create it with: main.py user create {args.user}", file=sys.stderr)
+            print(
+                f"error: no user {args.user!r}; create it with: main.py user create {args.user}",
+                file=sys.stderr,
+            )
             return 1
         scopes = args.scopes.split(",") if args.scopes is not None else None
         row, plaintext = create_key(user, name=args.name, scopes=scopes)
@@ -104,7 +126,9 @@ def cmd_key(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     finally:
         runtime.db.close()
-    print(f"created key {row.id} for {user.username} with scopes {','.join(row.scopes)}; it is shown only now:")
+    print(
+        f"created key {row.id} for {user.username} with scopes {','.join(row.scopes)}; it is shown only now:"
+    )
     print(plaintext)
     return 0
 
@@ -139,14 +163,20 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
 
     logs.configure(settings.logging, settings.data_path)
     try:
-        serving_lock = hold_serving_lock(settings)  # held until we stop: offline restores wait for it
+        serving_lock = hold_serving_lock(
+            settings
+        )  # held until we stop: offline restores wait for it
     except BackupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     runtime = Runtime(settings, config_path)
     generated = runtime.open_storage()
     if generated:
-        print(f"first start: created user admin with password {generated} (shown once)", file=sys.stderr, flush=True)
+        print(
+            f"first start: created user admin with password {generated} (shown once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def request_stop(signum, _frame):
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -165,11 +195,17 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
     runtime.start_actors()
     runtime.http_server = HttpServer(runtime)
     runtime.http_server.start()
-    log.info("listening on http://%s:%d (data in %s)", settings.server.host,
-             runtime.http_server.port, settings.data_path.resolve())
+    log.info(
+        "listening on http://%s:%d (data in %s)",
+        settings.server.host,
+        runtime.http_server.port,
+        settings.data_path.resolve(),
+    )
     if not runtime.wait_for_actors(30.0):
         log.error("not every actor is running 30s after start; see GET /readyz")
-    sd_notify.notify(f"READY=1\nSTATUS=listening on {settings.server.host}:{runtime.http_server.port}")
+    sd_notify.notify(
+        f"READY=1\nSTATUS=listening on {settings.server.host}:{runtime.http_server.port}"
+    )
     while not runtime.shutdown_requested.wait(0.5):
         pass
     if runtime.exit_code:

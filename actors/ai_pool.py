@@ -32,25 +32,40 @@ class AIPoolActor(PerJobPoolActor):
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
         ids = [e.payload["message_id"] for e in entries]
-        messages = {m.id: m for m in Message.select().where(
-            Message.id.in_(ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL))}
+        messages = {
+            m.id: m
+            for m in Message.select().where(
+                Message.id.in_(ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL)
+            )
+        }
         tasks = {}
         for e in entries:
             m = messages.get(e.payload["message_id"])
             if m is None or not m.ai_request:
                 self.mailbox.ack(e.id, self.owner)
                 continue
-            fetched_text = (m.fetched or {}).get("text") if (m.fetched or {}).get("status") == "ok" else None
+            fetched_text = (
+                (m.fetched or {}).get("text") if (m.fetched or {}).get("status") == "ok" else None
+            )
             title = (m.fetched or {}).get("title") or m.title
-            request = AIRequest(task=m.ai_request["task"], text=fetched_text or m.body or m.title, title=title or "",
-                                language=m.ai_request.get("language"))
+            request = AIRequest(
+                task=m.ai_request["task"],
+                text=fetched_text or m.body or m.title,
+                title=title or "",
+                language=m.ai_request.get("language"),
+            )
             tasks[e.id] = (m.id, request, m.ai_request.get("provider"))
         if tasks:
             now = time.time()
             started = [t[0] for t in tasks.values()]
-            Message.update(status="ai_processing", updated_at=now).where(Message.id.in_(started)).execute()
+            Message.update(status="ai_processing", updated_at=now).where(
+                Message.id.in_(started)
+            ).execute()
             MessageEvent.insert_many(
-                [{"message": m, "at": now, "type": "ai_processing", "detail": None} for m in started]
+                [
+                    {"message": m, "at": now, "type": "ai_processing", "detail": None}
+                    for m in started
+                ]
             ).execute()
         return tasks
 
@@ -62,8 +77,13 @@ class AIPoolActor(PerJobPoolActor):
         _, request, provider = job.task
         started = time.perf_counter()
         try:
-            return run_task(request, provider, self.settings.ai, session,
-                            self.settings.security.allow_private_networks)
+            return run_task(
+                request,
+                provider,
+                self.settings.ai,
+                session,
+                self.settings.security.allow_private_networks,
+            )
         finally:
             self.runtime.metrics.step_latency.labels("ai").observe(time.perf_counter() - started)
 
@@ -76,25 +96,53 @@ class AIPoolActor(PerJobPoolActor):
             return set()
         if job.error is None:
             r: AIResult = job.result
-            result = {"status": "ok", "task": r.task, "provider": r.provider, "result": r.result,
-                      "label": r.label, "tags": r.tags, "model": r.model, "error": None}
+            result = {
+                "status": "ok",
+                "task": r.task,
+                "provider": r.provider,
+                "result": r.result,
+                "label": r.label,
+                "tags": r.tags,
+                "model": r.model,
+                "error": None,
+            }
             self.mailbox.ack(job.entry.id, self.owner)
         else:
             error = str(job.error)
-            retryable = isinstance(job.error, AIError) and job.error.retryable or not isinstance(job.error, AIError)
+            retryable = (
+                isinstance(job.error, AIError)
+                and job.error.retryable
+                or not isinstance(job.error, AIError)
+            )
             retry_after = getattr(job.error, "retry_after", None)
-            state = self.mailbox.nack(job.entry, self.owner, error, retry_after, permanent=not retryable)
+            state = self.mailbox.nack(
+                job.entry, self.owner, error, retry_after, permanent=not retryable
+            )
             if state == "failed":
-                MessageEvent.create(message=message_id, at=now, type="ai_retry", detail={"error": error})
+                MessageEvent.create(
+                    message=message_id, at=now, type="ai_retry", detail={"error": error}
+                )
                 return set()
-            result = {"status": "error", "task": request.task, "provider": provider or self.settings.ai.default_provider,
-                      "result": None, "error": error}
+            result = {
+                "status": "error",
+                "task": request.task,
+                "provider": provider or self.settings.ai.default_provider,
+                "result": None,
+                "error": error,
+            }
         Message.update(ai_result=result, updated_at=now).where(Message.id == message_id).execute()
-        MessageEvent.create(message=message_id, at=now, type="ai_done" if result["status"] == "ok" else "ai_failed",
-                            detail={"task": request.task, "provider": result["provider"], "error": result["error"]})
+        MessageEvent.create(
+            message=message_id,
+            at=now,
+            type="ai_done" if result["status"] == "ok" else "ai_failed",
+            detail={"task": request.task, "provider": result["provider"], "error": result["error"]},
+        )
         if result["status"] != "ok" and self.settings.ai.on_failure == "fail":
-            Delivery.update(status="failed", last_error=f"not sent: the AI step failed and ai.on_failure is fail: "
-                            f"{result['error']}", updated_at=now).where(
-                (Delivery.message == message_id) & (Delivery.status == "pending")).execute()
+            Delivery.update(
+                status="failed",
+                last_error=f"not sent: the AI step failed and ai.on_failure is fail: "
+                f"{result['error']}",
+                updated_at=now,
+            ).where((Delivery.message == message_id) & (Delivery.status == "pending")).execute()
             return finish_if_final(self.mailbox, message_id, now)
         return route(self.mailbox, message, "send", now)

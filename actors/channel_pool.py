@@ -88,11 +88,22 @@ def outbound(row: SendRow) -> OutboundMessage:
         fetched = {"title": stored_fetched.get("title"), "text": stored_fetched.get("text")}
     ai = None
     if stored_ai and stored_ai.get("status") == "ok":
-        ai = {"task": stored_ai.get("task"), "result": stored_ai.get("result"),
-              "label": stored_ai.get("label"), "tags": stored_ai.get("tags")}
+        ai = {
+            "task": stored_ai.get("task"),
+            "result": stored_ai.get("result"),
+            "label": stored_ai.get("label"),
+            "tags": stored_ai.get("tags"),
+        }
     return OutboundMessage(
-        id=row.message_id, title=row.title, body=row.body, format=row.format, url=row.url,
-        priority=row.priority, fetched=fetched, ai=ai, created_at=to_rfc3339(row.created_at) or "",
+        id=row.message_id,
+        title=row.title,
+        body=row.body,
+        format=row.format,
+        url=row.url,
+        priority=row.priority,
+        fetched=fetched,
+        ai=ai,
+        created_at=to_rfc3339(row.created_at) or "",
     )
 
 
@@ -100,9 +111,15 @@ def message_result(message_id: int) -> dict[str, Any]:
     """{id, status, deliveries} as POSTed to callback_url and returned by the API."""
     message = Message.get_by_id(message_id)
     deliveries = [
-        {"id": d.id, "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
-         "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
-         "response_code": d.response_code, "sent_at": to_rfc3339(d.sent_at)}
+        {
+            "id": d.id,
+            "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "response_code": d.response_code,
+            "sent_at": to_rfc3339(d.sent_at),
+        }
         for d in Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)
     ]
     return {"id": message.id, "status": message.status, "deliveries": deliveries}
@@ -127,14 +144,19 @@ class ChannelPoolActor(PoolActor):
         sends = [e for e in entries if e.kind == "send"]
         for e in entries:
             if e.kind == "callback":
-                tasks[e.id] = CallbackTask(e.payload["message_id"], e.payload["url"], message_result(e.payload["message_id"]))
+                tasks[e.id] = CallbackTask(
+                    e.payload["message_id"],
+                    e.payload["url"],
+                    message_result(e.payload["message_id"]),
+                )
             elif e.kind != "send":
                 self.mailbox.nack(e, self.owner, f"unknown entry kind {e.kind!r}", permanent=True)
         if not sends:
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
         rows = {
-            r[0]: SendRow(*r) for r in select_rows(SEND_ROWS.format(ids=placeholders(len(ids))), tuple(ids))
+            r[0]: SendRow(*r)
+            for r in select_rows(SEND_ROWS.format(ids=placeholders(len(ids))), tuple(ids))
         }
         deferred: dict[float, list[int]] = {}
         settled: list[int] = []
@@ -156,8 +178,16 @@ class ChannelPoolActor(PoolActor):
                     config = self._config(d.channel_id, d.channel_updated_at, d.channel_config)
                 except Exception as exc:  # noqa: BLE001 - a broken secret fails this delivery only
                     error = str(exc)
-            tasks[e.id] = SendTask(d.delivery_id, d.message_id, d.channel_type, d.channel_name, config, error,
-                                   outbound(d), d.created_at)
+            tasks[e.id] = SendTask(
+                d.delivery_id,
+                d.message_id,
+                d.channel_type,
+                d.channel_name,
+                config,
+                error,
+                outbound(d),
+                d.created_at,
+            )
             sending.append(d.delivery_id)
         for e_id in settled:
             self.mailbox.ack(e_id, self.owner)
@@ -167,10 +197,15 @@ class ChannelPoolActor(PoolActor):
             now = time.time()
             message_ids = sorted({tasks[e.id].message_id for e in sends if e.id in tasks})
             finals = lifecycle.MESSAGE_FINAL
-            execute(f"UPDATE delivery SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(sending))})",
-                        (now, *sending))
-            execute(f"UPDATE message SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(message_ids))}) "
-                        f"AND status NOT IN ({placeholders(len(finals))})", (now, *message_ids, *finals))
+            execute(
+                f"UPDATE delivery SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(sending))})",
+                (now, *sending),
+            )
+            execute(
+                f"UPDATE message SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(message_ids))}) "
+                f"AND status NOT IN ({placeholders(len(finals))})",
+                (now, *message_ids, *finals),
+            )
         return tasks
 
     def _config(self, channel_id: int, updated_at: float | None, encrypted: str) -> dict[str, Any]:
@@ -179,7 +214,10 @@ class ChannelPoolActor(PoolActor):
         if cached is None or cached[0] != updated_at:
             if len(self.configs) > 10_000:
                 self.configs.clear()
-            cached = self.configs[channel_id] = (updated_at, self.runtime.secretbox.decrypt(encrypted))
+            cached = self.configs[channel_id] = (
+                updated_at,
+                self.runtime.secretbox.decrypt(encrypted),
+            )
         return cached[1]
 
     def _rate_wait(self, channel_id: int | None, channel_type: str) -> float:
@@ -187,7 +225,9 @@ class ChannelPoolActor(PoolActor):
         if channel_id is None:
             return 0.0
         cls = REGISTRY.get(channel_type)
-        per_minute = getattr(cls, "rate_per_minute", 0) or self.settings.channel_pool.default_rate_per_minute
+        per_minute = (
+            getattr(cls, "rate_per_minute", 0) or self.settings.channel_pool.default_rate_per_minute
+        )
         if not per_minute:
             return 0.0
         return self.buckets.take(channel_id, per_minute / 60.0, max(1.0, per_minute / 6))
@@ -207,8 +247,14 @@ class ChannelPoolActor(PoolActor):
             channel = build_channel(task.channel_type, task.config)
         except ValueError as exc:
             return SendResult.permanent(f"channel configuration is invalid: {exc}")
-        ctx = SendContext(task.delivery_id, self.transport, timeout, allow_private, job.entry.attempts,
-                          tuple(self.settings.security.allowed_private_targets))
+        ctx = SendContext(
+            task.delivery_id,
+            self.transport,
+            timeout,
+            allow_private,
+            job.entry.attempts,
+            tuple(self.settings.security.allowed_private_targets),
+        )
         started = time.perf_counter()
         result = channel.send(task.message, ctx)
         self.runtime.metrics.step_latency.labels("send").observe(time.perf_counter() - started)
@@ -216,9 +262,16 @@ class ChannelPoolActor(PoolActor):
 
     def _post_callback(self, task: CallbackTask, allow_private: bool, timeout: float) -> SendResult:
         try:
-            netguard.check_url(task.url, allow_private, tuple(self.settings.security.allowed_private_targets))
-            answer = self.transport.request("POST", task.url, json.dumps(task.body).encode(),
-                                            {"Content-Type": "application/json"}, timeout)
+            netguard.check_url(
+                task.url, allow_private, tuple(self.settings.security.allowed_private_targets)
+            )
+            answer = self.transport.request(
+                "POST",
+                task.url,
+                json.dumps(task.body).encode(),
+                {"Content-Type": "application/json"},
+                timeout,
+            )
         except netguard.PrivateNetworkRefused as exc:
             return SendResult.permanent(str(exc))
         except (CallTimeout, CallFailed, OSError) as exc:
@@ -248,7 +301,11 @@ class ChannelPoolActor(PoolActor):
         now = time.time()
         sends: list[tuple[Job, SendResult]] = []
         for job in jobs:
-            result = job.result if job.error is None else SendResult.retry(f"{type(job.error).__name__}: {job.error}")
+            result = (
+                job.result
+                if job.error is None
+                else SendResult.retry(f"{type(job.error).__name__}: {job.error}")
+            )
             if isinstance(job.task, CallbackTask):
                 self._settle_entry(job.entry, result)
             else:
@@ -256,7 +313,12 @@ class ChannelPoolActor(PoolActor):
         if not sends:
             return set()
         ids = [job.task.delivery_id for job, _ in sends]
-        existing = {row[0] for row in select_rows(f"SELECT id FROM delivery WHERE id IN ({placeholders(len(ids))})", tuple(ids))}
+        existing = {
+            row[0]
+            for row in select_rows(
+                f"SELECT id FROM delivery WHERE id IN ({placeholders(len(ids))})", tuple(ids)
+            )
+        }
         acks: list[int] = []
         updates: list[tuple] = []
         events: list[tuple] = []
@@ -272,8 +334,13 @@ class ChannelPoolActor(PoolActor):
                 status, error, kind = "sent", None, "delivery_sent"
                 self.runtime.metrics.end_to_end.observe(max(0.0, now - task.created_at))
             else:
-                state = self.mailbox.nack(job.entry, self.owner, result.detail, result.retry_after,
-                                          permanent=result.status == "permanent")
+                state = self.mailbox.nack(
+                    job.entry,
+                    self.owner,
+                    result.detail,
+                    result.retry_after,
+                    permanent=result.status == "permanent",
+                )
                 if state == "failed":
                     status, kind = "pending", "delivery_retry"
                 else:
@@ -281,8 +348,18 @@ class ChannelPoolActor(PoolActor):
                     kind = f"delivery_{status}"
                     ended.append(task.delivery_id)
                 error = result.detail
-            updates.append((status, job.entry.attempts, result.response_code, response, error,
-                            now if status == "sent" else None, now, task.delivery_id))
+            updates.append(
+                (
+                    status,
+                    job.entry.attempts,
+                    result.response_code,
+                    response,
+                    error,
+                    now if status == "sent" else None,
+                    now,
+                    task.delivery_id,
+                )
+            )
             events.append((task.message_id, now, kind, _event_detail(task, result)))
             self.runtime.metrics.deliveries.labels(task.channel_type, status).inc()
         self.mailbox.ack_many(acks, self.owner)
@@ -291,7 +368,9 @@ class ChannelPoolActor(PoolActor):
             "sent_at = COALESCE(?, sent_at), updated_at = ? WHERE id = ?",
             updates,
         )
-        execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
+        execute_many(
+            "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
+        )
         wake: set[str] = set()
         for delivery_id in ended:
             wake |= self._fallback(Delivery.get_by_id(delivery_id), now)
@@ -301,12 +380,19 @@ class ChannelPoolActor(PoolActor):
         if result.status == "sent":
             self.mailbox.ack(entry.id, self.owner)
         else:
-            self.mailbox.nack(entry, self.owner, result.detail, result.retry_after,
-                              permanent=result.status == "permanent")
+            self.mailbox.nack(
+                entry,
+                self.owner,
+                result.detail,
+                result.retry_after,
+                permanent=result.status == "permanent",
+            )
 
     def _fallback(self, delivery: Delivery, now: float) -> set[str]:
         """Hand a finally failed delivery to its channel's fallback, once per channel in a chain."""
-        channel = Channel.get_or_none(Channel.id == delivery.channel_id) if delivery.channel_id else None
+        channel = (
+            Channel.get_or_none(Channel.id == delivery.channel_id) if delivery.channel_id else None
+        )
         if channel is None or channel.fallback_id is None:
             return set()
         chain, node = {delivery.channel_id}, delivery
@@ -314,14 +400,30 @@ class ChannelPoolActor(PoolActor):
             node = Delivery.get_by_id(node.fallback_of_id)
             chain.add(node.channel_id)
         fallback = Channel.get_or_none(Channel.id == channel.fallback_id)
-        if fallback is None or not fallback.enabled or fallback.id in chain or len(chain) > MAX_FALLBACK_DEPTH:
+        if (
+            fallback is None
+            or not fallback.enabled
+            or fallback.id in chain
+            or len(chain) > MAX_FALLBACK_DEPTH
+        ):
             return set()
         message = Message.get_by_id(delivery.message_id)
-        new = Delivery.create(message=message.id, channel=fallback.id, channel_name=fallback.name,
-                              channel_type=fallback.type, status="pending", fallback_of=delivery.id,
-                              created_at=now, updated_at=now)
-        MessageEvent.create(message=message.id, at=now, type="fallback",
-                            detail={"from": delivery.channel_name, "to": fallback.name, "delivery_id": new.id})
+        new = Delivery.create(
+            message=message.id,
+            channel=fallback.id,
+            channel_name=fallback.name,
+            channel_type=fallback.type,
+            status="pending",
+            fallback_of=delivery.id,
+            created_at=now,
+            updated_at=now,
+        )
+        MessageEvent.create(
+            message=message.id,
+            at=now,
+            type="fallback",
+            detail={"from": delivery.channel_name, "to": fallback.name, "delivery_id": new.id},
+        )
         self.mailbox.put_many([send_entry(new.id, message.id, message.priority, message.user_id)])
         return {"channel_pool"}
 
@@ -337,7 +439,9 @@ def _event_detail(task: SendTask, result: SendResult) -> str:
     return MessageEvent.detail.db_value(detail)
 
 
-def finish_if_final(mailbox, message_ids: int | set[int], now: float, forced: str | None = None) -> set[str]:
+def finish_if_final(
+    mailbox, message_ids: int | set[int], now: float, forced: str | None = None
+) -> set[str]:
     """Give every message whose deliveries are all final its final status, and queue callbacks.
 
     `forced` sets that final status regardless (a cancel). Runs inside the caller's write
@@ -370,9 +474,21 @@ def finish_if_final(mailbox, message_ids: int | set[int], now: float, forced: st
         finished.append((status, now, now, message_id))
         events.append((message_id, now, status, None))
         if callback_url:
-            callbacks.append(NewEntry("channel_pool", "callback", {"message_id": message_id, "url": callback_url},
-                                      priority=priority, dedupe_key=f"callback:{message_id}", user_id=user_id))
-    execute_many("UPDATE message SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?", finished)
-    execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
+            callbacks.append(
+                NewEntry(
+                    "channel_pool",
+                    "callback",
+                    {"message_id": message_id, "url": callback_url},
+                    priority=priority,
+                    dedupe_key=f"callback:{message_id}",
+                    user_id=user_id,
+                )
+            )
+    execute_many(
+        "UPDATE message SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?", finished
+    )
+    execute_many(
+        "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
+    )
     mailbox.put_many(callbacks)
     return {"channel_pool"} if callbacks else set()

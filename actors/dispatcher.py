@@ -20,11 +20,22 @@ log = logging.getLogger(__name__)
 POOLS = ("channel_pool", "ai_pool", "fetcher")
 
 
-def send_entry(delivery_id: int, message_id: int, priority: int, user_id: int,
-               available_at: float | None = None) -> NewEntry:
+def send_entry(
+    delivery_id: int,
+    message_id: int,
+    priority: int,
+    user_id: int,
+    available_at: float | None = None,
+) -> NewEntry:
     """The channel_pool work item that sends one delivery."""
-    return NewEntry("channel_pool", "send", {"delivery_id": delivery_id, "message_id": message_id},
-                    priority=priority, available_at=available_at, user_id=user_id)
+    return NewEntry(
+        "channel_pool",
+        "send",
+        {"delivery_id": delivery_id, "message_id": message_id},
+        priority=priority,
+        available_at=available_at,
+        user_id=user_id,
+    )
 
 
 def route(mailbox: Mailbox, message: Message, stage: str, now: float) -> set[str]:
@@ -34,13 +45,26 @@ def route(mailbox: Mailbox, message: Message, stage: str, now: float) -> set[str
     """
     if stage == "send":
         pending = [
-            d.id for d in Delivery.select(Delivery.id)
-            .where((Delivery.message == message.id) & (Delivery.status == "pending"))
+            d.id
+            for d in Delivery.select(Delivery.id).where(
+                (Delivery.message == message.id) & (Delivery.status == "pending")
+            )
         ]
-        mailbox.put_many(send_entry(d, message.id, message.priority, message.user_id) for d in pending)
+        mailbox.put_many(
+            send_entry(d, message.id, message.priority, message.user_id) for d in pending
+        )
     else:
-        mailbox.put_many([NewEntry(lifecycle.STAGE_RECIPIENT[stage], stage, {"message_id": message.id},
-                                   priority=message.priority, user_id=message.user_id)])
+        mailbox.put_many(
+            [
+                NewEntry(
+                    lifecycle.STAGE_RECIPIENT[stage],
+                    stage,
+                    {"message_id": message.id},
+                    priority=message.priority,
+                    user_id=message.user_id,
+                )
+            ]
+        )
     status = lifecycle.STAGE_STATUS[stage]
     Message.update(status=status, updated_at=now).where(
         (Message.id == message.id) & Message.status.not_in(lifecycle.MESSAGE_FINAL)

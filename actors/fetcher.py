@@ -33,8 +33,12 @@ class FetcherActor(PerJobPoolActor):
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
         ids = [e.payload["message_id"] for e in entries]
-        urls = {m.id: m.url for m in Message.select(Message.id, Message.url, Message.status).where(
-            Message.id.in_(ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL))}
+        urls = {
+            m.id: m.url
+            for m in Message.select(Message.id, Message.url, Message.status).where(
+                Message.id.in_(ids) & Message.status.not_in(lifecycle.MESSAGE_FINAL)
+            )
+        }
         tasks = {}
         for e in entries:
             message_id = e.payload["message_id"]
@@ -45,7 +49,9 @@ class FetcherActor(PerJobPoolActor):
         if tasks:
             now = time.time()
             started = [t[0] for t in tasks.values()]
-            Message.update(status="fetching", updated_at=now).where(Message.id.in_(started)).execute()
+            Message.update(status="fetching", updated_at=now).where(
+                Message.id.in_(started)
+            ).execute()
             MessageEvent.insert_many(
                 [{"message": m, "at": now, "type": "fetching", "detail": None} for m in started]
             ).execute()
@@ -57,7 +63,12 @@ class FetcherActor(PerJobPoolActor):
         if session is None:
             session = self.local.session = new_session(4)
         started = time.perf_counter()
-        result = fetch_page(job.task[1], self.settings.fetcher, self.settings.security.allow_private_networks, session)
+        result = fetch_page(
+            job.task[1],
+            self.settings.fetcher,
+            self.settings.security.allow_private_networks,
+            session,
+        )
         self.runtime.metrics.step_latency.labels("fetch").observe(time.perf_counter() - started)
         return result
 
@@ -65,7 +76,12 @@ class FetcherActor(PerJobPoolActor):
         message_id = job.task[0]
         now = time.time()
         if job.error is not None:
-            fetched = {"status": "error", "title": None, "text": None, "error": f"{type(job.error).__name__}: {job.error}"}
+            fetched = {
+                "status": "error",
+                "title": None,
+                "text": None,
+                "error": f"{type(job.error).__name__}: {job.error}",
+            }
         else:
             data = asdict(job.result)
             fetched = {k: data.get(k) for k in STORED_FIELDS}
@@ -77,6 +93,12 @@ class FetcherActor(PerJobPoolActor):
         detail = {"title": fetched.get("title"), "chars": len(fetched.get("text") or "")}
         if fetched["status"] != "ok":
             detail = {"error": fetched.get("error")}
-        MessageEvent.create(message=message_id, at=now, type="fetched" if fetched["status"] == "ok" else "fetch_failed",
-                            detail=detail)
-        return route(self.mailbox, message, lifecycle.stage_after("fetch", bool(message.ai_request)), now)
+        MessageEvent.create(
+            message=message_id,
+            at=now,
+            type="fetched" if fetched["status"] == "ok" else "fetch_failed",
+            detail=detail,
+        )
+        return route(
+            self.mailbox, message, lifecycle.stage_after("fetch", bool(message.ai_request)), now
+        )

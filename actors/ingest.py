@@ -25,10 +25,33 @@ from messagepusher.supervisor.models import Channel, Message, MessageEvent
 log = logging.getLogger(__name__)
 
 MAX_GROUP_DEPTH = 3
-MESSAGE_COLUMNS = ("user_id", "title", "body", "format", "url", "priority", "status", "accepted_status", "ai_request",
-                   "send_at", "callback_url", "idempotency_key", "request_hash", "created_at", "updated_at")
-DELIVERY_COLUMNS = ("message_id", "channel_id", "channel_name", "channel_type", "status", "attempts", "created_at",
-                    "updated_at")
+MESSAGE_COLUMNS = (
+    "user_id",
+    "title",
+    "body",
+    "format",
+    "url",
+    "priority",
+    "status",
+    "accepted_status",
+    "ai_request",
+    "send_at",
+    "callback_url",
+    "idempotency_key",
+    "request_hash",
+    "created_at",
+    "updated_at",
+)
+DELIVERY_COLUMNS = (
+    "message_id",
+    "channel_id",
+    "channel_name",
+    "channel_type",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
 
 
 @dataclass
@@ -60,9 +83,17 @@ class Accepted:
 class IngestError(Exception):
     """A draft that cannot be accepted: status 409 or 422, with the field at fault."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, value: Any = None):
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, value: Any = None
+    ):
         super().__init__(message)
-        self.status, self.code, self.message, self.field, self.value = status, code, message, field, value
+        self.status, self.code, self.message, self.field, self.value = (
+            status,
+            code,
+            message,
+            field,
+            value,
+        )
 
 
 class IngestUnavailable(Exception):
@@ -99,7 +130,9 @@ class IngestClient:
         try:
             outcome = pending.future.get(timeout=timeout)
         except pykka.Timeout:
-            raise IngestUnavailable("ingest did not answer in time; the message may not be stored") from None
+            raise IngestUnavailable(
+                "ingest did not answer in time; the message may not be stored"
+            ) from None
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -138,7 +171,9 @@ class IngestActor(MailboxActor):
             raise exc
         for p, outcome in zip(batch, outcomes, strict=True):
             p.future.set(outcome)
-        self.runtime.metrics_accepted(sum(1 for o in outcomes if isinstance(o, Accepted) and not o.replay))
+        self.runtime.metrics_accepted(
+            sum(1 for o in outcomes if isinstance(o, Accepted) and not o.replay)
+        )
         for recipient in {r for o in outcomes if isinstance(o, Accepted) for r in o.wake}:
             self.runtime.wake(recipient)
         if self.client.queue:
@@ -175,29 +210,43 @@ class IngestActor(MailboxActor):
                 self._insert(plans, outcomes, now)
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
-    def _idempotent_replay(self, draft: Draft, seen: dict[tuple[int, str], int], batch) -> Accepted | None:
+    def _idempotent_replay(
+        self, draft: Draft, seen: dict[tuple[int, str], int], batch
+    ) -> Accepted | None:
         if not draft.idempotency_key:
             return None
         earlier = seen.get((draft.user_id, draft.idempotency_key))
         if earlier is not None:
             first = batch[earlier].draft
             if first.request_hash != draft.request_hash:
-                raise IngestError(409, "idempotency_conflict",
-                                  "Idempotency-Key was already used with a different request body")
-            raise IngestError(409, "idempotency_in_flight", "the same Idempotency-Key is being accepted; retry")
+                raise IngestError(
+                    409,
+                    "idempotency_conflict",
+                    "Idempotency-Key was already used with a different request body",
+                )
+            raise IngestError(
+                409, "idempotency_in_flight", "the same Idempotency-Key is being accepted; retry"
+            )
         row = (
             Message.select(Message.id, Message.request_hash, Message.accepted_status)
-            .where((Message.user == draft.user_id) & (Message.idempotency_key == draft.idempotency_key))
+            .where(
+                (Message.user == draft.user_id) & (Message.idempotency_key == draft.idempotency_key)
+            )
             .first()
         )
         if row is None:
             return None
         if row.request_hash != draft.request_hash:
-            raise IngestError(409, "idempotency_conflict",
-                              "Idempotency-Key was already used with a different request body")
+            raise IngestError(
+                409,
+                "idempotency_conflict",
+                "Idempotency-Key was already used with a different request body",
+            )
         return Accepted(row.id, row.accepted_status, replay=True)
 
-    def _resolve_channels(self, draft: Draft, cache: dict[int, dict[str, Channel]]) -> list[Channel]:
+    def _resolve_channels(
+        self, draft: Draft, cache: dict[int, dict[str, Channel]]
+    ) -> list[Channel]:
         if draft.user_id not in cache:
             rows = list(Channel.select().where(Channel.user == draft.user_id))
             by_key: dict[str, Channel] = {}
@@ -207,29 +256,55 @@ class IngestActor(MailboxActor):
             cache[draft.user_id] = by_key
         by_key = cache[draft.user_id]
         if draft.channels is None:
-            chosen = [c for c in {id(c): c for c in by_key.values()}.values() if c.is_default and c.enabled]
+            chosen = [
+                c
+                for c in {id(c): c for c in by_key.values()}.values()
+                if c.is_default and c.enabled
+            ]
             if not chosen:
-                raise IngestError(422, "no_channels", "channels: none given and you have no default channel; "
-                                  "name channels or mark one as default", "channels")
+                raise IngestError(
+                    422,
+                    "no_channels",
+                    "channels: none given and you have no default channel; "
+                    "name channels or mark one as default",
+                    "channels",
+                )
         else:
             chosen = []
             for ref in draft.channels:
                 row = by_key.get(str(ref))
                 if row is None:
-                    raise IngestError(422, "unknown_channel", f"channels: no channel {ref!r}; list yours with "
-                                      "GET /api/v1/channels", "channels", ref)
+                    raise IngestError(
+                        422,
+                        "unknown_channel",
+                        f"channels: no channel {ref!r}; list yours with GET /api/v1/channels",
+                        "channels",
+                        ref,
+                    )
                 if not row.enabled:
-                    raise IngestError(422, "channel_disabled", f"channels: channel {row.name!r} is disabled",
-                                      "channels", ref)
+                    raise IngestError(
+                        422,
+                        "channel_disabled",
+                        f"channels: channel {row.name!r} is disabled",
+                        "channels",
+                        ref,
+                    )
                 chosen.append(row)
         expanded: list[Channel] = []
         self._expand(chosen, by_key, expanded, depth=0)
         unique = list({c.id: c for c in expanded}.values())
         if not unique:
-            raise IngestError(422, "no_channels", "channels: the chosen groups have no enabled members", "channels")
+            raise IngestError(
+                422,
+                "no_channels",
+                "channels: the chosen groups have no enabled members",
+                "channels",
+            )
         return unique
 
-    def _expand(self, chosen: list[Channel], by_key: dict[str, Channel], out: list[Channel], depth: int) -> None:
+    def _expand(
+        self, chosen: list[Channel], by_key: dict[str, Channel], out: list[Channel], depth: int
+    ) -> None:
         for row in chosen:
             if row.type != "group":
                 out.append(row)
@@ -237,21 +312,46 @@ class IngestActor(MailboxActor):
             if depth >= MAX_GROUP_DEPTH:
                 continue
             members = self.runtime.secretbox.decrypt(row.config).get("members", [])
-            resolved = [by_key[str(m)] for m in members if str(m) in by_key and by_key[str(m)].enabled]
+            resolved = [
+                by_key[str(m)] for m in members if str(m) in by_key and by_key[str(m)].enabled
+            ]
             self._expand(resolved, by_key, out, depth + 1)
 
     def _insert(self, plans, outcomes, now: float) -> None:
         to_json = Message.ai_request.db_value
-        message_ids = insert_returning_ids("message", MESSAGE_COLUMNS, [
-            (d.user_id, d.title, d.body, d.format, d.url, d.priority, status, status, to_json(d.ai), d.send_at,
-             d.callback_url, d.idempotency_key, d.request_hash, now, now)
-            for _, d, _, _, status in plans
-        ])
-        delivery_ids = insert_returning_ids("delivery", DELIVERY_COLUMNS, [
-            (message_id, c.id, c.name, c.type, "pending", 0, now, now)
-            for message_id, (_, _, channels, _, _) in zip(message_ids, plans, strict=True)
-            for c in channels
-        ])
+        message_ids = insert_returning_ids(
+            "message",
+            MESSAGE_COLUMNS,
+            [
+                (
+                    d.user_id,
+                    d.title,
+                    d.body,
+                    d.format,
+                    d.url,
+                    d.priority,
+                    status,
+                    status,
+                    to_json(d.ai),
+                    d.send_at,
+                    d.callback_url,
+                    d.idempotency_key,
+                    d.request_hash,
+                    now,
+                    now,
+                )
+                for _, d, _, _, status in plans
+            ],
+        )
+        delivery_ids = insert_returning_ids(
+            "delivery",
+            DELIVERY_COLUMNS,
+            [
+                (message_id, c.id, c.name, c.type, "pending", 0, now, now)
+                for message_id, (_, _, channels, _, _) in zip(message_ids, plans, strict=True)
+                for c in channels
+            ],
+        )
         events, entries = [], []
         cursor = 0
         for message_id, (i, d, channels, stage, status) in zip(message_ids, plans, strict=True):
@@ -260,15 +360,33 @@ class IngestActor(MailboxActor):
             detail = {"channels": [c.name for c in channels], "stage": stage}
             if status == "scheduled":
                 detail["send_at"] = d.send_at
-            events.append((message_id, now, status if status == "scheduled" else "accepted",
-                           MessageEvent.detail.db_value(detail)))
+            events.append(
+                (
+                    message_id,
+                    now,
+                    status if status == "scheduled" else "accepted",
+                    MessageEvent.detail.db_value(detail),
+                )
+            )
             available = d.send_at if d.send_at and d.send_at > now else None
             if stage == "send":
-                entries.extend(send_entry(did, message_id, d.priority, d.user_id, available) for did in ids)
+                entries.extend(
+                    send_entry(did, message_id, d.priority, d.user_id, available) for did in ids
+                )
             else:
-                entries.append(NewEntry(lifecycle.STAGE_RECIPIENT[stage], stage, {"message_id": message_id},
-                                        priority=d.priority, available_at=available, user_id=d.user_id))
+                entries.append(
+                    NewEntry(
+                        lifecycle.STAGE_RECIPIENT[stage],
+                        stage,
+                        {"message_id": message_id},
+                        priority=d.priority,
+                        available_at=available,
+                        user_id=d.user_id,
+                    )
+                )
             wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
             outcomes[i] = Accepted(message_id, status, wake=wake)
-        execute_many("INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events)
+        execute_many(
+            "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
+        )
         self.mailbox.put_many(entries)

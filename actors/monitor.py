@@ -279,7 +279,11 @@ class MonitorActor(SerialActor):
                     deadline,
                 )
                 self.runtime.supervisor_ref.tell(
-                    ReportHung(name, f"no answer to the monitor's ping within {deadline:g}s", info["incarnation"])
+                    ReportHung(
+                        name,
+                        f"no answer to the monitor's ping within {deadline:g}s",
+                        info["incarnation"],
+                    )
                 )
         self.runtime.unresponsive = overdue
         return overdue

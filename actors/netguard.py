@@ -49,7 +49,9 @@ def resolve(host: str, port: int | None = None) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def allowed_explicitly(host: str, port: int | None, addresses: list[str], allowed: tuple[str, ...]) -> bool:
+def allowed_explicitly(
+    host: str, port: int | None, addresses: list[str], allowed: tuple[str, ...]
+) -> bool:
     """True when an entry of security.allowed_private_targets names this destination.
 
     Entries are a host, host:port, or a CIDR that every resolved address falls in.
@@ -59,7 +61,9 @@ def allowed_explicitly(host: str, port: int | None, addresses: list[str], allowe
         entry = entry.lower().strip()
         if "/" in entry:
             network = ipaddress.ip_network(entry, strict=False)
-            if addresses and all(ipaddress.ip_address(a.split("%", 1)[0]) in network for a in addresses):
+            if addresses and all(
+                ipaddress.ip_address(a.split("%", 1)[0]) in network for a in addresses
+            ):
                 return True
         elif entry in (host, f"{host}:{port}"):
             return True

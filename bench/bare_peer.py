@@ -23,8 +23,10 @@ class BareMessages:
         self.local = threading.local()
         with sqlite3.connect(path) as conn:
             conn.execute("pragma journal_mode=wal")
-            conn.execute("create table if not exists message (id integer primary key, title text, "
-                         "body text, created_at real)")
+            conn.execute(
+                "create table if not exists message (id integer primary key, title text, "
+                "body text, created_at real)"
+            )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
@@ -35,8 +37,10 @@ class BareMessages:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         doc = message_fields(req)
-        cur = self._conn().execute("insert into message (title, body, created_at) values (?, ?, ?)",
-                                   (doc.get("title", ""), doc["body"], time.time()))
+        cur = self._conn().execute(
+            "insert into message (title, body, created_at) values (?, ?, ?)",
+            (doc.get("title", ""), doc["body"], time.time()),
+        )
         resp.status = falcon.HTTP_202
         resp.media = {"id": cur.lastrowid, "status": "accepted"}
 

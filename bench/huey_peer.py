@@ -30,9 +30,15 @@ class NormalSyncStorage(SqliteStorage):
 
 # The task module is imported by both the web process and the consumer, like a user's tasks.py.
 # The environment is set by bench/load.py; there is deliberately no default file.
-huey = SqliteHuey("bench", filename=os.environ["BENCH_HUEY_DB"],
-                  **({"storage_class": NormalSyncStorage}
-                     if os.environ.get("BENCH_HUEY_SYNCHRONOUS") == "normal" else {}))
+huey = SqliteHuey(
+    "bench",
+    filename=os.environ["BENCH_HUEY_DB"],
+    **(
+        {"storage_class": NormalSyncStorage}
+        if os.environ.get("BENCH_HUEY_SYNCHRONOUS") == "normal"
+        else {}
+    ),
+)
 SINK_URL = os.environ["BENCH_SINK_URL"]
 _local = threading.local()
 
@@ -54,8 +60,15 @@ class HueyMessages:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         doc = message_fields(req)
         message_id = uuid.uuid4().hex
-        deliver({"id": message_id, "title": doc.get("title", ""), "body": doc["body"],
-                 "channels": doc.get("channels", []), "created_at": time.time()})
+        deliver(
+            {
+                "id": message_id,
+                "title": doc.get("title", ""),
+                "body": doc["body"],
+                "channels": doc.get("channels", []),
+                "created_at": time.time(),
+            }
+        )
         resp.status = falcon.HTTP_202
         resp.media = {"id": message_id, "status": "queued"}
 
@@ -65,10 +78,14 @@ if __name__ == "__main__":
     parser.add_argument("role", choices=["web", "consumer"])
     parser.add_argument("--threads", type=int, default=16, help="web: waitress threads")
     parser.add_argument("--workers", type=int, default=8, help="consumer: Huey worker threads")
-    parser.add_argument("--delay", type=float, default=0.1, help="consumer: initial polling delay, s")
+    parser.add_argument(
+        "--delay", type=float, default=0.1, help="consumer: initial polling delay, s"
+    )
     parser.add_argument("--ready", type=Path, help="web: the bound port is written here")
     args = parser.parse_args()
     if args.role == "consumer":
-        huey.create_consumer(workers=args.workers, worker_type="thread", initial_delay=args.delay).run()
+        huey.create_consumer(
+            workers=args.workers, worker_type="thread", initial_delay=args.delay
+        ).run()
     else:
         serve(HueyMessages(), args.threads, args.ready)

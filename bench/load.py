@@ -59,9 +59,15 @@ class Child:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**os.environ, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
 
     @property
     def pid(self) -> int:
@@ -97,8 +103,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_call(port: int, method: str, path: str, body: object = None, key: str = "",
-              timeout: float = 10.0) -> tuple[int, object]:
+def http_call(
+    port: int, method: str, path: str, body: object = None, key: str = "", timeout: float = 10.0
+) -> tuple[int, object]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"Content-Type": "application/json"}
@@ -168,7 +175,9 @@ class Sink:
         workdir = bench.workdir
         self.out = workdir / "sink-arrivals.json"
         ready = workdir / "sink.port"
-        self.child = bench.spawn("sink", [PY, str(BENCH / "sink.py"), "--ready", str(ready), "--out", str(self.out)])
+        self.child = bench.spawn(
+            "sink", [PY, str(BENCH / "sink.py"), "--ready", str(ready), "--out", str(self.out)]
+        )
         self.port = wait_ready_file(ready, self.child, 15)
         self.url = f"http://127.0.0.1:{self.port}/in"
 
@@ -192,7 +201,9 @@ class Sink:
 class Target:
     """A system under test: where to POST, with which key, and which processes do its work."""
 
-    def __init__(self, name: str, port: int, children: list[Child], key: str = "", delivers: bool = True):
+    def __init__(
+        self, name: str, port: int, children: list[Child], key: str = "", delivers: bool = True
+    ):
         self.name = name
         self.delivers = delivers
         self.last_cpu: dict[int, float] = {}
@@ -252,35 +263,70 @@ class Bench:
         data = self.workdir / "mp-data"
         data.mkdir()
         port = free_port()
-        env = {"MP_DATA_DIR": str(data), "MP_SERVER__PORT": str(port), "MP_SERVER__HOST": "127.0.0.1",
-               "MP_ADMIN_PASSWORD": ADMIN_PASSWORD, "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
-               "MP_LOGGING__LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **RATE_LIMITS_OFF,
-               **dict(kv.split("=", 1) for kv in self.args.server_env)}
+        env = {
+            "MP_DATA_DIR": str(data),
+            "MP_SERVER__PORT": str(port),
+            "MP_SERVER__HOST": "127.0.0.1",
+            "MP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_LOGGING__LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **RATE_LIMITS_OFF,
+            **dict(kv.split("=", 1) for kv in self.args.server_env),
+        }
         os.environ.pop("NOTIFY_SOCKET", None)
         server = self.spawn("messagepusher", [PY, "main.py", "serve"], env)
         wait_http(port, "/readyz", server, 60)
-        done = subprocess.run([PY, "main.py", "key", "create", "--user", "admin", "--name", "bench"], cwd=ROOT,
-                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-                              preexec_fn=_die_with_parent)
+        done = subprocess.run(
+            [PY, "main.py", "key", "create", "--user", "admin", "--name", "bench"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=_die_with_parent,
+        )
         if done.returncode != 0:
             raise BenchError(f"key create failed: {done.stderr}")
         key = done.stdout.strip().splitlines()[-1]
         assert self.sink is not None
-        status, doc = http_call(port, "POST", "/api/v1/channels",
-                                {"name": "sink", "type": "webhook", "config": {"url": self.sink.url}}, key)
+        status, doc = http_call(
+            port,
+            "POST",
+            "/api/v1/channels",
+            {"name": "sink", "type": "webhook", "config": {"url": self.sink.url}},
+            key,
+        )
         if status not in (200, 201):
             raise BenchError(f"creating the sink channel: {status} {doc}")
         return Target("MessagePusher", port, [server], key)
 
     def start_huey(self) -> Target:
         assert self.sink is not None
-        env = {"BENCH_HUEY_DB": str(self.workdir / "huey.db"), "BENCH_SINK_URL": self.sink.url,
-               "BENCH_HUEY_SYNCHRONOUS": self.args.huey_synchronous}
-        consumer = self.spawn("huey-consumer", [PY, str(BENCH / "huey_peer.py"), "consumer", "--workers", "8",
-                                                  "--delay", str(self.args.huey_delay)], env)
+        env = {
+            "BENCH_HUEY_DB": str(self.workdir / "huey.db"),
+            "BENCH_SINK_URL": self.sink.url,
+            "BENCH_HUEY_SYNCHRONOUS": self.args.huey_synchronous,
+        }
+        consumer = self.spawn(
+            "huey-consumer",
+            [
+                PY,
+                str(BENCH / "huey_peer.py"),
+                "consumer",
+                "--workers",
+                "8",
+                "--delay",
+                str(self.args.huey_delay),
+            ],
+            env,
+        )
         ready = self.workdir / "huey-web.port"
-        web = self.spawn("huey-web", [PY, str(BENCH / "huey_peer.py"), "web", "--threads", "16",
-                                      "--ready", str(ready)], env)
+        web = self.spawn(
+            "huey-web",
+            [PY, str(BENCH / "huey_peer.py"), "web", "--threads", "16", "--ready", str(ready)],
+            env,
+        )
         port = wait_ready_file(ready, web, 30)
         time.sleep(0.5)
         consumer.check()
@@ -288,8 +334,19 @@ class Bench:
 
     def start_bare(self) -> Target:
         ready = self.workdir / "bare.port"
-        bare = self.spawn("bare", [PY, str(BENCH / "bare_peer.py"), "--threads", "16", "--ready", str(ready),
-                                   "--db", str(self.workdir / "bare.db")])
+        bare = self.spawn(
+            "bare",
+            [
+                PY,
+                str(BENCH / "bare_peer.py"),
+                "--threads",
+                "16",
+                "--ready",
+                str(ready),
+                "--db",
+                str(self.workdir / "bare.db"),
+            ],
+        )
         return Target("bare", wait_ready_file(ready, bare, 30), [bare], delivers=False)
 
     # -- measuring ----------------------------------------------------------------------------
@@ -298,17 +355,42 @@ class Bench:
         self.runs += 1
         out = self.workdir / f"loadgen-{self.runs}.json"
         budget = count / 200 + 60 if mode == "burst" else count / rate + 60
-        cmd = [PY, str(BENCH / "loadgen.py"), "--port", str(target.port), "--mode", mode, "--count", str(count),
-               "--threads", str(threads), "--rate", str(rate), "--prefix", f"bench-{self.runs}",
-               "--deadline", str(budget), "--out", str(out)]
-        done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "BENCH_KEY": target.key}, capture_output=True,
-                              text=True, timeout=budget + 30, preexec_fn=_die_with_parent)
+        cmd = [
+            PY,
+            str(BENCH / "loadgen.py"),
+            "--port",
+            str(target.port),
+            "--mode",
+            mode,
+            "--count",
+            str(count),
+            "--threads",
+            str(threads),
+            "--rate",
+            str(rate),
+            "--prefix",
+            f"bench-{self.runs}",
+            "--deadline",
+            str(budget),
+            "--out",
+            str(out),
+        ]
+        done = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "BENCH_KEY": target.key},
+            capture_output=True,
+            text=True,
+            timeout=budget + 30,
+            preexec_fn=_die_with_parent,
+        )
         if done.returncode != 0 or not out.exists():
             raise BenchError(f"load generator failed ({done.returncode}): {done.stderr[-2000:]}")
         return json.loads(out.read_text())
 
-    def wait_delivered(self, target: Target, ids: set[str], timeout: float,
-                       stall: float) -> tuple[dict[str, float], str]:
+    def wait_delivered(
+        self, target: Target, ids: set[str], timeout: float, stall: float
+    ) -> tuple[dict[str, float], str]:
         """Arrivals at the sink of `ids` and why the wait ended early ("" if all came).
 
         Waits until all came, `timeout` passed, nothing came for `stall` s, or the target died.
@@ -329,8 +411,11 @@ class Bench:
                 if len(matched) >= len(ids):
                     return matched, ""
                 if dead or now > deadline or now - progress_at > stall:
-                    why = dead or (f"gave up after {timeout:.0f}s" if now > deadline
-                                   else f"nothing arrived for {stall:.0f}s")
+                    why = dead or (
+                        f"gave up after {timeout:.0f}s"
+                        if now > deadline
+                        else f"nothing arrived for {stall:.0f}s"
+                    )
                     return matched, why
             time.sleep(0.05)
 
@@ -347,17 +432,30 @@ class Bench:
             busy0, mine0, t0 = machine_busy_seconds(), cpu_seconds(ours), time.monotonic()
             time.sleep(1.0)
             elapsed = time.monotonic() - t0
-            others = max(0.0, (machine_busy_seconds() - busy0) - (cpu_seconds(ours) - mine0)) / elapsed
+            others = (
+                max(0.0, (machine_busy_seconds() - busy0) - (cpu_seconds(ours) - mine0)) / elapsed
+            )
             calm = calm + 1 if others < self.args.quiet_cores else 0
             if calm >= 3:
                 return others
             if time.monotonic() > deadline:
-                print(f"  note: other processes still use {others:.2f} cores after waiting "
-                      f"{time.monotonic() - waited:.0f}s; measuring anyway", flush=True)
+                print(
+                    f"  note: other processes still use {others:.2f} cores after waiting "
+                    f"{time.monotonic() - waited:.0f}s; measuring anyway",
+                    flush=True,
+                )
                 return others
 
-    def measure(self, target: Target, mode: str, count: int, threads: int, rate: float = 0.0,
-                profile: Path | None = None, quiet: bool = True) -> dict:
+    def measure(
+        self,
+        target: Target,
+        mode: str,
+        count: int,
+        threads: int,
+        rate: float = 0.0,
+        profile: Path | None = None,
+        quiet: bool = True,
+    ) -> dict:
         assert self.sink is not None
         target.check()
         calm = self.wait_quiet() if quiet and self.args.quiet_wait > 0 else float("nan")
@@ -382,7 +480,9 @@ class Bench:
             self.stop_profile(spy)
         cpu = target.cpu() - cpu0
         sink_cpu = cpu_seconds([self.sink.child.pid]) - sink0
-        others = machine_busy_seconds() - machine0 - cpu - sink_cpu - gen["cpu_seconds"] - profiler_cpu
+        others = (
+            machine_busy_seconds() - machine0 - cpu - sink_cpu - gen["cpu_seconds"] - profiler_cpu
+        )
         stats = self.sink.count()
 
         first_start = min(r[2] for r in records) if records else 0.0
@@ -392,43 +492,83 @@ class Bench:
         last_arrival = max(arrivals.values()) if arrivals else 0.0
         lateness = [(r[2] - r[1]) * 1000 for r in records if r[1]]
         return {
-            "mode": mode, "count": count, "threads": threads, "rate": rate, "failure": failure,
-            "sent": len(records), "accepted": len(ok), "errors": gen["errors"],
+            "mode": mode,
+            "count": count,
+            "threads": threads,
+            "rate": rate,
+            "failure": failure,
+            "sent": len(records),
+            "accepted": len(ok),
+            "errors": gen["errors"],
             "accepted_per_s": len(ok) / (last_answer - first_start) if ok else 0.0,
             "post_seconds": last_answer - first_start,
-            "post_p50_ms": pct(post_ms, 50), "post_p99_ms": pct(post_ms, 99),
-            "delivered": len(e2e_ms), "undelivered": len(ok) - len(e2e_ms), "duplicates": stats["dups"],
+            "post_p50_ms": pct(post_ms, 50),
+            "post_p99_ms": pct(post_ms, 99),
+            "delivered": len(e2e_ms),
+            "undelivered": len(ok) - len(e2e_ms),
+            "duplicates": stats["dups"],
             "delivered_per_s": len(e2e_ms) / (last_arrival - first_start) if e2e_ms else 0.0,
             "deliver_seconds": last_arrival - first_start if e2e_ms else 0.0,
-            "e2e_p50_ms": pct(e2e_ms, 50), "e2e_p99_ms": pct(e2e_ms, 99),
+            "e2e_p50_ms": pct(e2e_ms, 50),
+            "e2e_p99_ms": pct(e2e_ms, 99),
             "e2e_max_ms": max(e2e_ms) if e2e_ms else float("nan"),
             "achieved_rate": len(records) / (max(r[2] for r in records) - first_start)
-            if len(records) > 1 else 0.0,
+            if len(records) > 1
+            else 0.0,
             "start_lateness_p99_ms": pct(lateness, 99) if lateness else 0.0,
-            "wall_seconds": wall, "cpu_server": cpu, "cpu_sink": sink_cpu, "cpu_client": gen["cpu_seconds"],
+            "wall_seconds": wall,
+            "cpu_server": cpu,
+            "cpu_sink": sink_cpu,
+            "cpu_client": gen["cpu_seconds"],
             "cpu_ms_per_msg": cpu * 1000 / len(ok) if ok else float("nan"),
-            "cpu_others": max(0.0, others), "cpu_profiler": profiler_cpu, "others_cores_before": calm, "cpu_capacity": wall * (os.cpu_count() or 1),
+            "cpu_others": max(0.0, others),
+            "cpu_profiler": profiler_cpu,
+            "others_cores_before": calm,
+            "cpu_capacity": wall * (os.cpu_count() or 1),
         }
 
     def warm_up(self, target: Target, count: int) -> None:
         result = self.measure(target, "burst", count, 8, quiet=False)
         if result["accepted"] < count or (target.delivers and result["undelivered"]):
-            raise BenchError(f"{target.name} warm-up: {result['accepted']}/{count} accepted, "
-                             f"{result['undelivered']} undelivered, errors {result['errors']}")
+            raise BenchError(
+                f"{target.name} warm-up: {result['accepted']}/{count} accepted, "
+                f"{result['undelivered']} undelivered, errors {result['errors']}"
+            )
 
     # -- profiling ----------------------------------------------------------------------------
 
     def start_profile(self, pid: int, out: Path) -> subprocess.Popen | None:
-        spy = shutil.which("py-spy", path=f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        spy = shutil.which(
+            "py-spy", path=f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        )
         if spy is None:
-            print("warning: --profile needs py-spy (.venv/bin/pip install py-spy); not profiling", file=sys.stderr)
+            print(
+                "warning: --profile needs py-spy (.venv/bin/pip install py-spy); not profiling",
+                file=sys.stderr,
+            )
             return None
-        cmd = [spy, "record", "--pid", str(pid), "--rate", str(self.args.profile_rate), "--nonblocking", "--format", "raw",
-               "--threads", "--output", str(out)]
+        cmd = [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(self.args.profile_rate),
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--threads",
+            "--output",
+            str(out),
+        ]
         if self.args.profile_gil:
             cmd.append("--gil")
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(out.with_suffix(".log"), "w"),  # noqa: SIM115
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=open(out.with_suffix(".log"), "w"),  # noqa: SIM115
+            preexec_fn=_die_with_parent,
+        )
         time.sleep(1.0)  # py-spy attaches
         self.profiled_pid = pid
         self.thread_cpu_first = thread_cpu(pid)
@@ -474,8 +614,14 @@ def thread_group(name: str) -> str:
     return re.sub(r"[-_]\d+$", "", name.strip('"')) or name
 
 
-def summarize_profile(path: Path, seconds: float, cpu_first: dict[int, float], cpu_last: dict[int, float],
-                      rate: int, top: int = 20) -> str:
+def summarize_profile(
+    path: Path,
+    seconds: float,
+    cpu_first: dict[int, float],
+    cpu_last: dict[int, float],
+    rate: int,
+    top: int = 20,
+) -> str:
     """CPU per thread family (from /proc) and self/inclusive samples per function (py-spy raw output)."""
     if not path.exists() or path.stat().st_size == 0:
         return f"(no profile written: see {path.with_suffix('.log')})"
@@ -513,13 +659,21 @@ def summarize_profile(path: Path, seconds: float, cpu_first: dict[int, float], c
             group_samples[group] += count
     cpu_by_group: Counter[str] = Counter()
     for tid, last in cpu_last.items():
-        cpu_by_group[thread_group(names.get(tid, "(never sampled)"))] += last - cpu_first.get(tid, 0.0)
+        cpu_by_group[thread_group(names.get(tid, "(never sampled)"))] += last - cpu_first.get(
+            tid, 0.0
+        )
     cpu_total = sum(cpu_by_group.values()) or float("nan")
-    out = [f"{seconds:.1f}s profiled; the server used {cpu_total:.1f} CPU s (= {cpu_total / seconds:.2f} cores); "
-           f"{total} py-spy samples at {rate} Hz (= {total / (seconds * rate):.2f} threads not idle on average"
-           "; with --gil: the share of time the GIL was held)"]
+    out = [
+        f"{seconds:.1f}s profiled; the server used {cpu_total:.1f} CPU s (= {cpu_total / seconds:.2f} cores); "
+        f"{total} py-spy samples at {rate} Hz (= {total / (seconds * rate):.2f} threads not idle on average"
+        "; with --gil: the share of time the GIL was held)"
+    ]
     out.append("  CPU seconds per thread family (/proc, exact):")
-    out += [f"    {c:7.1f} s  {c / cpu_total:6.1%}  {g}" for g, c in cpu_by_group.most_common(10) if c > 0.05]
+    out += [
+        f"    {c:7.1f} s  {c / cpu_total:6.1%}  {g}"
+        for g, c in cpu_by_group.most_common(10)
+        if c > 0.05
+    ]
     out.append("  top self time (function, % of samples):")
     out += [f"    {c / total:6.1%}  {name}" for name, c in self_time.most_common(top)]
     out.append("  top inclusive time:")
@@ -572,12 +726,31 @@ def report(args: argparse.Namespace, results: dict) -> str:
         del_ok = ob["delivered_per_s"] >= TARGET_DELIVERED and ob["undelivered"] == 0
         if pb:
             peer_ok = ob["delivered_per_s"] >= pb["delivered_per_s"] and ob["undelivered"] == 0
-    row("  accepted msgs/s (202s / POSTing time)", "accepted_per_s", 0, f">= {TARGET_ACCEPTED:,.0f}", acc_ok)
-    row("  delivered msgs/s (first POST -> last arrival)", "delivered_per_s", 0,
-        f">= {TARGET_DELIVERED:,.0f}", del_ok)
+    row(
+        "  accepted msgs/s (202s / POSTing time)",
+        "accepted_per_s",
+        0,
+        f">= {TARGET_ACCEPTED:,.0f}",
+        acc_ok,
+    )
+    row(
+        "  delivered msgs/s (first POST -> last arrival)",
+        "delivered_per_s",
+        0,
+        f">= {TARGET_DELIVERED:,.0f}",
+        del_ok,
+    )
     if ob and pb:
-        rows.append(("  delivered, ours/peer", "", "", ratio(ob["delivered_per_s"], pb["delivered_per_s"]),
-                     ">= 1.00", verdict(peer_ok)))
+        rows.append(
+            (
+                "  delivered, ours/peer",
+                "",
+                "",
+                ratio(ob["delivered_per_s"], pb["delivered_per_s"]),
+                ">= 1.00",
+                verdict(peer_ok),
+            )
+        )
     row("  POSTing time s", "post_seconds", 2)
     row("  first POST -> last arrival s", "deliver_seconds", 2)
     row("  POST answer p50 ms", "post_p50_ms", 1)
@@ -595,10 +768,20 @@ def report(args: argparse.Namespace, results: dict) -> str:
     if (ob or {}).get("cpu_profiler"):
         row("  CPU s: py-spy (--profile; perturbs the figures)", "cpu_profiler", 1)
     row("  CPU s available (wall x cores)", "cpu_capacity", 1)
-    rows.append(("  idle server CPU, cores (5 s after warm-up)", fmt(ours.get("idle_cores"), 3),
-                 fmt(peer.get("idle_cores"), 3), ratio(ours.get("idle_cores"), peer.get("idle_cores")), "", ""))
+    rows.append(
+        (
+            "  idle server CPU, cores (5 s after warm-up)",
+            fmt(ours.get("idle_cores"), 3),
+            fmt(peer.get("idle_cores"), 3),
+            ratio(ours.get("idle_cores"), peer.get("idle_cores")),
+            "",
+            "",
+        )
+    )
     a_run, b_run = op, pp
-    rows.append((f"PACED: {args.paced:,} msgs at {args.rate:g} msg/s, 8 clients", "", "", "", "", ""))
+    rows.append(
+        (f"PACED: {args.paced:,} msgs at {args.rate:g} msg/s, 8 clients", "", "", "", "", "")
+    )
     row("  achieved start rate msgs/s", "achieved_rate", 1)
     row("  POST -> sink p50 ms", "e2e_p50_ms", 1)
     p99_ok = None if not op else (op["e2e_p99_ms"] <= TARGET_P99_MS and op["undelivered"] == 0)
@@ -613,25 +796,51 @@ def report(args: argparse.Namespace, results: dict) -> str:
         row("  CPU s: py-spy (--profile; perturbs the figures)", "cpu_profiler", 1)
     if bare.get("burst"):
         a_run, b_run = bare["burst"], None
-        rows.append(("BARE Falcon+waitress, 1 SQLite insert per POST (ceiling of the HTTP stack)",
-                     "", "", "", "", ""))
+        rows.append(
+            (
+                "BARE Falcon+waitress, 1 SQLite insert per POST (ceiling of the HTTP stack)",
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
+        )
         row("  req/s, same client, 32 keep-alive", "accepted_per_s", 0)
         row("  POST answer p99 ms", "post_p99_ms", 1)
         row("  server CPU ms per request", "cpu_ms_per_msg", 2)
         row("  CPU s: other processes on the machine", "cpu_others", 1)
         if ob:
-            rows.append(("  MessagePusher accepted / bare", ratio(ob["accepted_per_s"], bare["burst"]["accepted_per_s"]),
-                         "", "", "", ""))
+            rows.append(
+                (
+                    "  MessagePusher accepted / bare",
+                    ratio(ob["accepted_per_s"], bare["burst"]["accepted_per_s"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
 
     header = ("figure", "MessagePusher", "Huey peer", "ours/peer", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))),
-             "  ".join("-" * w for w in widths)]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        ),
+        "  ".join("-" * w for w in widths),
+    ]
     for r in rows:
         if not any(r[1:]):
             lines.append(r[0])
         else:
-            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            lines.append(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
     for name, res in (("MessagePusher", ours), ("Huey peer", peer), ("bare", bare)):
         if res.get("failure"):
             lines.append(f"FAILED {name}: {res['failure']}")
@@ -645,8 +854,15 @@ def report(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_system(bench: Bench, results: dict, key: str, label: str, start, phases: list[tuple],
-               profile: Path | None = None) -> None:
+def run_system(
+    bench: Bench,
+    results: dict,
+    key: str,
+    label: str,
+    start,
+    phases: list[tuple],
+    profile: Path | None = None,
+) -> None:
     """Start one system, warm it up, measure its phases; a failure is recorded, not raised."""
     out = results.setdefault(key, {})
     first_child = len(bench.children)
@@ -658,9 +874,20 @@ def run_system(bench: Bench, results: dict, key: str, label: str, start, phases:
         time.sleep(5.0)
         out["idle_cores"] = (target.cpu() - cpu0) / (time.monotonic() - t0)
         for mode, count, threads, rate in phases:
-            print(f"{label}: {mode} {count:,} messages" + (f" at {rate:g}/s" if rate else "") + " ...", flush=True)
-            out[mode] = bench.measure(target, mode, count, threads, rate,
-                                      profile=profile if mode == bench.args.profile_phase else None)
+            print(
+                f"{label}: {mode} {count:,} messages"
+                + (f" at {rate:g}/s" if rate else "")
+                + " ...",
+                flush=True,
+            )
+            out[mode] = bench.measure(
+                target,
+                mode,
+                count,
+                threads,
+                rate,
+                profile=profile if mode == bench.args.profile_phase else None,
+            )
             if out[mode]["failure"]:
                 print(f"{label}: {mode} failed: {out[mode]['failure']}", flush=True)
                 break
@@ -675,10 +902,20 @@ def run_system(bench: Bench, results: dict, key: str, label: str, start, phases:
 def source_version() -> str:
     """The commit the server runs from, "+changes" when the tree differs from it (read-only git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return (head or "unknown") + ("+changes" if dirty else "")
@@ -688,36 +925,85 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=10_000, help="burst size (default 10,000)")
     parser.add_argument("--paced", type=int, default=1_000, help="paced messages (default 1,000)")
-    parser.add_argument("--rate", type=float, default=100.0, help="paced rate, msgs/s (default 100)")
-    parser.add_argument("--warmup", type=int, default=200, help="messages sent and delivered before measuring")
-    parser.add_argument("--skip-peer", action="store_true", help="measure only MessagePusher (and bare)")
-    parser.add_argument("--skip-ours", action="store_true", help="do not measure MessagePusher (peer experiments)")
-    parser.add_argument("--skip-bare", action="store_true", help="do not measure the bare Falcon+waitress insert")
-    parser.add_argument("--huey-synchronous", choices=["default", "normal"], default="default",
-                        help="Huey's SQLite synchronous: its default (FULL) or NORMAL like MessagePusher")
-    parser.add_argument("--huey-delay", type=float, default=0.1,
-                        help="Huey consumer's initial polling delay, s (its default 0.1)")
-    parser.add_argument("--quiet-wait", type=float, default=120.0,
-                        help="before each phase wait up to this long for other processes to calm down (0: don't)")
-    parser.add_argument("--quiet-cores", type=float, default=0.15,
-                        help="'calm': other processes use fewer cores than this for 3 s")
-    parser.add_argument("--server-env", action="append", default=[], metavar="MP_KEY=VALUE",
-                        help="extra environment for the MessagePusher server (experiments), repeatable")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="paced rate, msgs/s (default 100)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="messages sent and delivered before measuring"
+    )
+    parser.add_argument(
+        "--skip-peer", action="store_true", help="measure only MessagePusher (and bare)"
+    )
+    parser.add_argument(
+        "--skip-ours", action="store_true", help="do not measure MessagePusher (peer experiments)"
+    )
+    parser.add_argument(
+        "--skip-bare", action="store_true", help="do not measure the bare Falcon+waitress insert"
+    )
+    parser.add_argument(
+        "--huey-synchronous",
+        choices=["default", "normal"],
+        default="default",
+        help="Huey's SQLite synchronous: its default (FULL) or NORMAL like MessagePusher",
+    )
+    parser.add_argument(
+        "--huey-delay",
+        type=float,
+        default=0.1,
+        help="Huey consumer's initial polling delay, s (its default 0.1)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="before each phase wait up to this long for other processes to calm down (0: don't)",
+    )
+    parser.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.15,
+        help="'calm': other processes use fewer cores than this for 3 s",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MP_KEY=VALUE",
+        help="extra environment for the MessagePusher server (experiments), repeatable",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
-    parser.add_argument("--profile", action="store_true", help="py-spy the server during its burst (perturbs it)")
-    parser.add_argument("--profile-phase", choices=["burst", "paced"], default="burst",
-                        help="with --profile: which phase to profile (default burst)")
-    parser.add_argument("--profile-rate", type=int, default=50,
-                        help="with --profile: py-spy samples per second (it costs CPU; default 50)")
-    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
-    parser.add_argument("--timeout", type=float, default=2400.0, help="hard limit for the whole run, s")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server during its burst (perturbs it)"
+    )
+    parser.add_argument(
+        "--profile-phase",
+        choices=["burst", "paced"],
+        default="burst",
+        help="with --profile: which phase to profile (default burst)",
+    )
+    parser.add_argument(
+        "--profile-rate",
+        type=int,
+        default=50,
+        help="with --profile: py-spy samples per second (it costs CPU; default 50)",
+    )
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="with --profile: only samples holding the GIL"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=2400.0, help="hard limit for the whole run, s"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     args = parser.parse_args()
     if any("=" not in kv for kv in args.server_env):
         parser.error("--server-env takes MP_KEY=VALUE")
     if args.quick:
-        args.messages, args.paced, args.warmup = min(args.messages, 500), min(args.paced, 200), min(args.warmup, 50)
+        args.messages, args.paced, args.warmup = (
+            min(args.messages, 500),
+            min(args.paced, 200),
+            min(args.warmup, 50),
+        )
         args.quiet_wait = min(args.quiet_wait, 10)
 
     def on_alarm(_signum, _frame):
@@ -738,32 +1024,49 @@ def main() -> int:
     profile_text = ""
     code = 1
     started = datetime.datetime.now().astimezone()
-    print(f"MessagePusher load benchmark, {started:%Y-%m-%d %H:%M %Z}; {os.cpu_count()} cores "
-          f"({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
-          f"server at commit {source_version()}; "
-          f"MessagePusher rate limits OFF (MP_SECURITY__RATE_LIMIT__*=0); Huey peer: SqliteHuey "
-          f"synchronous={'FULL (its default)' if args.huey_synchronous == 'default' else 'NORMAL'}, "
-          f"8 thread workers, polling delay {args.huey_delay:g}s; workdir {workdir}"
-          + (f"; server env {' '.join(args.server_env)}" if args.server_env else ""), flush=True)
+    print(
+        f"MessagePusher load benchmark, {started:%Y-%m-%d %H:%M %Z}; {os.cpu_count()} cores "
+        f"({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
+        f"server at commit {source_version()}; "
+        f"MessagePusher rate limits OFF (MP_SECURITY__RATE_LIMIT__*=0); Huey peer: SqliteHuey "
+        f"synchronous={'FULL (its default)' if args.huey_synchronous == 'default' else 'NORMAL'}, "
+        f"8 thread workers, polling delay {args.huey_delay:g}s; workdir {workdir}"
+        + (f"; server env {' '.join(args.server_env)}" if args.server_env else ""),
+        flush=True,
+    )
     try:
         bench.sink = Sink(bench)
 
         burst = ("burst", args.messages, 32, 0.0)
         paced = ("paced", args.paced, 8, args.rate)
         if not args.skip_bare:
-            run_system(bench, results, "bare", "bare Falcon+waitress + one SQLite insert", bench.start_bare,
-                       [burst])
+            run_system(
+                bench,
+                results,
+                "bare",
+                "bare Falcon+waitress + one SQLite insert",
+                bench.start_bare,
+                [burst],
+            )
         profile = workdir / "profile.txt" if args.profile else None
         if not args.skip_ours:
-            run_system(bench, results, "ours", "MessagePusher", bench.start_ours, [burst, paced], profile)
+            run_system(
+                bench, results, "ours", "MessagePusher", bench.start_ours, [burst, paced], profile
+            )
         if profile is not None and not args.skip_ours:
-            profile_text = summarize_profile(profile, getattr(bench, "profile_seconds", 1.0),
-                                             getattr(bench, "thread_cpu_first", {}),
-                                             getattr(bench, "thread_cpu_last", {}), args.profile_rate)
+            profile_text = summarize_profile(
+                profile,
+                getattr(bench, "profile_seconds", 1.0),
+                getattr(bench, "thread_cpu_first", {}),
+                getattr(bench, "thread_cpu_last", {}),
+                args.profile_rate,
+            )
         if not args.skip_peer:
             run_system(bench, results, "peer", "Huey peer", bench.start_huey, [burst, paced])
-        failed = any(r.get("failure") or any(isinstance(v, dict) and v.get("failure") for v in r.values())
-                     for r in results.values())
+        failed = any(
+            r.get("failure") or any(isinstance(v, dict) and v.get("failure") for v in r.values())
+            for r in results.values()
+        )
         code = 1 if failed else 0
     except (BenchError, TimeoutError, subprocess.TimeoutExpired) as exc:
         print(f"\nbenchmark failed: {exc}", file=sys.stderr)
@@ -775,12 +1078,22 @@ def main() -> int:
             print()
             print(report(args, results))
             if profile_text:
-                print(f"\npy-spy profile of the MessagePusher server during the {args.profile_phase} phase:\n"
-                      + profile_text)
+                print(
+                    f"\npy-spy profile of the MessagePusher server during the {args.profile_phase} phase:\n"
+                    + profile_text
+                )
             if args.json:
-                args.json.write_text(json.dumps({"started": started.isoformat(), "cores": os.cpu_count(),
-                                                 "args": {k: str(v) for k, v in vars(args).items()},
-                                                 "results": results}, indent=2))
+                args.json.write_text(
+                    json.dumps(
+                        {
+                            "started": started.isoformat(),
+                            "cores": os.cpu_count(),
+                            "args": {k: str(v) for k, v in vars(args).items()},
+                            "results": results,
+                        },
+                        indent=2,
+                    )
+                )
         if args.keep or args.profile:
             print(f"\nkept {workdir}")
         else:

@@ -17,8 +17,16 @@ from pathlib import Path
 
 
 def _bodies(count: int, prefix: str) -> list[bytes]:
-    return [json.dumps({"title": f"{prefix} {i}", "body": f"load test message {i} of {count}",
-                        "channels": ["sink"]}).encode() for i in range(count)]
+    return [
+        json.dumps(
+            {
+                "title": f"{prefix} {i}",
+                "body": f"load test message {i} of {count}",
+                "channels": ["sink"],
+            }
+        ).encode()
+        for i in range(count)
+    ]
 
 
 class Generator:
@@ -57,7 +65,9 @@ class Generator:
                     self._error("deadline")
                     return
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=args.request_timeout)
+                    conn = http.client.HTTPConnection(
+                        "127.0.0.1", args.port, timeout=args.request_timeout
+                    )
                 t0 = time.monotonic()
                 try:
                     conn.request("POST", args.path, self.bodies[i], self.headers)
@@ -88,18 +98,25 @@ class Generator:
                 conn.close()
 
     def run(self) -> dict:
-        threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(self.args.threads)]
+        threads = [
+            threading.Thread(target=self.worker, daemon=True) for _ in range(self.args.threads)
+        ]
         self.start = time.monotonic() + 0.05
         for t in threads:
             t.start()
         for t in threads:
             t.join(max(0.0, self.deadline - time.monotonic()) + 5)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"mode": self.args.mode, "threads": self.args.threads, "rate": self.args.rate,
-                "count": self.args.count, "errors": self.errors,
-                "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                "unfinished_threads": sum(t.is_alive() for t in threads),
-                "records": [r for r in self.records if r is not None]}
+        return {
+            "mode": self.args.mode,
+            "threads": self.args.threads,
+            "rate": self.args.rate,
+            "count": self.args.count,
+            "errors": self.errors,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "unfinished_threads": sum(t.is_alive() for t in threads),
+            "records": [r for r in self.records if r is not None],
+        }
 
 
 if __name__ == "__main__":
@@ -110,9 +127,13 @@ if __name__ == "__main__":
     parser.add_argument("--mode", choices=["burst", "paced"], default="burst")
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=32)
-    parser.add_argument("--rate", type=float, default=100.0, help="paced: request starts per second")
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="paced: request starts per second"
+    )
     parser.add_argument("--prefix", default="bench")
-    parser.add_argument("--deadline", type=float, default=300.0, help="stop starting requests after this")
+    parser.add_argument(
+        "--deadline", type=float, default=300.0, help="stop starting requests after this"
+    )
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

@@ -19,8 +19,10 @@ MAX_HEAD = 64 * 1024
 def _answer(status: int, payload: dict | None = None) -> bytes:
     body = json.dumps(payload or {}).encode()
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 class Sink:
@@ -36,8 +38,13 @@ class Sink:
         self.last = 0.0
 
     def stats(self) -> dict:
-        return {"unique": len(self.first), "posts": self.posts, "dups": self.dups, "bad": self.bad,
-                "last": self.last}
+        return {
+            "unique": len(self.first),
+            "posts": self.posts,
+            "dups": self.dups,
+            "bad": self.bad,
+            "last": self.last,
+        }
 
     def record(self, body: bytes, now: float) -> None:
         try:

@@ -28,8 +28,11 @@ class BodyLimitMiddleware:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         length = req.content_length
         if length is not None and length > self.limit:
-            raise APIError(413, "too_large", f"the body has {length} bytes; the limit is {self.limit} "
-                           "(server.max_body_bytes)")
+            raise APIError(
+                413,
+                "too_large",
+                f"the body has {length} bytes; the limit is {self.limit} (server.max_body_bytes)",
+            )
 
 
 class RuntimeMiddleware:
@@ -50,7 +53,9 @@ def _resource(path: str, runtime):
 
 def create_app(runtime) -> falcon.App:
     routes = all_routes()
-    runtime.key_authenticator = KeyAuthenticator(KeyCache(runtime.settings.security.key_cache_seconds))
+    runtime.key_authenticator = KeyAuthenticator(
+        KeyCache(runtime.settings.security.key_cache_seconds)
+    )
     runtime.auth = AuthMiddleware(routes, runtime.key_authenticator)
     runtime.auth.session_authenticator = SessionAuthenticator()
     runtime.routes = routes
@@ -60,8 +65,12 @@ def create_app(runtime) -> falcon.App:
     throttle = ThrottleMiddleware(runtime)
     runtime.throttle = throttle.check
     middleware = [
-        RuntimeMiddleware(runtime), BodyLimitMiddleware(runtime.settings.server.max_body_bytes),
-        AuditMiddleware(routes, runtime.audit), runtime.auth, throttle, ConfirmMiddleware(),
+        RuntimeMiddleware(runtime),
+        BodyLimitMiddleware(runtime.settings.server.max_body_bytes),
+        AuditMiddleware(routes, runtime.audit),
+        runtime.auth,
+        throttle,
+        ConfirmMiddleware(),
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True

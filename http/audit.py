@@ -110,12 +110,18 @@ class AuditWriter:
                 with write_transaction():
                     AuditLog.insert_many(chunk).execute()
             except peewee.DatabaseError as exc:
-                log.error("could not write %d audit rows (will retry with the next batch): %s", len(chunk), exc)
+                log.error(
+                    "could not write %d audit rows (will retry with the next batch): %s",
+                    len(chunk),
+                    exc,
+                )
                 overflow = len(self._pending) - self.max_pending
                 if overflow > 0:
                     del self._pending[:overflow]
-                    log.error("dropped the %d oldest unwritten audit rows: the database keeps refusing them",
-                              overflow)
+                    log.error(
+                        "dropped the %d oldest unwritten audit rows: the database keeps refusing them",
+                        overflow,
+                    )
                 return
             del self._pending[: len(chunk)]
 
@@ -128,13 +134,19 @@ class AuditMiddleware:
     """
 
     def __init__(self, routes: list[Route], writer: AuditWriter):
-        self.ops: dict[tuple[str, str], Op] = {(r.template, m): op for r in routes for m, op in r.ops.items()}
+        self.ops: dict[tuple[str, str], Op] = {
+            (r.template, m): op for r in routes for m, op in r.ops.items()
+        }
         self.writer = writer
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource, params
+    ) -> None:
         req.context.audit_params = dict(params or {})
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool
+    ) -> None:
         if resource is None:
             return
         op = self.ops.get((req.uri_template, req.method))
@@ -160,14 +172,16 @@ class AuditMiddleware:
         target = getattr(req.context, "audit_target", None)
         if target is None:
             target = ",".join(str(v) for v in getattr(req.context, "audit_params", {}).values())
-        self.writer.record({
-            "at": time.time(),
-            "user_id": principal.user_id if principal else None,
-            "username": principal.username if principal else "",
-            "role": principal.role if principal else "",
-            "action": action[:64],
-            "target": target[:255],
-            "outcome": outcome_of(status),
-            "address": req.remote_addr or "",
-            "detail": detail,
-        })
+        self.writer.record(
+            {
+                "at": time.time(),
+                "user_id": principal.user_id if principal else None,
+                "username": principal.username if principal else "",
+                "role": principal.role if principal else "",
+                "action": action[:64],
+                "target": target[:255],
+                "outcome": outcome_of(status),
+                "address": req.remote_addr or "",
+                "detail": detail,
+            }
+        )

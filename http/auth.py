@@ -55,7 +55,9 @@ class KeyCache:
         if hit is None:
             return None
         stored_at, principal, expires_at = hit
-        if self.now() - stored_at > self.ttl or (expires_at is not None and time.time() >= expires_at):
+        if self.now() - stored_at > self.ttl or (
+            expires_at is not None and time.time() >= expires_at
+        ):
             with self._lock:
                 self._entries.pop(presented, None)
             return None
@@ -93,9 +95,14 @@ def unauthorized(message: str) -> APIError:
 def login_locked(seconds: float) -> APIError:
     """429 for an account or address locked after too many failed logins or confirmations."""
     wait = max(1, math.ceil(seconds))
-    return APIError(429, "login_locked", f"too many failed attempts: locked for {wait} more seconds "
-                    "(security.login.max_failures / lockout_seconds); try again after that",
-                    {"retry_after": wait}, headers={"Retry-After": str(wait)})
+    return APIError(
+        429,
+        "login_locked",
+        f"too many failed attempts: locked for {wait} more seconds "
+        "(security.login.max_failures / lockout_seconds); try again after that",
+        {"retry_after": wait},
+        headers={"Retry-After": str(wait)},
+    )
 
 
 class KeyAuthenticator:
@@ -120,9 +127,7 @@ class KeyAuthenticator:
         if parts is None:
             raise unauthorized("the API key is malformed; keys look like mp_<prefix>_<secret>")
         prefix, secret = parts
-        row = (
-            ApiKey.select(ApiKey, User).join(User).where(ApiKey.prefix == prefix).first()
-        )
+        row = ApiKey.select(ApiKey, User).join(User).where(ApiKey.prefix == prefix).first()
         if row is None or not secret_matches(row.secret_hash, secret):
             raise unauthorized("the API key is not valid (unknown or deleted)")
         if not row.enabled:
@@ -173,18 +178,32 @@ class SessionAuthenticator:
             return None
         row = find_session(token)
         if row is None:
-            raise unauthorized("the session has expired or was ended; log in again with POST /api/v1/session")
+            raise unauthorized(
+                "the session has expired or was ended; log in again with POST /api/v1/session"
+            )
         user = row.user
         if user.disabled:
             raise unauthorized("this account is disabled; ask an administrator")
-        principal = Principal(user.id, user.username, user.role, frozenset(ROLE_SCOPES.get(user.role, ())),
-                              via="session", session_id=row.id)
+        principal = Principal(
+            user.id,
+            user.username,
+            user.role,
+            frozenset(ROLE_SCOPES.get(user.role, ())),
+            via="session",
+            session_id=row.id,
+        )
         if req.method not in SAFE_METHODS:
             presented = req.get_header(CSRF_HEADER) or ""
             if not hmac.compare_digest(hash_secret(presented), row.csrf_token):
-                req.context.principal = principal  # so that the refusal is audited against the account
-                raise APIError(403, "csrf_failed", f"a request made with the session cookie must send header "
-                               f"{CSRF_HEADER} with the csrf_token from the login answer (or GET /api/v1/session)")
+                req.context.principal = (
+                    principal  # so that the refusal is audited against the account
+                )
+                raise APIError(
+                    403,
+                    "csrf_failed",
+                    f"a request made with the session cookie must send header "
+                    f"{CSRF_HEADER} with the csrf_token from the login answer (or GET /api/v1/session)",
+                )
         return principal
 
 
@@ -200,7 +219,9 @@ class AuthMiddleware:
         self.keys = keys
         self.session_authenticator: Callable[[falcon.Request], Principal | None] | None = None
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource, params
+    ) -> None:
         op: Op | None = self.ops.get((req.uri_template, req.method))
         req.context.op = op
         req.context.principal = None
@@ -210,11 +231,17 @@ class AuthMiddleware:
         if op.permission == AUTHENTICATED:
             return
         if op.permission == "admin" and not principal.is_admin:
-            raise APIError(403, "forbidden", "this needs an admin account and a key with the admin scope")
+            raise APIError(
+                403, "forbidden", "this needs an admin account and a key with the admin scope"
+            )
         if op.permission not in principal.scopes:
-            raise APIError(403, "missing_scope", f"this needs the scope {op.permission!r}; this key has "
-                           f"{', '.join(sorted(principal.scopes)) or 'none'}",
-                           {"required_scope": op.permission})
+            raise APIError(
+                403,
+                "missing_scope",
+                f"this needs the scope {op.permission!r}; this key has "
+                f"{', '.join(sorted(principal.scopes)) or 'none'}",
+                {"required_scope": op.permission},
+            )
 
     def identify(self, req: falcon.Request) -> Principal:
         header = req.get_header("Authorization")
@@ -227,7 +254,9 @@ class AuthMiddleware:
             principal = self.session_authenticator(req)
             if principal is not None:
                 return principal
-        raise unauthorized("no credentials: send Authorization: Bearer <api key>, or log in with POST /api/v1/session")
+        raise unauthorized(
+            "no credentials: send Authorization: Bearer <api key>, or log in with POST /api/v1/session"
+        )
 
 
 def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expression | None:
@@ -241,13 +270,19 @@ def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expre
     wanted = req.get_param("user")
     if not wanted:
         return None
-    user = User.get_or_none(User.id == int(wanted)) if wanted.isdigit() else User.get_or_none(User.username == wanted)
+    user = (
+        User.get_or_none(User.id == int(wanted))
+        if wanted.isdigit()
+        else User.get_or_none(User.username == wanted)
+    )
     if user is None:
         raise not_found("user")
     return model.user == user.id
 
 
-def get_owned(req: falcon.Request, model: type[peewee.Model], object_id: str, what: str) -> peewee.Model:
+def get_owned(
+    req: falcon.Request, model: type[peewee.Model], object_id: str, what: str
+) -> peewee.Model:
     """One row by id if the caller may see it; another user's row is a 404, like a missing one."""
     try:
         ident = int(object_id)

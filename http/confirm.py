@@ -52,7 +52,9 @@ def use_totp_code(req: falcon.Request, user: User, code: str) -> Outcome:
     return "ok" if consume_totp_step(user.id, step) else "used"
 
 
-def verify_secret(req: falcon.Request, user: User, presented: str, allow_totp: bool = True) -> Outcome:
+def verify_secret(
+    req: falcon.Request, user: User, presented: str, allow_totp: bool = True
+) -> Outcome:
     """Whether `presented` is the user's password (or, with `allow_totp`, an unused current TOTP code).
 
     Runs in the HTTP worker thread. Failures, a reused TOTP code among them, count against the
@@ -91,18 +93,31 @@ def require_confirmation(req: falcon.Request, what: str) -> None:
     principal: Principal = req.context.principal
     presented = req.get_header(HEADER)
     if not presented:
-        raise APIError(403, "confirmation_required", f"{what} is a sensitive operation: send your password, or "
-                       f"a current TOTP code if you enrolled one, in the {HEADER} header", {"header": HEADER})
+        raise APIError(
+            403,
+            "confirmation_required",
+            f"{what} is a sensitive operation: send your password, or "
+            f"a current TOTP code if you enrolled one, in the {HEADER} header",
+            {"header": HEADER},
+        )
     user = User.get_or_none(User.id == principal.user_id)
     outcome = "wrong" if user is None else verify_secret(req, user, presented)
     if outcome == "used":
-        raise APIError(403, "confirmation_required", f"the TOTP code in {HEADER} was already used; each code "
-                       "works once: wait for the next code (at most 30 s) and repeat the request",
-                       {"header": HEADER, "reason": "totp_code_used"})
+        raise APIError(
+            403,
+            "confirmation_required",
+            f"the TOTP code in {HEADER} was already used; each code "
+            "works once: wait for the next code (at most 30 s) and repeat the request",
+            {"header": HEADER, "reason": "totp_code_used"},
+        )
     if outcome != "ok":
-        raise APIError(403, "confirmation_required", f"{HEADER} does not match your password or a current "
-                       "TOTP code; check it (and the device clock for TOTP) and repeat the request",
-                       {"header": HEADER})
+        raise APIError(
+            403,
+            "confirmation_required",
+            f"{HEADER} does not match your password or a current "
+            "TOTP code; check it (and the device clock for TOTP) and repeat the request",
+            {"header": HEADER},
+        )
 
 
 class ConfirmMiddleware:
@@ -111,7 +126,9 @@ class ConfirmMiddleware:
     Runs in the HTTP worker thread; raises what `require_confirmation` raises.
     """
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource, params
+    ) -> None:
         op = getattr(req.context, "op", None)
         if op is not None and op.sensitive and req.context.principal is not None:
             require_confirmation(req, f"{req.method} {req.uri_template}")

@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 class APIError(falcon.HTTPError):
     """An error with our code and message; raise it from resources and middleware."""
 
-    def __init__(self, status: str | int, code: str, message: str, details: Any = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: str | int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(status, headers=headers)
         self.code = code
         self.message = message
@@ -33,8 +39,12 @@ def not_found(what: str = "resource") -> APIError:
 
 
 def unprocessable(field: str, message: str, value: Any = None) -> APIError:
-    return APIError(422, "invalid_field", f"{field}: {message}",
-                    [{"field": field, "message": message, "value": value}])
+    return APIError(
+        422,
+        "invalid_field",
+        f"{field}: {message}",
+        [{"field": field, "message": message, "value": value}],
+    )
 
 
 def validation_error(exc: ValidationError) -> APIError:
@@ -53,13 +63,24 @@ def validation_error(exc: ValidationError) -> APIError:
 
 
 _GENERIC = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 411: "length_required", 413: "too_large",
-    415: "unsupported_media_type", 422: "invalid_field", 429: "rate_limited", 503: "not_ready",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_field",
+    429: "rate_limited",
+    503: "not_ready",
 }
 
 
-def _http_error_handler(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params) -> None:
+def _http_error_handler(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params
+) -> None:
     if isinstance(ex, APIError):
         body = ex.to_dict()
     else:
@@ -81,7 +102,13 @@ def _unexpected_handler(req: falcon.Request, resp: falcon.Response, ex: Exceptio
         return _http_error_handler(req, resp, validation_error(ex), params)
     log.exception("unhandled error in %s %s", req.method, req.path)
     resp.status = falcon.HTTP_500
-    resp.media = {"error": {"code": "internal", "message": "internal error; it has been logged", "details": None}}
+    resp.media = {
+        "error": {
+            "code": "internal",
+            "message": "internal error; it has been logged",
+            "details": None,
+        }
+    }
 
 
 def install(app: falcon.App) -> None:

@@ -15,14 +15,20 @@ ERROR_SCHEMA = {
     "properties": {
         "error": {
             "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
             "required": ["code", "message"],
         }
     },
 }
 
 
-def build(routes: list[Route], channel_configs: dict[str, dict[str, Any]], version: str) -> dict[str, Any]:
+def build(
+    routes: list[Route], channel_configs: dict[str, dict[str, Any]], version: str
+) -> dict[str, Any]:
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for type_name, schema in channel_configs.items():
         lifted = dict(schema)
@@ -40,11 +46,19 @@ def build(routes: list[Route], channel_configs: dict[str, dict[str, Any]], versi
                 "summary": op.summary,
                 "tags": [route.tag] if route.tag else [],
                 "x-permission": op.permission,
-                "responses": {str(op.status): {"description": "success"}, "default": {
-                    "description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+                "responses": {
+                    str(op.status): {"description": "success"},
+                    "default": {
+                        "description": "error",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                },
             }
             parameters = list(params) + [
-                {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in op.query
+                {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+                for q in op.query
             ]
             if parameters:
                 operation["parameters"] = parameters
@@ -53,23 +67,38 @@ def build(routes: list[Route], channel_configs: dict[str, dict[str, Any]], versi
             if op.permission not in (PUBLIC, AUTHENTICATED):
                 operation["description"] = f"Needs the scope `{op.permission}`."
             if op.sensitive:
-                operation["description"] = operation.get("description", "") + " Needs X-Confirm (password or TOTP code)."
+                operation["description"] = (
+                    operation.get("description", "") + " Needs X-Confirm (password or TOTP code)."
+                )
             if op.request is not None:
                 schema = op.request.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(schema.pop("$defs", {}))
                 components[op.request.__name__] = schema
-                operation["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{op.request.__name__}"}}}}
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{op.request.__name__}"}
+                        }
+                    },
+                }
             item[method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "MessagePusher API", "version": version,
-                 "description": "One API to WeCom, DingTalk, Feishu, Telegram, e-mail, webhooks and more."},
+        "info": {
+            "title": "MessagePusher API",
+            "version": version,
+            "description": "One API to WeCom, DingTalk, Feishu, Telegram, e-mail, webhooks and more.",
+        },
         "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API key, mp_<prefix>_<secret>"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key, mp_<prefix>_<secret>",
+                },
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "mp_session"},
             },
         },

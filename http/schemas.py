@@ -35,13 +35,17 @@ def _http_url(value: str | None, field: str) -> str | None:
 
 class AIOptions(Strict):
     task: Literal["summarize", "translate", "classify"]
-    language: str | None = Field(None, max_length=32, description="target language for translate, e.g. zh-CN, en")
-    provider: str | None = Field(None, max_length=64, description="one of ai.providers; default ai.default_provider")
+    language: str | None = Field(
+        None, max_length=32, description="target language for translate, e.g. zh-CN, en"
+    )
+    provider: str | None = Field(
+        None, max_length=64, description="one of ai.providers; default ai.default_provider"
+    )
 
     @model_validator(mode="after")
     def _translate_needs_language(self) -> AIOptions:
         if self.task == "translate" and not self.language:
-            raise ValueError("translate needs a target language, e.g. \"language\": \"en\"")
+            raise ValueError('translate needs a target language, e.g. "language": "en"')
         return self
 
 
@@ -51,9 +55,13 @@ class MessageIn(Strict):
     format: Literal["text", "markdown", "html"] = "text"
     url: str | None = Field(None, max_length=2048)
     priority: StrictInt = Field(3, ge=1, le=5, description="1 (low) to 5 (most urgent)")
-    channels: list[str | StrictInt] | None = Field(None, max_length=50, description="names or ids; default: your default channels")
+    channels: list[str | StrictInt] | None = Field(
+        None, max_length=50, description="names or ids; default: your default channels"
+    )
     ai: AIOptions | None = None
-    send_at: AwareDatetime | None = Field(None, description="RFC 3339 with a time zone, e.g. 2026-11-28T09:00:00+08:00")
+    send_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 with a time zone, e.g. 2026-11-28T09:00:00+08:00"
+    )
     callback_url: str | None = Field(None, max_length=2048)
 
     @field_validator("url")
@@ -79,12 +87,16 @@ class ChannelIn(Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     enabled: StrictBool = True
     default: StrictBool = False
-    fallback: str | StrictInt | None = Field(None, description="name or id of the channel tried when this one fails")
+    fallback: str | StrictInt | None = Field(
+        None, description="name or id of the channel tried when this one fails"
+    )
 
 
 class ChannelPatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s/][^/]*$")
-    config: dict[str, Any] | None = Field(None, description="merged into the stored config; null removes a key")
+    config: dict[str, Any] | None = Field(
+        None, description="merged into the stored config; null removes a key"
+    )
     enabled: StrictBool | None = None
     default: StrictBool | None = None
     fallback: str | StrictInt | None = None

@@ -39,8 +39,12 @@ class QueueDepthFilter(logging.Filter):
         now = time.monotonic()
         if now - self.last_warned >= self.every:
             self.last_warned = now
-            log.warning("HTTP requests are queueing: %d waiting for a worker thread (%d such notices "
-                        "suppressed since the last)", depth, self.suppressed)
+            log.warning(
+                "HTTP requests are queueing: %d waiting for a worker thread (%d such notices "
+                "suppressed since the last)",
+                depth,
+                self.suppressed,
+            )
             self.suppressed = 0
         else:
             self.suppressed += 1
@@ -53,8 +57,13 @@ class HttpServer:
         settings = runtime.settings.server
         self.app = create_app(runtime)
         self.server = create_server(
-            self.app, host=settings.host, port=settings.port, threads=settings.threads,
-            connection_limit=settings.connection_limit, channel_timeout=60, ident="MessagePusher",
+            self.app,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.threads,
+            connection_limit=settings.connection_limit,
+            channel_timeout=60,
+            ident="MessagePusher",
             max_request_body_size=2 * settings.max_body_bytes + 65_536,
             clear_untrusted_proxy_headers=True,
         )

@@ -27,7 +27,9 @@ class ThrottleMiddleware:
         self.runtime = runtime
         self.buckets = buckets or BucketMap()
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource, params) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource, params
+    ) -> None:
         op = getattr(req.context, "op", None)
         if op is not None and op.permission == LIMITED_PERMISSION:
             self.check(req)
@@ -43,21 +45,37 @@ class ThrottleMiddleware:
             return
         limits = self.runtime.settings.security.rate_limit
         if principal.key_id is not None:
-            wait = self.buckets.take(("key", principal.key_id), limits.per_key_per_second, limits.per_key_burst)
+            wait = self.buckets.take(
+                ("key", principal.key_id), limits.per_key_per_second, limits.per_key_burst
+            )
             if wait > 0:
-                raise _refused(wait, f"API key {principal.key_id}", limits.per_key_per_second,
-                               limits.per_key_burst, "per_key")
-        wait = self.buckets.take(("user", principal.user_id), limits.per_user_per_second, limits.per_user_burst)
+                raise _refused(
+                    wait,
+                    f"API key {principal.key_id}",
+                    limits.per_key_per_second,
+                    limits.per_key_burst,
+                    "per_key",
+                )
+        wait = self.buckets.take(
+            ("user", principal.user_id), limits.per_user_per_second, limits.per_user_burst
+        )
         if wait > 0:
-            raise _refused(wait, f"user {principal.username}", limits.per_user_per_second,
-                           limits.per_user_burst, "per_user")
+            raise _refused(
+                wait,
+                f"user {principal.username}",
+                limits.per_user_per_second,
+                limits.per_user_burst,
+                "per_user",
+            )
 
 
 def _refused(wait: float, who: str, rate: float, burst: int, setting: str) -> APIError:
     seconds = max(1, math.ceil(wait))
     return APIError(
-        429, "rate_limited",
+        429,
+        "rate_limited",
         f"rate limit of {who} reached: {rate:g} requests/s with bursts of {burst} "
         f"(security.rate_limit.{setting}_per_second / {setting}_burst); retry in {seconds} s",
-        {"retry_after": seconds, "limit": setting}, headers={"Retry-After": str(seconds)},
+        {"retry_after": seconds, "limit": setting},
+        headers={"Retry-After": str(seconds)},
     )

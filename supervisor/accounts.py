@@ -58,7 +58,9 @@ def validate_scopes(scopes: Iterable[str], role: str) -> list[str]:
     scopes = [s.strip() for s in scopes if s.strip()]
     for scope in scopes:
         if scope not in ALL_SCOPES:
-            raise AccountError("scopes", f"unknown scope {scope!r}; known scopes: {', '.join(ALL_SCOPES)}")
+            raise AccountError(
+                "scopes", f"unknown scope {scope!r}; known scopes: {', '.join(ALL_SCOPES)}"
+            )
         if scope not in ROLE_SCOPES[role]:
             raise AccountError("scopes", f"scope {scope!r} needs role admin")
     return sorted(set(scopes))
@@ -77,16 +79,26 @@ def validate_role(role: str) -> str:
 
 def create_user(username: str, password: str, role: str = "user", **profile: Any) -> User:
     if not USERNAME.match(username or ""):
-        raise AccountError("username", f"username {username!r} must be 1-64 letters, digits, _ . or -")
+        raise AccountError(
+            "username", f"username {username!r} must be 1-64 letters, digits, _ . or -"
+        )
     validate_role(role)
     validate_password(password)
     if User.select().where(User.username == username).exists():
-        raise AccountError("username", f"user {username!r} already exists; choose another name",
-                           status=409, code="username_taken")
+        raise AccountError(
+            "username",
+            f"user {username!r} already exists; choose another name",
+            status=409,
+            code="username_taken",
+        )
     now = time.time()
     return User.create(
-        username=username, password_hash=hash_password(password), role=role,
-        created_at=now, updated_at=now, **profile,
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        created_at=now,
+        updated_at=now,
+        **profile,
     )
 
 
@@ -103,7 +115,8 @@ def set_password(user: User, password: str, keep_session_id: int | None = None) 
     validate_password(password)
     with write_transaction():
         User.update(password_hash=hash_password(password), updated_at=time.time()).where(
-            User.id == user.id).execute()
+            User.id == user.id
+        ).execute()
         ended = WebSession.delete().where(WebSession.user == user.id)
         if keep_session_id is not None:
             ended = ended.where(WebSession.id != keep_session_id)
@@ -114,7 +127,9 @@ def is_last_admin(user: User) -> bool:
     """True when `user` is the only enabled admin: demoting, disabling or deleting it would lock everyone out."""
     if user.role != "admin" or user.disabled:
         return False
-    others = User.select().where((User.role == "admin") & (User.disabled == False) & (User.id != user.id))  # noqa: E712
+    others = User.select().where(
+        (User.role == "admin") & (User.disabled == False) & (User.id != user.id)  # noqa: E712
+    )
     return not others.exists()
 
 
@@ -122,13 +137,18 @@ def validate_timezone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise AccountError("preferences.timezone", f"unknown time zone {name!r}; use an IANA name such as "
-                           "Asia/Shanghai, Europe/Berlin or UTC") from None
+        raise AccountError(
+            "preferences.timezone",
+            f"unknown time zone {name!r}; use an IANA name such as "
+            "Asia/Shanghai, Europe/Berlin or UTC",
+        ) from None
     return name
 
 
 def default_channel_names(user_id: int) -> list[str]:
-    query = Channel.select(Channel.name).where((Channel.user == user_id) & (Channel.is_default == True))  # noqa: E712
+    query = Channel.select(Channel.name).where(
+        (Channel.user == user_id) & (Channel.is_default == True)  # noqa: E712
+    )
     return sorted(c.name for c in query)
 
 
@@ -137,11 +157,15 @@ def set_default_channels(user_id: int, names: list[str]) -> list[str]:
     own = {c.name for c in Channel.select(Channel.name).where(Channel.user == user_id)}
     unknown = [n for n in names if n not in own]
     if unknown:
-        raise AccountError("preferences.default_channels", f"no channel {unknown[0]!r} of yours; "
-                           f"your channels: {', '.join(sorted(own)) or 'none yet'}")
+        raise AccountError(
+            "preferences.default_channels",
+            f"no channel {unknown[0]!r} of yours; "
+            f"your channels: {', '.join(sorted(own)) or 'none yet'}",
+        )
     with write_transaction():
         Channel.update(is_default=Channel.name.in_(names) if names else False).where(
-            Channel.user == user_id).execute()
+            Channel.user == user_id
+        ).execute()
     return sorted(set(names))
 
 
@@ -154,14 +178,20 @@ def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> d
     moved channels stop being defaults. Returns what was moved and renamed.
     """
     if reassign_to is not None and reassign_to.id == user.id:
-        raise AccountError("to", "cannot reassign a user's data to the same user; name another user")
+        raise AccountError(
+            "to", "cannot reassign a user's data to the same user; name another user"
+        )
     moved: dict[str, Any] = {"messages": 0, "channels": 0, "renamed": {}}
     with write_transaction():
         if reassign_to is not None:
             moved = _reassign(user, reassign_to, secretbox)
         User.delete().where(User.id == user.id).execute()
-    log.info("deleted user %s (id %d)%s", user.username, user.id,
-             f", data moved to {reassign_to.username}" if reassign_to is not None else "")
+    log.info(
+        "deleted user %s (id %d)%s",
+        user.username,
+        user.id,
+        f", data moved to {reassign_to.username}" if reassign_to is not None else "",
+    )
     return moved
 
 
@@ -175,17 +205,25 @@ def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
         taken.add(renamed.get(channel.name, channel.name))
     now = time.time()
     for channel in channels:
-        changes: dict[str, Any] = {"user": target.id, "is_default": False, "updated_at": now,
-                                   "name": renamed.get(channel.name, channel.name)}
+        changes: dict[str, Any] = {
+            "user": target.id,
+            "is_default": False,
+            "updated_at": now,
+            "name": renamed.get(channel.name, channel.name),
+        }
         if channel.type == "group" and renamed:
             config = secretbox.decrypt(channel.config)
-            config["members"] = [renamed.get(m, m) if isinstance(m, str) else m for m in config.get("members", [])]
+            config["members"] = [
+                renamed.get(m, m) if isinstance(m, str) else m for m in config.get("members", [])
+            ]
             changes["config"] = secretbox.encrypt(config)
         Channel.update(**changes).where(Channel.id == channel.id).execute()
     target_keys = Message.select(Message.idempotency_key).where(
-        (Message.user == target.id) & Message.idempotency_key.is_null(False))
+        (Message.user == target.id) & Message.idempotency_key.is_null(False)
+    )
     Message.update(idempotency_key=None).where(
-        (Message.user == user.id) & Message.idempotency_key.in_(target_keys)).execute()
+        (Message.user == user.id) & Message.idempotency_key.in_(target_keys)
+    ).execute()
     messages = Message.update(user=target.id).where(Message.user == user.id).execute()
     MailboxEntry.update(user_id=target.id).where(MailboxEntry.user_id == user.id).execute()
     return {"messages": messages, "channels": len(channels), "renamed": renamed}
@@ -223,8 +261,14 @@ def create_key(
     chosen = list(ROLE_SCOPES[user.role]) if scopes is None else validate_scopes(scopes, user.role)
     key = new_api_key()
     row = ApiKey.create(
-        user=user, name=name, prefix=key.prefix, secret_hash=key.secret_hash,
-        scopes=chosen, enabled=True, created_at=time.time(), expires_at=expires_at,
+        user=user,
+        name=name,
+        prefix=key.prefix,
+        secret_hash=key.secret_hash,
+        scopes=chosen,
+        enabled=True,
+        created_at=time.time(),
+        expires_at=expires_at,
     )
     return row, key.plaintext
 
@@ -238,8 +282,14 @@ def open_session(user: User, address: str, ttl_seconds: float, now: float | None
     token = new_session_token()
     with write_transaction():
         WebSession.delete().where(WebSession.expires_at <= now).execute()
-        WebSession.create(user=user.id, token_hash=hash_secret(token), csrf_token=hash_secret(csrf_for(token)),
-                          address=address[:255], created_at=now, expires_at=now + ttl_seconds)
+        WebSession.create(
+            user=user.id,
+            token_hash=hash_secret(token),
+            csrf_token=hash_secret(csrf_for(token)),
+            address=address[:255],
+            created_at=now,
+            expires_at=now + ttl_seconds,
+        )
     return token
 
 
@@ -247,7 +297,8 @@ def find_session(token: str, now: float | None = None) -> WebSession | None:
     """The live session for a cookie token, with its user joined; None when unknown or expired."""
     now = time.time() if now is None else now
     return (
-        WebSession.select(WebSession, User).join(User)
+        WebSession.select(WebSession, User)
+        .join(User)
         .where((WebSession.token_hash == hash_secret(token)) & (WebSession.expires_at > now))
         .first()
     )
@@ -273,12 +324,15 @@ def login_keys(username: str, address: str) -> tuple[str, str]:
 def locked_for(keys: Iterable[str], now: float | None = None) -> float:
     """Seconds until every key is unlocked; 0 when none is locked."""
     now = time.time() if now is None else now
-    rows = LoginFailure.select().where(LoginFailure.key.in_(list(keys)) & (LoginFailure.locked_until > now))
+    rows = LoginFailure.select().where(
+        LoginFailure.key.in_(list(keys)) & (LoginFailure.locked_until > now)
+    )
     return max((r.locked_until - now for r in rows), default=0.0)
 
 
-def record_failure(keys: Iterable[str], max_failures: int, lockout_seconds: float,
-                   now: float | None = None) -> tuple[int, bool]:
+def record_failure(
+    keys: Iterable[str], max_failures: int, lockout_seconds: float, now: float | None = None
+) -> tuple[int, bool]:
     """Count one failed attempt against each key. Returns (highest failure count, whether a lock began).
 
     Failures older than `lockout_seconds`, and those before an expired lock, no longer count.
@@ -293,11 +347,15 @@ def record_failure(keys: Iterable[str], max_failures: int, lockout_seconds: floa
                 created = True
             else:
                 created = False
-                if (row.locked_until is not None and row.locked_until <= now) or now - row.last_at > lockout_seconds:
+                if (
+                    row.locked_until is not None and row.locked_until <= now
+                ) or now - row.last_at > lockout_seconds:
                     row.failures, row.locked_until = 0, None
             row.failures += 1
             row.last_at = now
-            if row.failures >= max_failures and (row.locked_until is None or row.locked_until <= now):
+            if row.failures >= max_failures and (
+                row.locked_until is None or row.locked_until <= now
+            ):
                 row.locked_until = now + lockout_seconds
                 locked = True
             row.save(force_insert=created)

@@ -189,7 +189,9 @@ class SerialActor(MailboxActor):
 
     def on_wake(self) -> None:
         mailbox = self.settings.mailbox
-        entries = self.mailbox.claim(self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner)
+        entries = self.mailbox.claim(
+            self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner
+        )
         for entry in entries:
             if entry.attempts > entry.max_attempts:
                 self.mailbox.nack(entry, self.owner, str(PoisonEntry(entry)), permanent=True)
@@ -273,8 +275,11 @@ class PoolActor(MailboxActor):
         if isinstance(message, Resize):
             return self.resize(message.workers)
         if isinstance(message, PoolInfo):
-            return {"workers": self.workers, "max_workers": self.executor._max_workers,
-                    "in_flight": len(self.in_flight)}
+            return {
+                "workers": self.workers,
+                "max_workers": self.executor._max_workers,
+                "in_flight": len(self.in_flight),
+            }
         return super().handle(message)
 
     def on_wake(self) -> None:
@@ -283,13 +288,18 @@ class PoolActor(MailboxActor):
             self.more_waiting = True
             return
         batch = min(capacity, self.settings.mailbox.claim_batch)
-        entries = self.mailbox.claim(self.name, batch, self.settings.mailbox.lease_seconds, self.owner)
+        entries = self.mailbox.claim(
+            self.name, batch, self.settings.mailbox.lease_seconds, self.owner
+        )
         self.more_waiting = len(entries) == batch
         if not entries:
             return
         tasks = self.prepare(entries)
-        poisoned = [Job(e, tasks[e.id], error=PoisonEntry(e)) for e in entries
-                    if e.id in tasks and e.attempts > e.max_attempts]
+        poisoned = [
+            Job(e, tasks[e.id], error=PoisonEntry(e))
+            for e in entries
+            if e.id in tasks and e.attempts > e.max_attempts
+        ]
         if poisoned:
             self.write_back(poisoned)
         for entry in entries:

@@ -108,7 +108,9 @@ class SecuritySettings(Section):
     @field_validator("allowed_private_targets", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        return (
+            [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        )
 
     @field_validator("allowed_private_targets")
     @classmethod
@@ -159,7 +161,9 @@ class SupervisorSettings(Section):
         names = [c.name for c in value]
         unknown = sorted(set(names) - known)
         if unknown:
-            raise ValueError(f"unknown child {unknown[0]!r}; known children: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown child {unknown[0]!r}; known children: {', '.join(sorted(known))}"
+            )
         if len(set(names)) != len(names):
             raise ValueError("each child may be listed once")
         return value
@@ -237,7 +241,9 @@ class JobSchedule(Section):
         if self.every:
             parse_duration(self.every)
         if self.cron and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have five fields: minute hour day month weekday")
+            raise ValueError(
+                f"cron {self.cron!r} must have five fields: minute hour day month weekday"
+            )
         return self
 
 
@@ -304,7 +310,9 @@ class MonitorSettings(Section):
             value = [part.strip() for part in value.split(",") if part.strip()]
         for item in value if isinstance(value, list) else ():
             if not isinstance(item, str) or not re.fullmatch(r"[^/\s]+/[^/]+", item):
-                raise ValueError(f"{item!r} must name an admin's channel as user/channel, e.g. admin/ops-webhook")
+                raise ValueError(
+                    f"{item!r} must name an admin's channel as user/channel, e.g. admin/ops-webhook"
+                )
         return value
 
 
@@ -357,9 +365,7 @@ SECRET_KEYS = {"secret_key", "api_key", "token", "password"}
 def masked(value: Any) -> Any:
     """Return a copy of a plain config dict with every secret-looking value masked."""
     if isinstance(value, dict):
-        return {
-            k: ("****" if k in SECRET_KEYS and v else masked(v)) for k, v in value.items()
-        }
+        return {k: ("****" if k in SECRET_KEYS and v else masked(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [masked(v) for v in value]
     if isinstance(value, str) and "://" in value and "@" in value:

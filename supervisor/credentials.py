@@ -19,7 +19,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
-ALL_SCOPES = ("messages:send", "messages:read", "channels:read", "channels:write", "keys:manage", "admin")
+ALL_SCOPES = (
+    "messages:send",
+    "messages:read",
+    "channels:read",
+    "channels:write",
+    "keys:manage",
+    "admin",
+)
 ROLE_SCOPES = {
     "admin": ALL_SCOPES,
     "user": tuple(s for s in ALL_SCOPES if s != "admin"),
@@ -117,4 +124,3 @@ def totp_step(secret: str, code: str, now: float | None = None) -> int | None:
         if hmac.compare_digest(code, totp.generate_otp(step)):
             return step
     return None
-

@@ -98,7 +98,9 @@ def make_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
     if parsed.scheme in ("postgresql", "postgres"):
         name = parsed.path.lstrip("/")
         if not name:
-            raise DatabaseUrlError(f"database.url {url!r}: name the database, e.g. postgresql://user@host:5432/dbname")
+            raise DatabaseUrlError(
+                f"database.url {url!r}: name the database, e.g. postgresql://user@host:5432/dbname"
+            )
         return PooledPostgresqlDatabase(
             name,
             user=unquote(parsed.username) if parsed.username else None,
@@ -159,7 +161,9 @@ def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def insert_returning_ids(table: str, columns: tuple[str, ...], rows: list[tuple], chunk: int = 400) -> list[int]:
+def insert_returning_ids(
+    table: str, columns: tuple[str, ...], rows: list[tuple], chunk: int = 400
+) -> list[int]:
     """Insert rows with multi-row VALUES and return their new ids in the rows' order.
 
     Ids of one statement are assigned in VALUES order on SQLite (rowid) and PostgreSQL

@@ -49,18 +49,29 @@ class RingBuffer(logging.Handler):
             message = str(record.msg)
         with self._lock_:
             self.records.append(
-                {"at": record.created, "level": record.levelname, "logger": record.name, "message": message}
+                {
+                    "at": record.created,
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "message": message,
+                }
             )
 
-    def query(self, level: str | None = None, since: float | None = None, q: str | None = None,
-              limit: int = 200) -> list[dict[str, Any]]:
+    def query(
+        self,
+        level: str | None = None,
+        since: float | None = None,
+        q: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
         minimum = logging.getLevelName(level.upper()) if level else 0
         if not isinstance(minimum, int):
             minimum = 0
         with self._lock_:
             rows = list(self.records)
         out = [
-            r for r in rows
+            r
+            for r in rows
             if logging.getLevelName(r["level"]) >= minimum
             and (since is None or r["at"] >= since)
             and (not q or q.lower() in r["message"].lower())
@@ -76,7 +87,9 @@ def configure(settings: LoggingSettings, data_dir: Path) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    formatter: logging.Formatter = JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT_FORMAT)
+    formatter: logging.Formatter = (
+        JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     if settings.format == "text":
         formatter.converter = time.gmtime
     stderr = logging.StreamHandler(sys.stderr)
@@ -88,7 +101,10 @@ def configure(settings: LoggingSettings, data_dir: Path) -> None:
             path = data_dir / path
         path.parent.mkdir(parents=True, exist_ok=True)
         rotating = logging.handlers.RotatingFileHandler(
-            path, maxBytes=settings.file_max_bytes, backupCount=settings.file_backups, encoding="utf-8"
+            path,
+            maxBytes=settings.file_max_bytes,
+            backupCount=settings.file_backups,
+            encoding="utf-8",
         )
         rotating.setFormatter(formatter)
         root.addHandler(rotating)

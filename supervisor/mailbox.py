@@ -189,7 +189,9 @@ class Mailbox:
         self.policy = policy or RetryPolicy()
         self.now = now
         self.rand = rand
-        self.dialect = _PostgresDialect() if isinstance(db, peewee.PostgresqlDatabase) else _SqliteDialect()
+        self.dialect = (
+            _PostgresDialect() if isinstance(db, peewee.PostgresqlDatabase) else _SqliteDialect()
+        )
 
     # --- writing work -------------------------------------------------------------
 
@@ -229,7 +231,9 @@ class Mailbox:
             self.dialect.insert_many(self.db.cursor(), rows)
         return len(rows)
 
-    def put(self, recipient: str, kind: str, payload: dict[str, Any] | None = None, **kw: Any) -> int | None:
+    def put(
+        self, recipient: str, kind: str, payload: dict[str, Any] | None = None, **kw: Any
+    ) -> int | None:
         """Insert one entry; returns its id, or None when its dedupe_key was already queued."""
         row = self._row(NewEntry(recipient, kind, payload or {}, **kw), self.now())
         # RETURNING, not lastrowid: after an ignored insert SQLite's lastrowid is the
@@ -329,8 +333,12 @@ class Mailbox:
             return 0
         return (
             MailboxEntry.update(
-                state="ready", available_at=until, lease_owner=None, lease_expires_at=None,
-                attempts=MailboxEntry.attempts - 1, updated_at=self.now(),
+                state="ready",
+                available_at=until,
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=MailboxEntry.attempts - 1,
+                updated_at=self.now(),
             )
             .where(
                 MailboxEntry.id.in_(entry_ids)
@@ -369,7 +377,9 @@ class Mailbox:
                 .execute()
             )
         if count:
-            log.info("%s: recovered %d entries left leased by %s", recipient, count, ", ".join(stale))
+            log.info(
+                "%s: recovered %d entries left leased by %s", recipient, count, ", ".join(stale)
+            )
         return count
 
     # --- looking --------------------------------------------------------------------
@@ -399,7 +409,14 @@ class Mailbox:
         )
         for recipient, state, count, oldest in query.tuples():
             age = max(0.0, now - oldest) if state in ("ready", "failed") and oldest else 0.0
-            out.append({"recipient": recipient, "state": state, "count": count, "oldest_ready_age_seconds": round(age, 3)})
+            out.append(
+                {
+                    "recipient": recipient,
+                    "state": state,
+                    "count": count,
+                    "oldest_ready_age_seconds": round(age, 3),
+                }
+            )
         dead = (
             MailboxEntry.select(MailboxEntry.recipient, peewee.fn.COUNT(MailboxEntry.id))
             .where(MailboxEntry.state == "dead")

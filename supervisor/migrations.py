@@ -48,7 +48,9 @@ def _columns(db: peewee.Database, table: str) -> set[str]:
     return {c.name for c in db.get_columns(table)}
 
 
-def _add_missing_columns(db: peewee.Database, table: str, columns: tuple[tuple[str, peewee.Field], ...]) -> None:
+def _add_missing_columns(
+    db: peewee.Database, table: str, columns: tuple[tuple[str, peewee.Field], ...]
+) -> None:
     # Steps 1 and 2 create tables from the current models, so a new database already has the
     # columns of a later step: add only what is missing.
     have = _columns(db, table)
@@ -59,12 +61,17 @@ def _add_missing_columns(db: peewee.Database, table: str, columns: tuple[tuple[s
 
 
 def _job_run_period_and_detail(db: peewee.Database) -> None:
-    _add_missing_columns(db, JobRun._meta.table_name, (
-        ("period_key", peewee.CharField(default="")), ("detail", peewee.TextField(null=True))))
+    _add_missing_columns(
+        db,
+        JobRun._meta.table_name,
+        (("period_key", peewee.CharField(default="")), ("detail", peewee.TextField(null=True))),
+    )
 
 
 def _user_totp_last_step(db: peewee.Database) -> None:
-    _add_missing_columns(db, User._meta.table_name, (("totp_last_step", peewee.IntegerField(null=True)),))
+    _add_missing_columns(
+        db, User._meta.table_name, (("totp_last_step", peewee.IntegerField(null=True)),)
+    )
 
 
 def _audit_action_index(db: peewee.Database) -> None:

@@ -19,7 +19,9 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, retry) -> RetryPolicy:
-        return cls(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.jitter)
+        return cls(
+            retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.jitter
+        )
 
     def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after `attempts` failed tries (1 = the first send failed).

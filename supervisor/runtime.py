@@ -76,7 +76,9 @@ class Runtime:
         self.db.connect(reuse_if_open=True)
         migrate(self.db)
         self.mailbox = Mailbox(self.db, RetryPolicy.from_settings(self.settings.retry))
-        self.secretbox = SecretBox(load_or_create_key(self.settings.security.secret_key, self.data_dir))
+        self.secretbox = SecretBox(
+            load_or_create_key(self.settings.security.secret_key, self.data_dir)
+        )
         return bootstrap_admin(os.environ.get("MP_ADMIN_PASSWORD"))
 
     def start_operations(self) -> None:

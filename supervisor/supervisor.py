@@ -99,7 +99,11 @@ class SupervisorActor(pykka.ThreadingActor):
         sup = runtime.settings.supervisor
         self.now = now
         self.policy = RestartPolicy(
-            sup.max_restarts, sup.within_seconds, sup.backoff_initial_seconds, sup.backoff_max_seconds, now
+            sup.max_restarts,
+            sup.within_seconds,
+            sup.backoff_initial_seconds,
+            sup.backoff_max_seconds,
+            now,
         )
         self.children = {spec.name: ChildState(spec) for spec in sup.children}
         self.ping_timeout = sup.ping_timeout_seconds
@@ -134,7 +138,11 @@ class SupervisorActor(pykka.ThreadingActor):
             return None
         if isinstance(message, ReportHung):
             child = self.children.get(message.name)
-            stale = message.incarnation is not None and child is not None and message.incarnation != child.incarnation
+            stale = (
+                message.incarnation is not None
+                and child is not None
+                and message.incarnation != child.incarnation
+            )
             if child and child.state == "running" and not stale:
                 self._on_crash(message.name, child.incarnation, "hung", message.detail)
             return None
@@ -169,7 +177,9 @@ class SupervisorActor(pykka.ThreadingActor):
         log.error("supervisor: %s %s: %s", name, "crashed" if kind == "crash" else "is hung", error)
         if kind == "hung" and child.ref is not None:
             child.ref.stop(block=False)  # queued behind the hang: it stops if it ever wakes
-        if child.spec.restart == "temporary" or (child.spec.restart == "transient" and kind == "normal"):
+        if child.spec.restart == "temporary" or (
+            child.spec.restart == "transient" and kind == "normal"
+        ):
             child.state = "stopped"
             return
         delay = self.policy.record(name)
@@ -202,9 +212,13 @@ class SupervisorActor(pykka.ThreadingActor):
                     # A ping queued behind a backlog of work is late, not a sign of a hang: hung
                     # means no message started or finished for the whole timeout.
                     if is_hung(now - child.ping_sent_at, stalled, self.ping_timeout):
-                        self._on_crash(child.spec.name, child.incarnation, "hung",
-                                       f"stuck in one message for {min(stalled, now - child.ping_sent_at):.1f}s; "
-                                       f"no answer to a liveness ping within {self.ping_timeout:g}s")
+                        self._on_crash(
+                            child.spec.name,
+                            child.incarnation,
+                            "hung",
+                            f"stuck in one message for {min(stalled, now - child.ping_sent_at):.1f}s; "
+                            f"no answer to a liveness ping within {self.ping_timeout:g}s",
+                        )
                     continue
                 except pykka.ActorDeadError:
                     continue
@@ -223,10 +237,16 @@ class SupervisorActor(pykka.ThreadingActor):
             if child.ref is None or not child.ref.is_alive():
                 continue
             try:
-                stopped[name] = bool(child.ref.stop(block=True, timeout=child.spec.shutdown_timeout_seconds))
+                stopped[name] = bool(
+                    child.ref.stop(block=True, timeout=child.spec.shutdown_timeout_seconds)
+                )
             except pykka.Timeout:
                 stopped[name] = False
-                log.warning("supervisor: %s did not stop within %gs", name, child.spec.shutdown_timeout_seconds)
+                log.warning(
+                    "supervisor: %s did not stop within %gs",
+                    name,
+                    child.spec.shutdown_timeout_seconds,
+                )
             child.state = "stopped"
             self.runtime.unregister(name)
         return stopped
@@ -257,13 +277,20 @@ class SupervisorActor(pykka.ThreadingActor):
         timer.start()
 
     def _deliver(self, message: Any) -> None:
-        self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
+        self._timers = {
+            t for t in self._timers if t.is_alive() and t is not threading.current_thread()
+        }
         if self.actor_ref.is_alive():
             self.actor_ref.tell(message)
 
     def _record(self, actor: str, event: str, detail: str) -> None:
         try:
-            SupervisorEvent.create(at=time.time(), actor=actor, event=event, detail=detail[:2000],
-                                   node=self.runtime.node_id)
+            SupervisorEvent.create(
+                at=time.time(),
+                actor=actor,
+                event=event,
+                detail=detail[:2000],
+                node=self.runtime.node_id,
+            )
         except Exception:  # noqa: BLE001 - a full disk must not stop supervision
             log.exception("supervisor: could not record %s %s", actor, event)

@@ -23,7 +23,9 @@ def sink():
 def server_factory(tmp_path):
     started: list[ServerProcess] = []
 
-    def make(env: dict[str, str] | None = None, config=None, data_dir=None, start: bool = True) -> ServerProcess:
+    def make(
+        env: dict[str, str] | None = None, config=None, data_dir=None, start: bool = True
+    ) -> ServerProcess:
         server = ServerProcess(data_dir or tmp_path / f"data{len(started)}", env, config)
         started.append(server)
         return server.start() if start else server
@@ -39,7 +41,9 @@ def server_factory(tmp_path):
 @pytest.fixture
 def private_server(server_factory):
     """A server allowed to reach 127.0.0.1 (every local fake lives there)."""
-    return server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__BASE_DELAY_SECONDS": "0.2"})
+    return server_factory(
+        {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__BASE_DELAY_SECONDS": "0.2"}
+    )
 
 
 @pytest.fixture
@@ -52,7 +56,9 @@ def postgres_url():
     except psycopg2.OperationalError as exc:
         if os.environ.get("MP_REQUIRE_POSTGRES") == "1":
             raise
-        pytest.skip(f"PostgreSQL NOT TESTED: {POSTGRES_URL} unreachable ({exc}); set MP_REQUIRE_POSTGRES=1 to fail instead")
+        pytest.skip(
+            f"PostgreSQL NOT TESTED: {POSTGRES_URL} unreachable ({exc}); set MP_REQUIRE_POSTGRES=1 to fail instead"
+        )
     schema = f"t_{uuid.uuid4().hex[:12]}"
     conn.autocommit = True
     with conn.cursor() as cur:

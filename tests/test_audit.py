@@ -26,7 +26,9 @@ serial = count(1)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     sink = Sink()
-    server = ServerProcess(tmp_path_factory.mktemp("audit"), {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"}).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("audit"), {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"}
+    ).start()
     yield server, server.client(server.create_key()), sink
     server.stop()
     sink.close()
@@ -35,7 +37,10 @@ def env(tmp_path_factory):
 def new_user(env, scopes: list[str] | None = None) -> tuple[str, object]:
     server, admin, _sink = env
     name = f"aud{next(serial)}"
-    assert admin.post("/api/v1/users", json={"username": name, "password": PASSWORD}).status_code == 201
+    assert (
+        admin.post("/api/v1/users", json={"username": name, "password": PASSWORD}).status_code
+        == 201
+    )
     body = {} if scopes is None else {"scopes": scopes}
     return name, server.client(admin.post(f"/api/v1/keys?user={name}", json=body).json()["key"])
 
@@ -55,16 +60,28 @@ def rows_of(admin, n: int, **filters) -> list[dict]:
 def test_every_mutation_is_recorded_with_who_what_target_outcome_and_address(env):
     server, admin, sink = env
     name, client = new_user(env)
-    made = client.post("/api/v1/channels", json={"name": "hook", "type": "webhook", "config": {"url": sink.url}})
+    made = client.post(
+        "/api/v1/channels", json={"name": "hook", "type": "webhook", "config": {"url": sink.url}}
+    )
     channel_id = made.json()["id"]
-    assert client.patch(f"/api/v1/channels/{channel_id}", json={"enabled": "maybe"}).status_code == 422
+    assert (
+        client.patch(f"/api/v1/channels/{channel_id}", json={"enabled": "maybe"}).status_code == 422
+    )
     assert client.delete(f"/api/v1/channels/{channel_id}").status_code == 204
     assert client.delete("/api/v1/channels/999999").status_code == 404
     rows = rows_of(admin, 4, user=name)
     by_action = {(r["action"], r["detail"]["status"]): r for r in rows}
     created = by_action[("POST /api/v1/channels", 201)]
-    assert created["outcome"] == "ok" and created["role"] == "user" and created["address"] == "127.0.0.1"
-    assert created["username"] == name and created["detail"]["via"] == "key" and created["detail"]["key_id"]
+    assert (
+        created["outcome"] == "ok"
+        and created["role"] == "user"
+        and created["address"] == "127.0.0.1"
+    )
+    assert (
+        created["username"] == name
+        and created["detail"]["via"] == "key"
+        and created["detail"]["key_id"]
+    )
     invalid = by_action[("PATCH /api/v1/channels/{channel_id}", 422)]
     assert invalid["outcome"] == "error" and invalid["target"] == str(channel_id)
     assert invalid["detail"]["error"] == "invalid_field"
@@ -77,7 +94,10 @@ def test_refused_mutations_are_recorded_as_denied_even_without_credentials(env):
     name, reader = new_user(env, scopes=["channels:read"])
     assert reader.post("/api/v1/channels", json={}).status_code == 403
     rows = rows_of(admin, 1, user=name, outcome="denied")
-    assert rows[0]["action"] == "POST /api/v1/channels" and rows[0]["detail"]["error"] == "missing_scope"
+    assert (
+        rows[0]["action"] == "POST /api/v1/channels"
+        and rows[0]["detail"]["error"] == "missing_scope"
+    )
     marker = f"/api/v1/messages/{900000 + next(serial)}/cancel"
     assert server.client("mp_nothing_here").post(marker).status_code == 401
     target = marker.split("/")[4]
@@ -94,7 +114,11 @@ def test_plain_reads_are_not_recorded_but_reading_the_audit_log_is(env):
     since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
     reads = rows_of(admin, 1, action="read audit log", since=since)
     assert reads[0]["username"] == "admin" and reads[0]["outcome"] == "ok"
-    assert not [r for r in admin.get(f"/api/v1/admin/audit?user={name}").json()["items"] if r["action"].startswith("GET")]
+    assert not [
+        r
+        for r in admin.get(f"/api/v1/admin/audit?user={name}").json()["items"]
+        if r["action"].startswith("GET")
+    ]
 
 
 def test_the_admin_filters_by_user_action_outcome_and_time_and_pages_newest_first(env):
@@ -108,7 +132,9 @@ def test_the_admin_filters_by_user_action_outcome_and_time_and_pages_newest_firs
     assert [r["outcome"] for r in rows[:1]] == ["error"]
     assert len(rows_of(admin, 5, user=name, outcome="ok")) == 5
     first = admin.get(f"/api/v1/admin/audit?user={name}&limit=4").json()
-    second = admin.get(f"/api/v1/admin/audit?user={name}&limit=4&cursor={first['next_cursor']}").json()
+    second = admin.get(
+        f"/api/v1/admin/audit?user={name}&limit=4&cursor={first['next_cursor']}"
+    ).json()
     assert len(first["items"]) == 4 and len(second["items"]) == 2 and second["next_cursor"] is None
     assert first["items"][-1]["id"] > second["items"][0]["id"]
     middle = rows[3]["at"]
@@ -136,16 +162,35 @@ def test_no_audit_detail_holds_a_body_password_key_or_channel_secret(env):
     server, admin, sink = env
     name, client = new_user(env)
     secret_token = "tok-" + "s3cr3t" * 4
-    client.post("/api/v1/channels", json={"name": "bot", "type": "webhook",
-                                          "config": {"url": sink.url, "headers": {"X-Token": secret_token}}})
+    client.post(
+        "/api/v1/channels",
+        json={
+            "name": "bot",
+            "type": "webhook",
+            "config": {"url": sink.url, "headers": {"X-Token": secret_token}},
+        },
+    )
     new_key = client.post("/api/v1/keys", json={"name": "k"}).json()["key"]
-    client.patch("/api/v1/me", json={"password": "changed-pass-Test-2", "current_password": PASSWORD})
-    client.patch("/api/v1/me", json={"password": "changed-pass-Test-3", "current_password": "wrong-pass-Test-9"})
+    client.patch(
+        "/api/v1/me", json={"password": "changed-pass-Test-2", "current_password": PASSWORD}
+    )
+    client.patch(
+        "/api/v1/me",
+        json={"password": "changed-pass-Test-3", "current_password": "wrong-pass-Test-9"},
+    )
     admin.delete("/api/v1/users/999999", headers={"X-Confirm": ADMIN_PASSWORD})
     rows = rows_of(admin, 4, user=name)
     text = str(admin.get("/api/v1/admin/audit?limit=200").json())
-    for secret in (secret_token, new_key, new_key.split("_", 2)[2], PASSWORD, "changed-pass-Test-2",
-                   "changed-pass-Test-3", "wrong-pass-Test-9", ADMIN_PASSWORD):
+    for secret in (
+        secret_token,
+        new_key,
+        new_key.split("_", 2)[2],
+        PASSWORD,
+        "changed-pass-Test-2",
+        "changed-pass-Test-3",
+        "wrong-pass-Test-9",
+        ADMIN_PASSWORD,
+    ):
         assert secret not in text, secret
     patch = [r for r in rows if r["action"] == "PATCH /api/v1/me" and r["outcome"] == "ok"][0]
     assert patch["detail"]["changed"] == ["password"]
@@ -173,8 +218,17 @@ def database(tmp_path):
 
 
 def row(n: int) -> dict:
-    return {"at": time.time(), "user_id": None, "username": "", "role": "", "action": f"POST /x/{n}",
-            "target": str(n), "outcome": "ok", "address": "127.0.0.1", "detail": {"status": 200}}
+    return {
+        "at": time.time(),
+        "user_id": None,
+        "username": "",
+        "role": "",
+        "action": f"POST /x/{n}",
+        "target": str(n),
+        "outcome": "ok",
+        "address": "127.0.0.1",
+        "detail": {"status": 200},
+    }
 
 
 def test_the_writer_inserts_a_burst_of_rows_in_a_few_transactions(database, monkeypatch):
@@ -208,4 +262,13 @@ def test_the_writer_flushes_within_its_interval_without_being_closed(database):
 
 def test_status_codes_map_to_outcomes():
     assert [audit.outcome_of(s) for s in (200, 204, 401, 403, 429, 404, 409, 422, 500)] == [
-        "ok", "ok", "denied", "denied", "denied", "error", "error", "error", "error"]
+        "ok",
+        "ok",
+        "denied",
+        "denied",
+        "denied",
+        "error",
+        "error",
+        "error",
+        "error",
+    ]

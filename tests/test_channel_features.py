@@ -11,9 +11,15 @@ FINAL = ("delivered", "failed", "partially_failed", "cancelled")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("features"), {
-        "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__MAX_ATTEMPTS": "2",
-        "MP_RETRY__BASE_DELAY_SECONDS": "0.1", "MP_RETRY__JITTER": "0"}).start()
+    srv = ServerProcess(
+        tmp_path_factory.mktemp("features"),
+        {
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_RETRY__MAX_ATTEMPTS": "2",
+            "MP_RETRY__BASE_DELAY_SECONDS": "0.1",
+            "MP_RETRY__JITTER": "0",
+        },
+    ).start()
     yield srv
     srv.stop()
 
@@ -40,13 +46,19 @@ def test_a_dead_delivery_falls_back_to_the_named_channel_and_the_timeline_says_s
     broken.default_status = 503
     try:
         backup = channel(api, "fb-backup", "webhook", {"url": sink.url + "/backup"})
-        channel(api, "fb-primary", "webhook", {"url": broken.url + "/primary"}, fallback="fb-backup")
+        channel(
+            api, "fb-primary", "webhook", {"url": broken.url + "/primary"}, fallback="fb-backup"
+        )
         message = send(api, title="with fallback", channels=["fb-primary"])
         assert message["status"] == "delivered"
         primary, fallback = message["deliveries"]
         assert primary["status"] == "dead" and fallback["status"] == "sent"
-        assert fallback["channel"]["id"] == backup["id"] and fallback["fallback_of"] == primary["id"]
-        assert any(e["type"] == "fallback" and e["detail"]["to"] == "fb-backup" for e in message["events"])
+        assert (
+            fallback["channel"]["id"] == backup["id"] and fallback["fallback_of"] == primary["id"]
+        )
+        assert any(
+            e["type"] == "fallback" and e["detail"]["to"] == "fb-backup" for e in message["events"]
+        )
         assert len(broken.received(None)) == 2 and sink.received()[0]["path"] == "/backup"
     finally:
         broken.close()
@@ -62,7 +74,10 @@ def test_a_group_fans_out_to_one_delivery_per_member(api, sink):
         assert message["status"] == "delivered"
         assert sorted(d["channel"]["name"] for d in message["deliveries"]) == ["g-a", "g-b"]
         assert len(sink.received()) == 1 and len(other.received()) == 1
-        r = api.post("/api/v1/channels", json={"name": "g-bad", "type": "group", "config": {"members": ["nope"]}})
+        r = api.post(
+            "/api/v1/channels",
+            json={"name": "g-bad", "type": "group", "config": {"members": ["nope"]}},
+        )
         assert r.status_code == 422 and "members" in r.json()["error"]["message"]
     finally:
         other.close()
@@ -87,7 +102,9 @@ def test_channel_secrets_are_encrypted_in_the_database_and_masked_in_responses(s
 def test_the_test_endpoint_sends_a_real_message_and_returns_the_services_answer(api, sink):
     created = channel(api, "t-hook", "webhook", {"url": sink.url + "/test"})
     r = api.post(f"/api/v1/channels/{created['id']}/test")
-    assert r.status_code == 200 and r.json()["status"] == "sent" and r.json()["response_code"] == 200
+    assert (
+        r.status_code == 200 and r.json()["status"] == "sent" and r.json()["response_code"] == 200
+    )
     assert "测试" in sink.received()[0]["body"]["title"]
     sink.default_status = 404
     r = api.post(f"/api/v1/channels/{created['id']}/test")
@@ -100,11 +117,23 @@ def test_push_compat_accepts_query_form_and_json_with_a_token(server, api, sink)
     base = server.url + "/push/admin"
     import requests
 
-    r = requests.get(base, params={"title": "via get", "description": "d", "token": key, "channel": "compat-hook"}, timeout=10)
+    r = requests.get(
+        base,
+        params={"title": "via get", "description": "d", "token": key, "channel": "compat-hook"},
+        timeout=10,
+    )
     assert r.status_code == 200 and r.json()["success"] is True and r.json()["uuid"]
-    r = requests.post(base, data={"title": "via form", "content": "**md**", "token": key, "channel": "compat-hook"}, timeout=10)
+    r = requests.post(
+        base,
+        data={"title": "via form", "content": "**md**", "token": key, "channel": "compat-hook"},
+        timeout=10,
+    )
     assert r.json()["success"] is True
-    r = requests.post(base, json={"title": "via json", "description": "x", "token": key, "channel": "compat-hook"}, timeout=10)
+    r = requests.post(
+        base,
+        json={"title": "via json", "description": "x", "token": key, "channel": "compat-hook"},
+        timeout=10,
+    )
     assert r.json()["success"] is True
     ids = [int(r.json()["uuid"])]
     api.wait_message(ids[0], FINAL)
@@ -112,7 +141,9 @@ def test_push_compat_accepts_query_form_and_json_with_a_token(server, api, sink)
     assert titles == {"via get", "via form", "via json"}
     bad = requests.get(base, params={"title": "x", "token": "mp_nope_nope"}, timeout=10)
     assert bad.status_code == 401 and bad.json()["success"] is False
-    wrong_user = requests.get(server.url + "/push/someone", params={"title": "x", "token": key}, timeout=10)
+    wrong_user = requests.get(
+        server.url + "/push/someone", params={"title": "x", "token": key}, timeout=10
+    )
     assert wrong_user.status_code == 401 and wrong_user.json()["success"] is False
     reader = server.create_key("admin", scopes="messages:read")
     assert requests.get(base, params={"title": "x", "token": reader}, timeout=10).status_code == 403

@@ -52,7 +52,10 @@ def test_cli_mistakes_are_one_line_errors_not_tracebacks(tmp_path):
     server = ServerProcess(tmp_path / "d")
     cases = [
         (("key", "create", "--user", "ghost"), "no user 'ghost'"),
-        (("key", "create", "--user", "admin", "--scopes", "messages:fly"), "unknown scope 'messages:fly'"),
+        (
+            ("key", "create", "--user", "admin", "--scopes", "messages:fly"),
+            "unknown scope 'messages:fly'",
+        ),
         (("user", "create", "bad name!", "--password-stdin"), "username 'bad name!'"),
         (("user", "create", "carol", "--password-stdin"), "at least 8 characters"),
     ]

@@ -48,15 +48,25 @@ def test_an_unknown_key_is_named_with_the_fix(tmp_path):
 
 def test_an_out_of_range_value_says_the_range(tmp_path):
     message = error_of(path=write(tmp_path, "retry:\n  max_attempts: 0\n"), environ={})
-    assert message == "config error: retry.max_attempts = 0: Input should be greater than or equal to 1"
+    assert (
+        message
+        == "config error: retry.max_attempts = 0: Input should be greater than or equal to 1"
+    )
 
 
 def test_environment_overrides_use_double_underscores_and_win_over_the_file(tmp_path):
     path = write(tmp_path, "server:\n  port: 9000\nretry:\n  max_attempts: 7\n")
-    settings = load_settings(path, environ={
-        "MP_SERVER__PORT": "9001", "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
-        "MP_DATABASE__URL": "postgresql://u@h:5432/db", "MP_DATA_DIR": "/srv/mp", "MP_ADMIN_PASSWORD": "not-config",
-    })
+    settings = load_settings(
+        path,
+        environ={
+            "MP_SERVER__PORT": "9001",
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
+            "MP_DATABASE__URL": "postgresql://u@h:5432/db",
+            "MP_DATA_DIR": "/srv/mp",
+            "MP_ADMIN_PASSWORD": "not-config",
+        },
+    )
     assert settings.server.port == 9001
     assert settings.retry.max_attempts == 7
     assert settings.retry.base_delay_seconds == 0.2
@@ -67,7 +77,9 @@ def test_environment_overrides_use_double_underscores_and_win_over_the_file(tmp_
 
 def test_a_bad_environment_value_names_the_variable():
     message = error_of(environ={"MP_RETRY__MAX_ATTEMPTS": "lots"})
-    assert message.startswith("config error: retry.max_attempts = 'lots' (from environment MP_RETRY__MAX_ATTEMPTS): ")
+    assert message.startswith(
+        "config error: retry.max_attempts = 'lots' (from environment MP_RETRY__MAX_ATTEMPTS): "
+    )
 
 
 def test_mp_config_names_the_file(tmp_path):
@@ -82,8 +94,12 @@ def test_a_missing_or_broken_file_is_one_clear_line(tmp_path):
 
 
 def test_schedule_triggers_are_checked(tmp_path):
-    assert "exactly one of every" in error_of(path=write(tmp_path, "schedule:\n  backup: {}\n"), environ={})
-    assert "five fields" in error_of(path=write(tmp_path, "schedule:\n  backup: {cron: '0 3 *'}\n"), environ={})
+    assert "exactly one of every" in error_of(
+        path=write(tmp_path, "schedule:\n  backup: {}\n"), environ={}
+    )
+    assert "five fields" in error_of(
+        path=write(tmp_path, "schedule:\n  backup: {cron: '0 3 *'}\n"), environ={}
+    )
     assert parse_duration("5m") == 300 and parse_duration("250ms") == 0.25
 
 
@@ -91,12 +107,19 @@ def test_an_openai_provider_needs_a_url_and_model_and_the_default_must_exist(tmp
     text = "ai:\n  providers:\n    ds: {kind: openai}\n"
     assert "needs base_url and model" in error_of(path=write(tmp_path, text), environ={})
     text = "ai:\n  default_provider: nope\n"
-    assert "default_provider 'nope' is not one of the providers: local" in error_of(path=write(tmp_path, text), environ={})
+    assert "default_provider 'nope' is not one of the providers: local" in error_of(
+        path=write(tmp_path, text), environ={}
+    )
 
 
 def test_masking_hides_secrets_and_url_passwords():
-    out = masked({"security": {"secret_key": "abc"}, "database": {"url": "postgresql://u:pw@h/db"},
-                  "ai": {"providers": {"x": {"api_key": "sk-1"}}}})
+    out = masked(
+        {
+            "security": {"secret_key": "abc"},
+            "database": {"url": "postgresql://u:pw@h/db"},
+            "ai": {"providers": {"x": {"api_key": "sk-1"}}},
+        }
+    )
     assert out["security"]["secret_key"] == "****"
     assert out["ai"]["providers"]["x"]["api_key"] == "****"
     assert out["database"]["url"] == "postgresql://u:****@h/db"
@@ -105,8 +128,14 @@ def test_masking_hides_secrets_and_url_passwords():
 def run_main(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "main.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_a_bad_value_stops_start_up_with_exit_2_and_no_traceback(tmp_path):

@@ -25,10 +25,18 @@ WAIT_SECONDS = 10
 def _message_with_two_sending_deliveries() -> tuple[int, list[int]]:
     now = time.time()
     user = User.create(username="racer", password_hash="x", created_at=now, updated_at=now)
-    message = Message.create(user=user, status="sending", accepted_status="queued", created_at=now, updated_at=now)
+    message = Message.create(
+        user=user, status="sending", accepted_status="queued", created_at=now, updated_at=now
+    )
     ids = [
-        Delivery.create(message=message, channel_name=f"c{n}", channel_type="webhook", status="sending",
-                        created_at=now, updated_at=now).id
+        Delivery.create(
+            message=message,
+            channel_name=f"c{n}",
+            channel_type="webhook",
+            status="sending",
+            created_at=now,
+            updated_at=now,
+        ).id
         for n in (1, 2)
     ]
     return message.id, ids
@@ -39,8 +47,10 @@ def _lock_waiters() -> int:
     conn = psycopg2.connect(POSTGRES_URL)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE '%%FOR UPDATE%%'")
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%FOR UPDATE%%'"
+            )
             return cur.fetchone()[0]
     finally:
         conn.close()
@@ -56,7 +66,9 @@ def test_concurrent_last_deliveries_give_the_message_one_final_status(postgres_u
     first_checked, commit_first = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def finish(delivery_id: int, before_commit: threading.Event | None, after_check: threading.Event | None):
+    def finish(
+        delivery_id: int, before_commit: threading.Event | None, after_check: threading.Event | None
+    ):
         try:
             with write_transaction():
                 execute("UPDATE delivery SET status = 'sent' WHERE id = ?", (delivery_id,))
@@ -84,6 +96,8 @@ def test_concurrent_last_deliveries_give_the_message_one_final_status(postgres_u
     assert not errors, errors
     db.connect(reuse_if_open=True)
     assert Message.get_by_id(message_id).status == "delivered"
-    finals = MessageEvent.select().where((MessageEvent.message == message_id) & (MessageEvent.type == "delivered"))
+    finals = MessageEvent.select().where(
+        (MessageEvent.message == message_id) & (MessageEvent.type == "delivered")
+    )
     assert finals.count() == 1
     db.close()

@@ -10,11 +10,18 @@ import requests
 
 def test_sigterm_under_load_exits_0_and_loses_no_accepted_message(server_factory, sink):
     sink.delay = 0.01
-    srv = server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_SHUTDOWN_GRACE_SECONDS": "2"})
+    srv = server_factory(
+        {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_SHUTDOWN_GRACE_SECONDS": "2"}
+    )
     key = srv.create_key()
     api = srv.client(key)
-    assert api.post("/api/v1/channels", json={"name": "h", "type": "webhook",
-                                               "config": {"url": sink.url + "/h"}}).status_code == 201
+    assert (
+        api.post(
+            "/api/v1/channels",
+            json={"name": "h", "type": "webhook", "config": {"url": sink.url + "/h"}},
+        ).status_code
+        == 201
+    )
     stop = threading.Event()
 
     def client() -> tuple[list[int], list[int]]:
@@ -25,10 +32,14 @@ def test_sigterm_under_load_exits_0_and_loses_no_accepted_message(server_factory
             if stop.is_set():
                 break
             try:
-                r = session.post(srv.url + "/api/v1/messages", json={"title": "t", "channels": ["h"]}, timeout=10)
+                r = session.post(
+                    srv.url + "/api/v1/messages", json={"title": "t", "channels": ["h"]}, timeout=10
+                )
             except requests.ConnectionError:
                 break
-            (accepted if r.status_code == 202 else refused).append(r.status_code == 202 and r.json()["id"] or r.status_code)
+            (accepted if r.status_code == 202 else refused).append(
+                r.status_code == 202 and r.json()["id"] or r.status_code
+            )
         return accepted, refused
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -44,4 +55,7 @@ def test_sigterm_under_load_exits_0_and_loses_no_accepted_message(server_factory
     assert "released" in srv.log() or "stopped (exit 0)" in srv.log()
     assert "Traceback" not in srv.log()
     srv.start()
-    sink.wait_for(lambda rs: accepted <= {r["body"]["id"] for r in rs if isinstance(r["body"], dict)}, timeout=30)
+    sink.wait_for(
+        lambda rs: accepted <= {r["body"]["id"] for r in rs if isinstance(r["body"], dict)},
+        timeout=30,
+    )

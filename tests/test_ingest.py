@@ -5,11 +5,20 @@ from __future__ import annotations
 import sqlite3
 
 
-def test_an_ingest_crash_answers_503_stores_nothing_and_the_next_send_is_accepted(server_factory, sink):
-    srv = server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_FAULTS__INGEST__RAISE_ON_NTH": "1"})
+def test_an_ingest_crash_answers_503_stores_nothing_and_the_next_send_is_accepted(
+    server_factory, sink
+):
+    srv = server_factory(
+        {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_FAULTS__INGEST__RAISE_ON_NTH": "1"}
+    )
     api = srv.client(srv.create_key())
-    assert api.post("/api/v1/channels", json={"name": "h", "type": "webhook",
-                                               "config": {"url": sink.url + "/h"}}).status_code == 201
+    assert (
+        api.post(
+            "/api/v1/channels",
+            json={"name": "h", "type": "webhook", "config": {"url": sink.url + "/h"}},
+        ).status_code
+        == 201
+    )
     first = api.post("/api/v1/messages", json={"title": "first", "channels": ["h"]})
     assert first.status_code == 503 and first.headers["Retry-After"]
     assert first.json()["error"]["code"] == "not_ready"
@@ -22,5 +31,10 @@ def test_an_ingest_crash_answers_503_stores_nothing_and_the_next_send_is_accepte
     api.wait_message(second.json()["id"], ("delivered",))
     db = sqlite3.connect(srv.data_dir / "messagepusher.db")
     assert [t for (t,) in db.execute("SELECT title FROM message")] == ["second"]
-    events = [e for (e,) in db.execute("SELECT event FROM supervisor_event WHERE actor = 'ingest' ORDER BY id")]
+    events = [
+        e
+        for (e,) in db.execute(
+            "SELECT event FROM supervisor_event WHERE actor = 'ingest' ORDER BY id"
+        )
+    ]
     assert events[:3] == ["start", "crash", "restart"]

@@ -18,14 +18,25 @@ USER_PASSWORD = "keys-user-pass-1"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     sink = Sink()
-    server = ServerProcess(tmp_path_factory.mktemp("keys"), {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
-                                                             "MP_SECURITY__KEY_CACHE_SECONDS": "60"}).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("keys"),
+        {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_SECURITY__KEY_CACHE_SECONDS": "60"},
+    ).start()
     admin = server.client(server.create_key())
     made = admin.post("/api/v1/users", json={"username": "kim", "password": USER_PASSWORD})
     assert made.status_code == 201, made.text
-    kim = server.client(admin.post("/api/v1/keys?user=kim", json={"name": "kim's manager"}).json()["key"])
-    hook = kim.post("/api/v1/channels", json={"name": "hook", "type": "webhook", "default": True,
-                                              "config": {"url": sink.url + "/in"}})
+    kim = server.client(
+        admin.post("/api/v1/keys?user=kim", json={"name": "kim's manager"}).json()["key"]
+    )
+    hook = kim.post(
+        "/api/v1/channels",
+        json={
+            "name": "hook",
+            "type": "webhook",
+            "default": True,
+            "config": {"url": sink.url + "/in"},
+        },
+    )
     assert hook.status_code == 201, hook.text
     yield server, admin, kim
     server.stop()
@@ -49,8 +60,18 @@ def test_a_key_works_until_disabled_works_again_when_enabled_and_never_after_del
     created = kim.post("/api/v1/keys", json={"name": "ci", "scopes": ["messages:send"]})
     assert created.status_code == 201, created.text
     body = created.json()
-    assert set(body) == {"id", "user_id", "key", "prefix", "name", "scopes", "enabled", "created_at", "expires_at",
-                         "last_used_at"}
+    assert set(body) == {
+        "id",
+        "user_id",
+        "key",
+        "prefix",
+        "name",
+        "scopes",
+        "enabled",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    }
     assert body["key"].startswith(f"mp_{body['prefix']}_") and body["scopes"] == ["messages:send"]
     assert body["enabled"] is True and body["last_used_at"] is None
     key, key_id = body["key"], body["id"]
@@ -78,24 +99,40 @@ def test_listing_keys_shows_prefix_and_name_but_never_the_secret_or_its_hash(env
     secret = created["key"].split("_", 2)[2]
     for resp in (kim.get("/api/v1/keys"), kim.get(f"/api/v1/keys/{created['id']}")):
         assert resp.status_code == 200
-        assert secret not in resp.text and "secret_hash" not in resp.text and '"key"' not in resp.text
+        assert (
+            secret not in resp.text and "secret_hash" not in resp.text and '"key"' not in resp.text
+        )
     listed = {k["id"]: k for k in kim.get("/api/v1/keys").json()["items"]}
-    assert listed[created["id"]]["prefix"] == created["prefix"] and listed[created["id"]]["name"] == "listed"
+    assert (
+        listed[created["id"]]["prefix"] == created["prefix"]
+        and listed[created["id"]]["name"] == "listed"
+    )
 
 
 def test_a_key_without_scopes_gets_all_its_role_allows_and_cannot_grant_what_it_lacks(env):
     server, _admin, kim = env
     full = kim.post("/api/v1/keys", json={"name": "full"}).json()
-    assert full["scopes"] == sorted(["messages:send", "messages:read", "channels:read", "channels:write", "keys:manage"])
-    narrow = server.client(kim.post("/api/v1/keys", json={"scopes": ["keys:manage", "messages:read"]}).json()["key"])
+    assert full["scopes"] == sorted(
+        ["messages:send", "messages:read", "channels:read", "channels:write", "keys:manage"]
+    )
+    narrow = server.client(
+        kim.post("/api/v1/keys", json={"scopes": ["keys:manage", "messages:read"]}).json()["key"]
+    )
     refused = narrow.post("/api/v1/keys", json={"scopes": ["messages:send"]})
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "scope_not_held", refused.text
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "scope_not_held", (
+        refused.text
+    )
     assert narrow.post("/api/v1/keys", json={}).json()["scopes"] == ["keys:manage", "messages:read"]
     stronger = narrow.patch(f"/api/v1/keys/{full['id']}", json={"enabled": True})
     assert stronger.status_code == 403 and stronger.json()["error"]["code"] == "scope_not_held"
-    assert narrow.delete(f"/api/v1/keys/{full['id']}").status_code == 204, "revoking a stronger key is allowed"
+    assert narrow.delete(f"/api/v1/keys/{full['id']}").status_code == 204, (
+        "revoking a stronger key is allowed"
+    )
     admin_scope = kim.post("/api/v1/keys", json={"scopes": ["admin"]})
-    assert admin_scope.status_code == 422 and "needs role admin" in admin_scope.json()["error"]["message"]
+    assert (
+        admin_scope.status_code == 422
+        and "needs role admin" in admin_scope.json()["error"]["message"]
+    )
     unknown = kim.post("/api/v1/keys", json={"scopes": ["messages:delete"]})
     assert unknown.status_code == 422 and "'messages:delete'" in unknown.json()["error"]["message"]
 
@@ -106,8 +143,13 @@ def test_a_key_lacking_the_scope_gets_403_naming_the_scope_and_a_rescope_applies
     client = server.client(created["key"])
     assert client.get("/api/v1/messages").status_code == 200
     lacking = client.get("/api/v1/channels")
-    assert lacking.status_code == 403 and lacking.json()["error"]["details"] == {"required_scope": "channels:read"}
-    assert kim.patch(f"/api/v1/keys/{created['id']}", json={"scopes": ["messages:read"]}).status_code == 200
+    assert lacking.status_code == 403 and lacking.json()["error"]["details"] == {
+        "required_scope": "channels:read"
+    }
+    assert (
+        kim.patch(f"/api/v1/keys/{created['id']}", json={"scopes": ["messages:read"]}).status_code
+        == 200
+    )
     assert send(server, created["key"]) == 403
     assert client.get("/api/v1/messages").status_code == 200
 
@@ -126,10 +168,16 @@ def test_an_expiry_must_lie_ahead_and_a_key_stops_working_when_it_passes(env):
         time.sleep(0.1)
     later = kim.post("/api/v1/keys", json={}).json()
     assert send(server, later["key"]) == 202
-    assert kim.patch(f"/api/v1/keys/{later['id']}", json={"expires_at": in_future(-1)}).status_code == 200
+    assert (
+        kim.patch(f"/api/v1/keys/{later['id']}", json={"expires_at": in_future(-1)}).status_code
+        == 200
+    )
     expired = server.client(later["key"]).post("/api/v1/messages", json={"title": "hi"})
     assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
-    assert kim.patch(f"/api/v1/keys/{later['id']}", json={"expires_at": None}).json()["expires_at"] is None
+    assert (
+        kim.patch(f"/api/v1/keys/{later['id']}", json={"expires_at": None}).json()["expires_at"]
+        is None
+    )
     assert send(server, later["key"]) == 202
 
 
@@ -139,7 +187,9 @@ def test_malformed_unknown_and_wrong_secret_keys_are_401_with_a_bearer_challenge
     tampered = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
     for presented in ("not-a-key", "mp_000000000000_nothing", tampered):
         resp = server.client(presented).get("/api/v1/messages")
-        assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer"), presented
+        assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer"), (
+            presented
+        )
     basic = server.client(None).get("/api/v1/messages", headers={"Authorization": "Basic a2ltOnB3"})
     assert basic.status_code == 401
 

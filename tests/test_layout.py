@@ -27,8 +27,14 @@ def test_running_main_py_from_the_repo_root_keeps_http_client_the_standard_libra
         "g = runpy.run_path('main.py', run_name='probe'); g['main'](['check-config']);"
         "import http.client, requests; print('HTTP_CLIENT=' + http.client.__file__)"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONSAFEPATH": ""})
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONSAFEPATH": ""},
+    )
     assert done.returncode == 0, done.stderr
     line = [x for x in done.stdout.splitlines() if x.startswith("HTTP_CLIENT=")][0]
     assert line.removeprefix("HTTP_CLIENT=").startswith(STDLIB)

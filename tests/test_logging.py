@@ -6,7 +6,9 @@ import json
 
 
 def test_json_logging_writes_one_json_object_per_line_to_stderr_and_the_log_file(server_factory):
-    srv = server_factory({"MP_LOGGING__FORMAT": "json", "MP_LOGGING__FILE": "logs/messagepusher.log"})
+    srv = server_factory(
+        {"MP_LOGGING__FORMAT": "json", "MP_LOGGING__FILE": "logs/messagepusher.log"}
+    )
     assert srv.stop() == 0
     lines = [line for line in srv.log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]

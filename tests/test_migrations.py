@@ -30,12 +30,14 @@ def test_a_new_database_is_migrated_to_the_latest_version_with_every_table(tmp_p
 def test_a_version_1_database_upgrades_in_place_to_the_same_schema_as_a_new_one(tmp_path):
     old = fresh(f"sqlite:///{tmp_path / 'old.db'}")
     assert migrate(old, target=1) == [1]
-    old.execute_sql("INSERT INTO \"user\" (username, password_hash, role, disabled, display_name, email, preferences,"
-                    " totp_enabled, created_at, updated_at) VALUES ('kept', 'x', 'user', 0, '', '', '{}', 0, 1, 1)")
+    old.execute_sql(
+        'INSERT INTO "user" (username, password_hash, role, disabled, display_name, email, preferences,'
+        " totp_enabled, created_at, updated_at) VALUES ('kept', 'x', 'user', 0, '', '', '{}', 0, 1, 1)"
+    )
     assert current_version(old) == 1
     assert migrate(old) == list(range(2, LATEST + 1))
     upgraded = shape(old)
-    assert old.execute_sql("SELECT username FROM \"user\"").fetchall() == [("kept",)]
+    assert old.execute_sql('SELECT username FROM "user"').fetchall() == [("kept",)]
     old.close()
     new = fresh(f"sqlite:///{tmp_path / 'new.db'}")
     migrate(new)
@@ -65,8 +67,10 @@ def test_the_schema_migrates_on_postgresql_from_scratch_and_from_version_1(postg
 def _drop_totp_last_step(db) -> None:
     """Make the user table as a release before migration 5 left it: without totp_last_step."""
     db.execute_sql('ALTER TABLE "user" DROP COLUMN totp_last_step')
-    db.execute_sql("INSERT INTO \"user\" (username, password_hash, role, disabled, display_name, email, preferences,"
-                   " totp_enabled, created_at, updated_at) VALUES ('kept', 'x', 'user', FALSE, '', '', '{}', FALSE, 1, 1)")
+    db.execute_sql(
+        'INSERT INTO "user" (username, password_hash, role, disabled, display_name, email, preferences,'
+        " totp_enabled, created_at, updated_at) VALUES ('kept', 'x', 'user', FALSE, '', '', '{}', FALSE, 1, 1)"
+    )
 
 
 def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_sqlite(tmp_path):
@@ -75,17 +79,23 @@ def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_sq
     _drop_totp_last_step(db)
     assert migrate(db) == list(range(5, LATEST + 1))
     assert "totp_last_step" in {c.name for c in db.get_columns("user")}
-    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [("kept", None)]
+    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [
+        ("kept", None)
+    ]
     assert migrate(db) == []
     db.close()
 
 
-def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_postgresql(postgres_url):
+def test_migration_5_adds_the_totp_last_step_column_to_an_older_user_table_on_postgresql(
+    postgres_url,
+):
     url, schema = postgres_url
     db = fresh(url)
     assert migrate(db, target=4) == [1, 2, 3, 4]
     _drop_totp_last_step(db)
     assert migrate(db) == list(range(5, LATEST + 1))
     assert "totp_last_step" in {c.name for c in db.get_columns("user", schema=schema)}
-    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [("kept", None)]
+    assert db.execute_sql('SELECT username, totp_last_step FROM "user"').fetchall() == [
+        ("kept", None)
+    ]
     db.close()

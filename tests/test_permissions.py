@@ -20,8 +20,13 @@ MARK = "zqownermark"
 OWNER_PASSWORD = "owner-pass-Test-1"
 OTHER_PASSWORD = "other-pass-Test-1"
 SCOPES = ("messages:send", "messages:read", "channels:read", "channels:write", "keys:manage")
-OBJECT_PARAMS = {"message_id": "message", "channel_id": "channel", "key_id": "key", "user_id": "user",
-                 "username": "username"}
+OBJECT_PARAMS = {
+    "message_id": "message",
+    "channel_id": "channel",
+    "key_id": "key",
+    "user_id": "user",
+    "username": "username",
+}
 PUBLIC, AUTHENTICATED, ADMIN = "public", "authenticated", "admin"
 serial = count(1)
 
@@ -38,7 +43,10 @@ class World:
         self.owner = server.client(self.owner_key)
         self.other = server.client(self._key("other"))
         self.secrets = {self.owner_key}
-        self.lacking = {scope: server.client(self._key("owner", [s for s in SCOPES if s != scope])) for scope in SCOPES}
+        self.lacking = {
+            scope: server.client(self._key("owner", [s for s in SCOPES if s != scope]))
+            for scope in SCOPES
+        }
         self.deleted = self._key_in_state("owner", "delete", None)
         self.disabled = self._key_in_state("owner", "patch", {"enabled": False})
         past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
@@ -47,12 +55,16 @@ class World:
 
     def _user(self, name: str, password: str) -> int:
         display = f"{MARK} {name}" if name == "owner" else name
-        made = self.admin.post("/api/v1/users", json={"username": name, "password": password, "display_name": display})
+        made = self.admin.post(
+            "/api/v1/users", json={"username": name, "password": password, "display_name": display}
+        )
         assert made.status_code == 201, made.text
         return made.json()["id"]
 
     def _key(self, user: str, scopes: list[str] | None = None) -> str:
-        body = {"name": f"{MARK if user == 'owner' else user}-key-{next(serial)}"} | ({"scopes": scopes} if scopes is not None else {})
+        body = {"name": f"{MARK if user == 'owner' else user}-key-{next(serial)}"} | (
+            {"scopes": scopes} if scopes is not None else {}
+        )
         made = self.admin.post(f"/api/v1/keys?user={user}", json=body)
         assert made.status_code == 201, made.text
         return made.json()["key"]
@@ -67,27 +79,43 @@ class World:
     def objects(self) -> dict[str, str]:
         """Fresh objects of the owner: a channel, a message through it, a key; ids by param kind."""
         n = next(serial)
-        channel = self.owner.post("/api/v1/channels", json={
-            "name": f"{MARK}-chan-{n}", "type": "webhook", "config": {"url": self.sink.url + "/in"}})
+        channel = self.owner.post(
+            "/api/v1/channels",
+            json={
+                "name": f"{MARK}-chan-{n}",
+                "type": "webhook",
+                "config": {"url": self.sink.url + "/in"},
+            },
+        )
         assert channel.status_code == 201, channel.text
-        message = self.owner.post("/api/v1/messages", json={"title": f"{MARK}-title-{n}",
-                                                            "channels": [channel.json()["id"]]})
+        message = self.owner.post(
+            "/api/v1/messages",
+            json={"title": f"{MARK}-title-{n}", "channels": [channel.json()["id"]]},
+        )
         assert message.status_code == 202, message.text
         key = self.owner.post("/api/v1/keys", json={"name": f"{MARK}-key-{n}"})
         assert key.status_code == 201, key.text
         self.secrets.add(key.json()["key"])
-        return {"message": str(message.json()["id"]), "channel": str(channel.json()["id"]),
-                "key": str(key.json()["id"]), "user": str(self.owner_id), "username": "owner"}
+        return {
+            "message": str(message.json()["id"]),
+            "channel": str(channel.json()["id"]),
+            "key": str(key.json()["id"]),
+            "user": str(self.owner_id),
+            "username": "owner",
+        }
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     sink = Sink()
-    server = ServerProcess(tmp_path_factory.mktemp("permissions"), {
-        "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
-        "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": "0",
-        "MP_SECURITY__LOGIN__MAX_FAILURES": "1000",
-    }).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("permissions"),
+        {
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": "0",
+            "MP_SECURITY__LOGIN__MAX_FAILURES": "1000",
+        },
+    ).start()
     yield World(server, sink)
     server.stop()
     sink.close()
@@ -95,7 +123,11 @@ def world(tmp_path_factory):
 
 def operations(world: World) -> list[tuple[str, str, dict]]:
     doc = world.owner.get("/openapi.json").json()
-    return [(method.upper(), path, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    return [
+        (method.upper(), path, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+    ]
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
@@ -128,8 +160,11 @@ def no_owner_data(world: World, resp) -> bool:
 
 def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world):
     ops = operations(world)
-    assert {("POST", "/api/v1/messages"), ("GET", "/api/v1/users/{user_id}"), ("DELETE", "/api/v1/keys/{key_id}")} <= {
-        (m, p) for m, p, _ in ops}
+    assert {
+        ("POST", "/api/v1/messages"),
+        ("GET", "/api/v1/users/{user_id}"),
+        ("DELETE", "/api/v1/keys/{key_id}"),
+    } <= {(m, p) for m, p, _ in ops}
     anonymous = world.server.client(None)
     failures: list[str] = []
 
@@ -143,23 +178,37 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
         if permission == PUBLIC:
             # Public routes may check a credential of their own (the compat /push takes a token in
             # the body), so only the absence of failures and of the owner's data is asserted.
-            for who, client in (("anonymous", anonymous), ("deleted key", world.deleted), ("other user", world.other),
-                                ("owner", world.owner), ("admin", world.admin)):
+            for who, client in (
+                ("anonymous", anonymous),
+                ("deleted key", world.deleted),
+                ("other user", world.other),
+                ("owner", world.owner),
+                ("admin", world.admin),
+            ):
                 resp = call(client, method, path, ids)
                 expect(resp.status_code < 500, who, method, path, resp)
                 if who != "owner":
                     expect(no_owner_data(world, resp), f"{who} (data)", method, path, resp)
             continue
-        for who, client in (("anonymous", anonymous), ("deleted key", world.deleted),
-                            ("disabled key", world.disabled), ("expired key", world.expired)):
+        for who, client in (
+            ("anonymous", anonymous),
+            ("deleted key", world.deleted),
+            ("disabled key", world.disabled),
+            ("expired key", world.expired),
+        ):
             resp = call(client, method, path, ids)
             expect(resp.status_code == 401, who, method, path, resp)
             expect(no_owner_data(world, resp), f"{who} (data)", method, path, resp)
         if permission != AUTHENTICATED:
             lacking = world.owner if permission == ADMIN else world.lacking[permission]
             resp = call(lacking, method, path, ids)
-            expect(resp.status_code == 403 and resp.json()["error"]["code"] != "confirmation_required",
-                   "key lacking the scope", method, path, resp)
+            expect(
+                resp.status_code == 403 and resp.json()["error"]["code"] != "confirmation_required",
+                "key lacking the scope",
+                method,
+                path,
+                resp,
+            )
         resp = call(world.other, method, path, ids)
         if permission == ADMIN:
             expect(resp.status_code == 403, "other user", method, path, resp)
@@ -172,10 +221,22 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
         if permission == ADMIN:
             expect(resp.status_code == 403, "owner", method, path, resp)
         else:
-            expect(allowed(resp, op) and not (owned_item(path) and resp.status_code == 404), "owner", method, path, resp)
+            expect(
+                allowed(resp, op) and not (owned_item(path) and resp.status_code == 404),
+                "owner",
+                method,
+                path,
+                resp,
+            )
         ids = world.objects() if ids else ids
         resp = call(world.admin, method, path, ids)
-        expect(allowed(resp, op) and not (owned_item(path) and resp.status_code == 404), "admin", method, path, resp)
+        expect(
+            allowed(resp, op) and not (owned_item(path) and resp.status_code == 404),
+            "admin",
+            method,
+            path,
+            resp,
+        )
     assert not failures, "\n".join(failures)
 
 
@@ -193,7 +254,9 @@ def test_an_admin_sees_one_users_rows_with_the_user_parameter_and_a_user_never_d
 
 
 def _victim(world: World) -> str:
-    made = world.admin.post("/api/v1/users", json={"username": f"victim{next(serial)}", "password": "victim-pass-1"})
+    made = world.admin.post(
+        "/api/v1/users", json={"username": f"victim{next(serial)}", "password": "victim-pass-1"}
+    )
     assert made.status_code == 201, made.text
     return str(made.json()["id"])
 
@@ -222,21 +285,45 @@ def _key_id(world: World, scopes: list[str]) -> str:
 SENSITIVE = [
     ("delete a user", lambda w: ("DELETE", f"/api/v1/users/{_victim(w)}", None), 200),
     ("change a role", lambda w: ("PATCH", f"/api/v1/users/{_victim(w)}", {"role": "admin"}), 200),
-    ("reset a password", lambda w: ("PATCH", f"/api/v1/users/{_victim(w)}", {"password": "reset-pass-1"}), 200),
-    ("create an admin account", lambda w: ("POST", "/api/v1/users",
-                                           {"username": f"boss{next(serial)}", "password": "boss-pass-1", "role": "admin"}), 201),
+    (
+        "reset a password",
+        lambda w: ("PATCH", f"/api/v1/users/{_victim(w)}", {"password": "reset-pass-1"}),
+        200,
+    ),
+    (
+        "create an admin account",
+        lambda w: (
+            "POST",
+            "/api/v1/users",
+            {"username": f"boss{next(serial)}", "password": "boss-pass-1", "role": "admin"},
+        ),
+        201,
+    ),
     ("create an admin key", lambda w: ("POST", "/api/v1/keys", {"name": "root"}), 201),
-    ("give a key the admin scope", lambda w: ("PATCH", f"/api/v1/keys/{_key_id(w, ['messages:send'])}",
-                                              {"scopes": ["admin", "messages:send"]}), 200),
+    (
+        "give a key the admin scope",
+        lambda w: (
+            "PATCH",
+            f"/api/v1/keys/{_key_id(w, ['messages:send'])}",
+            {"scopes": ["admin", "messages:send"]},
+        ),
+        200,
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, make, success", SENSITIVE, ids=[c[0] for c in SENSITIVE])
-def test_a_sensitive_operation_needs_the_password_or_a_totp_code_in_x_confirm(world, name, make, success):
+def test_a_sensitive_operation_needs_the_password_or_a_totp_code_in_x_confirm(
+    world, name, make, success
+):
     method, path, body = make(world)
     for header in (None, "wrong-password", "123"):
-        resp = world.admin.request(method, path, json=body, headers={"X-Confirm": header} if header else {})
-        assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", (name, header, resp.text)
+        resp = world.admin.request(
+            method, path, json=body, headers={"X-Confirm": header} if header else {}
+        )
+        assert (
+            resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required"
+        ), (name, header, resp.text)
     resp = world.admin.request(method, path, json=body, headers={"X-Confirm": ADMIN_PASSWORD})
     assert resp.status_code == success, (name, resp.text)
     totp = _enroll_totp(world.admin)
@@ -244,30 +331,51 @@ def test_a_sensitive_operation_needs_the_password_or_a_totp_code_in_x_confirm(wo
         method, path, body = make(world)
         stale = totp.at(time.time() - 300)
         resp = world.admin.request(method, path, json=body, headers={"X-Confirm": stale})
-        assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", resp.text
+        assert (
+            resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required"
+        ), resp.text
         resp = world.admin.request(method, path, json=body, headers={"X-Confirm": _next_code(totp)})
         assert resp.status_code == success, (name, resp.text)
     finally:
-        assert world.admin.delete("/api/v1/me/totp", headers={"X-Confirm": ADMIN_PASSWORD}).status_code == 204
+        assert (
+            world.admin.delete("/api/v1/me/totp", headers={"X-Confirm": ADMIN_PASSWORD}).status_code
+            == 204
+        )
 
 
 def test_removing_totp_needs_x_confirm_and_takes_the_password_or_a_current_code(world):
     totp = _enroll_totp(world.owner)
     for header in (None, "wrong-password", totp.at(time.time() - 300)):
-        resp = world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": header} if header else {})
-        assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", resp.text
+        resp = world.owner.delete(
+            "/api/v1/me/totp", headers={"X-Confirm": header} if header else {}
+        )
+        assert (
+            resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required"
+        ), resp.text
     assert world.owner.get("/api/v1/me").json()["totp_enabled"] is True
-    assert world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": _next_code(totp)}).status_code == 204
+    assert (
+        world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": _next_code(totp)}).status_code
+        == 204
+    )
     assert world.owner.get("/api/v1/me").json()["totp_enabled"] is False
     _enroll_totp(world.owner)
-    assert world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": OWNER_PASSWORD}).status_code == 204
+    assert (
+        world.owner.delete("/api/v1/me/totp", headers={"X-Confirm": OWNER_PASSWORD}).status_code
+        == 204
+    )
 
 
 def test_every_op_the_document_marks_sensitive_refuses_an_admin_without_a_valid_x_confirm(world):
-    sensitive = [(m, p, op) for m, p, op in operations(world) if "X-Confirm" in op.get("description", "")]
+    sensitive = [
+        (m, p, op) for m, p, op in operations(world) if "X-Confirm" in op.get("description", "")
+    ]
     assert ("DELETE", "/api/v1/users/{user_id}") in {(m, p) for m, p, _ in sensitive}
     for method, path, _op in sensitive:
         ids = {"user": _victim(world)}
         for header in ({}, {"X-Confirm": "wrong-password"}):
-            resp = world.admin.request(method, fill(path, ids), json={} if method != "DELETE" else None, headers=header)
-            assert resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required", (method, path, resp.text)
+            resp = world.admin.request(
+                method, fill(path, ids), json={} if method != "DELETE" else None, headers=header
+            )
+            assert (
+                resp.status_code == 403 and resp.json()["error"]["code"] == "confirmation_required"
+            ), (method, path, resp.text)

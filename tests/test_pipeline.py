@@ -58,7 +58,10 @@ _names = iter(range(10_000))
 
 def webhook(api, sink: Sink, **config) -> str:
     name = f"hook{next(_names)}"
-    r = api.post("/api/v1/channels", json={"name": name, "type": "webhook", "config": {"url": sink.url + "/in", **config}})
+    r = api.post(
+        "/api/v1/channels",
+        json={"name": name, "type": "webhook", "config": {"url": sink.url + "/in", **config}},
+    )
     assert r.status_code == 201, r.text
     return name
 
@@ -69,23 +72,55 @@ def send(api, **body) -> int:
     return r.json()["id"]
 
 
-def test_a_fetched_and_summarised_message_reaches_a_webhook_and_an_email_with_a_full_timeline(api, sink, pages, tmp_path):
+def test_a_fetched_and_summarised_message_reaches_a_webhook_and_an_email_with_a_full_timeline(
+    api, sink, pages, tmp_path
+):
     with FakeSmtp() as smtp:
-        r = api.post("/api/v1/channels", json={"name": "mail", "type": "email", "config": {
-            "host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "mp@example.com", "to": ["ops@example.com"]}})
+        r = api.post(
+            "/api/v1/channels",
+            json={
+                "name": "mail",
+                "type": "email",
+                "config": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "security": "none",
+                    "from": "mp@example.com",
+                    "to": ["ops@example.com"],
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         hook = webhook(api, sink)
-        message_id = send(api, title="Report", body="see link", url=pages.url + "/article",
-                          ai={"task": "summarize"}, channels=[hook, "mail"])
+        message_id = send(
+            api,
+            title="Report",
+            body="see link",
+            url=pages.url + "/article",
+            ai={"task": "summarize"},
+            channels=[hook, "mail"],
+        )
         message = api.wait_message(message_id, FINAL)
         assert message["status"] == "delivered", message
         assert [d["status"] for d in message["deliveries"]] == ["sent", "sent"]
-        assert message["fetched"]["status"] == "ok" and message["fetched"]["title"] == "Quarterly Storage Report"
+        assert (
+            message["fetched"]["status"] == "ok"
+            and message["fetched"]["title"] == "Quarterly Storage Report"
+        )
         assert message["ai"]["status"] == "ok" and message["ai"]["provider"] == "local"
         summary = message["ai"]["result"]
         assert "storage" in summary.lower()
         events = [e["type"] for e in message["events"]]
-        for expected in ("accepted", "fetching", "fetched", "ai_processing", "ai_done", "queued", "delivery_sent", "delivered"):
+        for expected in (
+            "accepted",
+            "fetching",
+            "fetched",
+            "ai_processing",
+            "ai_done",
+            "queued",
+            "delivery_sent",
+            "delivered",
+        ):
             assert expected in events, events
         body = sink.received()[0]["body"]
         assert body["id"] == message_id and body["fetched"]["title"] == "Quarterly Storage Report"
@@ -95,13 +130,23 @@ def test_a_fetched_and_summarised_message_reaches_a_webhook_and_an_email_with_a_
         assert "storage" in mail.lower()
 
 
-def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_result(api, sink, openai_fake):
+def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_result(
+    api, sink, openai_fake
+):
     openai_fake.reply("短摘要: the build is green.")
     hook = webhook(api, sink)
-    message_id = send(api, title="CI", body="The nightly build finished green after 212 tests.",
-                      ai={"task": "summarize", "provider": "fake"}, channels=[hook])
+    message_id = send(
+        api,
+        title="CI",
+        body="The nightly build finished green after 212 tests.",
+        ai={"task": "summarize", "provider": "fake"},
+        channels=[hook],
+    )
     message = api.wait_message(message_id, FINAL)
-    assert message["ai"]["result"] == "短摘要: the build is green." and message["ai"]["provider"] == "fake"
+    assert (
+        message["ai"]["result"] == "短摘要: the build is green."
+        and message["ai"]["provider"] == "fake"
+    )
     request = openai_fake.requests[-1]
     assert request.body["model"] == "fake-chat-1"
     assert "The nightly build finished green" in str(request.body["messages"])
@@ -137,8 +182,10 @@ def test_a_sink_that_always_fails_leaves_a_dead_delivery_and_retry_sends_it_agai
 
 def test_a_message_scheduled_3_seconds_ahead_arrives_after_and_not_before(api, sink):
     send_at = datetime.now(UTC) + timedelta(seconds=3)
-    r = api.post("/api/v1/messages", json={"title": "later", "channels": [webhook(api, sink)],
-                                           "send_at": send_at.isoformat()})
+    r = api.post(
+        "/api/v1/messages",
+        json={"title": "later", "channels": [webhook(api, sink)], "send_at": send_at.isoformat()},
+    )
     assert r.status_code == 202 and r.json()["status"] == "scheduled"
     message = api.wait_message(r.json()["id"], FINAL, timeout=20)
     assert message["status"] == "delivered"
@@ -148,26 +195,41 @@ def test_a_message_scheduled_3_seconds_ahead_arrives_after_and_not_before(api, s
 
 def test_a_scheduled_message_can_be_cancelled_and_is_never_sent(api, sink):
     send_at = datetime.now(UTC) + timedelta(seconds=2)
-    r = api.post("/api/v1/messages", json={"title": "never", "channels": [webhook(api, sink)],
-                                           "send_at": send_at.isoformat()})
+    r = api.post(
+        "/api/v1/messages",
+        json={"title": "never", "channels": [webhook(api, sink)], "send_at": send_at.isoformat()},
+    )
     message_id = r.json()["id"]
     cancelled = api.post(f"/api/v1/messages/{message_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["deliveries"][0]["status"] == "cancelled"
     assert api.post(f"/api/v1/messages/{message_id}/cancel").status_code == 409
-    probe = send(api, title="after", channels=[webhook(api, sink)], send_at=(send_at + timedelta(seconds=1)).isoformat())
+    probe = send(
+        api,
+        title="after",
+        channels=[webhook(api, sink)],
+        send_at=(send_at + timedelta(seconds=1)).isoformat(),
+    )
     api.wait_message(probe, FINAL)
     assert [r["body"]["title"] for r in sink.received()] == ["after"]
 
 
-def test_the_same_idempotency_key_returns_the_first_answer_and_a_different_body_is_a_conflict(api, sink):
+def test_the_same_idempotency_key_returns_the_first_answer_and_a_different_body_is_a_conflict(
+    api, sink
+):
     hook = webhook(api, sink)
     headers = {"Idempotency-Key": "order-4711"}
-    first = api.post("/api/v1/messages", json={"title": "once", "channels": [hook]}, headers=headers)
-    again = api.post("/api/v1/messages", json={"title": "once", "channels": [hook]}, headers=headers)
+    first = api.post(
+        "/api/v1/messages", json={"title": "once", "channels": [hook]}, headers=headers
+    )
+    again = api.post(
+        "/api/v1/messages", json={"title": "once", "channels": [hook]}, headers=headers
+    )
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
-    other = api.post("/api/v1/messages", json={"title": "twice", "channels": [hook]}, headers=headers)
+    other = api.post(
+        "/api/v1/messages", json={"title": "twice", "channels": [hook]}, headers=headers
+    )
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
     api.wait_message(first.json()["id"], FINAL)
     assert len(sink.received()) == 1
@@ -176,7 +238,9 @@ def test_the_same_idempotency_key_returns_the_first_answer_and_a_different_body_
 def test_callback_url_gets_the_final_result_once(api, sink):
     callbacks = Sink()
     try:
-        message_id = send(api, title="cb", channels=[webhook(api, sink)], callback_url=callbacks.url + "/done")
+        message_id = send(
+            api, title="cb", channels=[webhook(api, sink)], callback_url=callbacks.url + "/done"
+        )
         got = callbacks.wait_for(lambda rs: len(rs) >= 1)
         assert got[0]["body"]["id"] == message_id and got[0]["body"]["status"] == "delivered"
         assert got[0]["body"]["deliveries"][0]["status"] == "sent"
@@ -203,39 +267,48 @@ def test_the_webhook_is_signed_and_carries_the_delivery_id(api, sink):
     assert request["body"]["format"] == "markdown" and request["body"]["priority"] == 3
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    ({"title": "x", "priority": 9}, 422, "priority"),
-    ({"title": "x", "priority": "high"}, 422, "priority"),
-    ({"title": 5}, 422, "title"),
-    ({"title": "x" * 300}, 422, "title"),
-    ({"title": "x", "channels": ["no-such-channel"]}, 422, "channels"),
-    ({"title": "x", "send_at": "tomorrow"}, 422, "send_at"),
-    ({"title": "x", "send_at": "2026-12-01T09:00:00"}, 422, "send_at"),
-    ({"title": "x", "url": "ftp://example.com/x"}, 422, "url"),
-    ({"title": "x", "format": "pdf"}, 422, "format"),
-    ({"title": "x", "ai": {"task": "dance"}}, 422, "ai.task"),
-    ({"title": "x", "ai": {"task": "translate"}}, 422, "ai"),
-    ({"title": "x", "ai": {"task": "summarize", "provider": "nope"}}, 422, "ai.provider"),
-    ({"title": "x", "colour": "red"}, 422, "colour"),
-    ({}, 422, "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"title": "x", "priority": 9}, 422, "priority"),
+        ({"title": "x", "priority": "high"}, 422, "priority"),
+        ({"title": 5}, 422, "title"),
+        ({"title": "x" * 300}, 422, "title"),
+        ({"title": "x", "channels": ["no-such-channel"]}, 422, "channels"),
+        ({"title": "x", "send_at": "tomorrow"}, 422, "send_at"),
+        ({"title": "x", "send_at": "2026-12-01T09:00:00"}, 422, "send_at"),
+        ({"title": "x", "url": "ftp://example.com/x"}, 422, "url"),
+        ({"title": "x", "format": "pdf"}, 422, "format"),
+        ({"title": "x", "ai": {"task": "dance"}}, 422, "ai.task"),
+        ({"title": "x", "ai": {"task": "translate"}}, 422, "ai"),
+        ({"title": "x", "ai": {"task": "summarize", "provider": "nope"}}, 422, "ai.provider"),
+        ({"title": "x", "colour": "red"}, 422, "colour"),
+        ({}, 422, "body"),
+    ],
+)
 def test_bad_fields_are_422_naming_the_field(api, body, status, field):
     r = api.post("/api/v1/messages", json=body)
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["code"] in ("invalid_field", "unknown_channel", "no_channels")
-    assert field in error["message"] or any(field in (d.get("field") or "") for d in error["details"] or [])
+    assert field in error["message"] or any(
+        field in (d.get("field") or "") for d in error["details"] or []
+    )
 
 
 def test_malformed_json_oversized_bodies_and_bad_keys_get_the_error_shape(server, api):
-    r = api.post("/api/v1/messages", data=b"{not json", headers={"Content-Type": "application/json"})
+    r = api.post(
+        "/api/v1/messages", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
     r = api.post("/api/v1/messages", data=b"[1, 2]", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     r = api.post("/api/v1/messages", json={"title": "x", "body": "y" * 1_100_000})
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
     assert server.client(None).post("/api/v1/messages", json={"title": "x"}).status_code == 401
-    assert server.client("mp_bad_key").post("/api/v1/messages", json={"title": "x"}).status_code == 401
+    assert (
+        server.client("mp_bad_key").post("/api/v1/messages", json={"title": "x"}).status_code == 401
+    )
     assert server.client("nonsense").get("/api/v1/messages").status_code == 401
     r = api.get("/api/v1/messages/999999")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -250,18 +323,34 @@ def test_listing_filters_by_status_and_pages_with_a_cursor(api, sink):
         api.wait_message(message_id, FINAL)
     first = api.get("/api/v1/messages?limit=2&status=delivered").json()
     assert len(first["items"]) == 2 and first["next_cursor"]
-    second = api.get(f"/api/v1/messages?limit=2&status=delivered&cursor={first['next_cursor']}").json()
+    second = api.get(
+        f"/api/v1/messages?limit=2&status=delivered&cursor={first['next_cursor']}"
+    ).json()
     assert first["items"][-1]["id"] > second["items"][0]["id"]
     by_channel = api.get(f"/api/v1/messages?channel={hook}").json()["items"]
     assert sorted(m["id"] for m in by_channel) == sorted(ids)
 
 
-def test_a_loopback_url_is_not_fetched_by_default_and_the_message_still_goes_out(server_factory, pages):
+def test_a_loopback_url_is_not_fetched_by_default_and_the_message_still_goes_out(
+    server_factory, pages
+):
     with FakeSmtp() as smtp:
         srv = server_factory({"MP_SECURITY__ALLOWED_PRIVATE_TARGETS": f"127.0.0.1:{smtp.port}"})
         api = srv.client(srv.create_key())
-        r = api.post("/api/v1/channels", json={"name": "mail", "type": "email", "config": {
-            "host": "127.0.0.1", "port": smtp.port, "security": "none", "from": "a@example.com", "to": ["b@example.com"]}})
+        r = api.post(
+            "/api/v1/channels",
+            json={
+                "name": "mail",
+                "type": "email",
+                "config": {
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "security": "none",
+                    "from": "a@example.com",
+                    "to": ["b@example.com"],
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         message_id = send(api, title="link", url=pages.url + "/article", channels=["mail"])
         message = api.wait_message(message_id, FINAL)
@@ -269,15 +358,22 @@ def test_a_loopback_url_is_not_fetched_by_default_and_the_message_still_goes_out
         assert message["fetched"]["status"] == "error"
         assert "allow_private_networks" in message["fetched"]["error"]
         assert len(smtp.envelopes) == 1
-        r = api.post("/api/v1/channels", json={"name": "local", "type": "webhook", "config": {"url": pages.url + "/hook"}})
+        r = api.post(
+            "/api/v1/channels",
+            json={"name": "local", "type": "webhook", "config": {"url": pages.url + "/hook"}},
+        )
         assert r.status_code == 422 and "allow_private_networks" in r.json()["error"]["message"]
 
 
-def test_under_a_backlog_priority_5_messages_overtake_priority_1_messages_sent_earlier(server_factory):
+def test_under_a_backlog_priority_5_messages_overtake_priority_1_messages_sent_earlier(
+    server_factory,
+):
     slow = Sink()
     slow.delay = 0.05
     try:
-        srv = server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_CHANNEL_POOL__WORKERS": "1"})
+        srv = server_factory(
+            {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_CHANNEL_POOL__WORKERS": "1"}
+        )
         api = srv.client(srv.create_key())
         hook = webhook(api, slow)
         low = [send(api, title=f"low {i}", priority=1, channels=[hook]) for i in range(20)]
@@ -309,7 +405,11 @@ def test_kill_9_under_load_loses_no_accepted_message(server_factory, sink):
         session.headers["Authorization"] = f"Bearer {key}"
         for i in range(stop_at // 16):
             try:
-                r = session.post(srv.url + "/api/v1/messages", json={"title": f"load {n}-{i}", "channels": [hook]}, timeout=10)
+                r = session.post(
+                    srv.url + "/api/v1/messages",
+                    json={"title": f"load {n}-{i}", "channels": [hook]},
+                    timeout=10,
+                )
             except requests.RequestException:
                 break
             if r.status_code == 202:
@@ -331,4 +431,6 @@ def test_kill_9_under_load_loses_no_accepted_message(server_factory, sink):
 
 
 def sink_ids(requests_seen) -> set[int]:
-    return {r["body"]["id"] for r in requests_seen if r["status"] == 200 and isinstance(r["body"], dict)}
+    return {
+        r["body"]["id"] for r in requests_seen if r["status"] == 200 and isinstance(r["body"], dict)
+    }

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 def test_a_message_reaches_a_webhook_and_the_message_shows_delivered(private_server, sink):
     api = private_server.client(private_server.create_key())
-    created = api.post("/api/v1/channels", json={"name": "hook", "type": "webhook", "config": {"url": sink.url + "/in"}})
+    created = api.post(
+        "/api/v1/channels",
+        json={"name": "hook", "type": "webhook", "config": {"url": sink.url + "/in"}},
+    )
     assert created.status_code == 201, created.text
-    sent = api.post("/api/v1/messages", json={"title": "hello", "body": "world", "channels": ["hook"]})
+    sent = api.post(
+        "/api/v1/messages", json={"title": "hello", "body": "world", "channels": ["hook"]}
+    )
     assert sent.status_code == 202, sent.text
     message = api.wait_message(sent.json()["id"], ("delivered", "failed"))
     assert message["status"] == "delivered", message
     got = sink.received()
-    assert len(got) == 1 and got[0]["body"]["id"] == sent.json()["id"] and got[0]["body"]["title"] == "hello"
+    assert (
+        len(got) == 1
+        and got[0]["body"]["id"] == sent.json()["id"]
+        and got[0]["body"]["title"] == "hello"
+    )

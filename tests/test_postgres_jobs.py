@@ -95,7 +95,9 @@ def runs(pg: Pg) -> list[tuple[int, str, str]]:
     return out
 
 
-def wait_for_periods(pg: Pg, first: int, last: int, timeout: float = 15.0) -> list[tuple[int, str, str]]:
+def wait_for_periods(
+    pg: Pg, first: int, last: int, timeout: float = 15.0
+) -> list[tuple[int, str, str]]:
     """Poll until periods first..last each have a finished run and a later period has begun.
 
     A fire names its period by the clock when it runs, so once `last + 1` has begun a late
@@ -155,7 +157,10 @@ def test_the_lock_holder_runs_every_period_and_hands_the_job_over_on_stop_withou
 ):
     # The lock outlives the period: its holder renews it and the other node is refused.
     url, _schema = postgres_url
-    servers = [server_factory(job_env(url, lock_seconds="60")), server_factory(job_env(url, lock_seconds="60"))]
+    servers = [
+        server_factory(job_env(url, lock_seconds="60")),
+        server_factory(job_env(url, lock_seconds="60")),
+    ]
     both_up = time.time()
     key = servers[0].create_key()
     apis = [s.client(key) for s in servers]
@@ -200,7 +205,10 @@ def stick(pg: Pg) -> None:
             "INSERT INTO mailbox (recipient, kind, payload, priority, state, available_at, attempts,"
             " max_attempts, created_at, updated_at)"
             " VALUES (%s, 'stuck', '{}', 3, 'ready', %s, 0, 5, %s, %s)",
-            recipient, now - 3600, now - 3600, now,
+            recipient,
+            now - 3600,
+            now - 3600,
+            now,
         )
 
 
@@ -219,7 +227,11 @@ def full_round_on_both(pg: Pg, nodes: list[str], timeout: float = 15.0) -> None:
     """
 
     def beats() -> dict[str, float]:
-        got = dict(pg.rows("SELECT key, last_at FROM alert WHERE rule = 'memory_high' AND state = 'firing'"))
+        got = dict(
+            pg.rows(
+                "SELECT key, last_at FROM alert WHERE rule = 'memory_high' AND state = 'firing'"
+            )
+        )
         return {node: got.get(f"{node}/memory", 0.0) for node in nodes}
 
     def after(marks: dict[str, float]) -> dict[str, float] | None:
@@ -227,14 +239,18 @@ def full_round_on_both(pg: Pg, nodes: list[str], timeout: float = 15.0) -> None:
         return now if all(now[n] > marks[n] for n in nodes) else None
 
     start = time.time()
-    began = until(lambda: after(dict.fromkeys(nodes, start)), timeout, "a monitor round on both nodes")
+    began = until(
+        lambda: after(dict.fromkeys(nodes, start)), timeout, "a monitor round on both nodes"
+    )
     until(lambda: after(began), timeout, "the next monitor round on both nodes")
 
 
 def notices(pg: Pg) -> Counter:
     """Alert notices the monitors handed to ingest, as (kind, rule, key)."""
     counts: Counter = Counter()
-    for title, body in pg.rows("SELECT title, body FROM message WHERE title LIKE '[MessagePusher %%'"):
+    for title, body in pg.rows(
+        "SELECT title, body FROM message WHERE title LIKE '[MessagePusher %%'"
+    ):
         if title.startswith("[MessagePusher alert] backlog"):
             counts["firing", "backlog", body.split("\n", 1)[0].split(" on ", 1)[1]] += 1
         elif title.startswith("[MessagePusher resolved] backlog: "):
@@ -286,10 +302,16 @@ def test_an_alert_both_processes_raise_is_sent_once_resolved_once_and_stays_quie
     stick(pg)
     full_round_on_both(pg, nodes)
     alerts = backlog_alerts(pg)
-    assert all(len(v) == 1 and v[0][1] == "firing" and v[0][2] for v in alerts.values()), str(alerts)
+    assert all(len(v) == 1 and v[0][1] == "firing" and v[0][2] for v in alerts.values()), str(
+        alerts
+    )
     fired = {("firing", "backlog", k): 1 for k in STUCK}
     assert notices(pg) == fired
-    until(lambda: sunk() == Counter({("firing", k): 1 for k in STUCK}), 15, "one firing notice per queue")
+    until(
+        lambda: sunk() == Counter({("firing", k): 1 for k in STUCK}),
+        15,
+        "one firing notice per queue",
+    )
 
     # 2. The backlog drains: each alert is resolved once, with one resolved notice.
     unstick(pg)
@@ -303,9 +325,9 @@ def test_an_alert_both_processes_raise_is_sent_once_resolved_once_and_stays_quie
     stick(pg)
     full_round_on_both(pg, nodes)
     alerts = backlog_alerts(pg)
-    assert all(
-        len(v) == 2 and v[1][1] == "firing" and v[1][2] is None for v in alerts.values()
-    ), str(alerts)
+    assert all(len(v) == 2 and v[1][1] == "firing" and v[1][2] is None for v in alerts.values()), (
+        str(alerts)
+    )
     assert notices(pg) == {**fired, **resolved}
     expected = Counter({("firing", k): 1 for k in STUCK} | {("resolved", k): 1 for k in STUCK})
     until(lambda: sunk() == expected, 15, "one firing and one resolved notice per queue")

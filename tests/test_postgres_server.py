@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
-def test_the_server_delivers_on_postgresql_and_recovers_after_kill_9(server_factory, postgres_url, sink):
+def test_the_server_delivers_on_postgresql_and_recovers_after_kill_9(
+    server_factory, postgres_url, sink
+):
     url, _schema = postgres_url
     srv = server_factory({"MP_DATABASE__URL": url, "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"})
     api = srv.client(srv.create_key())
-    r = api.post("/api/v1/channels", json={"name": "pg-hook", "type": "webhook", "config": {"url": sink.url + "/pg"}})
+    r = api.post(
+        "/api/v1/channels",
+        json={"name": "pg-hook", "type": "webhook", "config": {"url": sink.url + "/pg"}},
+    )
     assert r.status_code == 201, r.text
     ids = []
     for i in range(20):

@@ -26,13 +26,16 @@ serial = count(1)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     sink = Sink()
-    server = ServerProcess(tmp_path_factory.mktemp("ratelimit"), {
-        "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
-        "MP_SECURITY__RATE_LIMIT__PER_KEY_PER_SECOND": "0.01",
-        "MP_SECURITY__RATE_LIMIT__PER_KEY_BURST": str(KEY_BURST),
-        "MP_SECURITY__RATE_LIMIT__PER_USER_PER_SECOND": "0.01",
-        "MP_SECURITY__RATE_LIMIT__PER_USER_BURST": str(USER_BURST),
-    }).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("ratelimit"),
+        {
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_SECURITY__RATE_LIMIT__PER_KEY_PER_SECOND": "0.01",
+            "MP_SECURITY__RATE_LIMIT__PER_KEY_BURST": str(KEY_BURST),
+            "MP_SECURITY__RATE_LIMIT__PER_USER_PER_SECOND": "0.01",
+            "MP_SECURITY__RATE_LIMIT__PER_USER_BURST": str(USER_BURST),
+        },
+    ).start()
     yield server, server.client(server.create_key()), sink
     server.stop()
     sink.close()
@@ -42,10 +45,25 @@ def sender(env) -> tuple[str, object, object]:
     """A fresh user with a default webhook channel; returns (name, key client, a second key client)."""
     server, admin, sink = env
     name = f"sender{next(serial)}"
-    assert admin.post("/api/v1/users", json={"username": name, "password": "sender-pass-1"}).status_code == 201
-    first, second = (server.client(admin.post(f"/api/v1/keys?user={name}", json={}).json()["key"]) for _ in range(2))
-    made = first.post("/api/v1/channels", json={"name": "hook", "type": "webhook", "default": True,
-                                                "config": {"url": sink.url + "/in"}})
+    assert (
+        admin.post(
+            "/api/v1/users", json={"username": name, "password": "sender-pass-1"}
+        ).status_code
+        == 201
+    )
+    first, second = (
+        server.client(admin.post(f"/api/v1/keys?user={name}", json={}).json()["key"])
+        for _ in range(2)
+    )
+    made = first.post(
+        "/api/v1/channels",
+        json={
+            "name": "hook",
+            "type": "webhook",
+            "default": True,
+            "config": {"url": sink.url + "/in"},
+        },
+    )
     assert made.status_code == 201, made.text
     return name, first, second
 
@@ -65,12 +83,18 @@ def test_a_send_over_the_keys_burst_gets_429_with_retry_after_and_nothing_is_sto
     assert error["code"] == "rate_limited" and error["details"]["limit"] == "per_key"
     assert "security.rate_limit.per_key_per_second" in error["message"]
     retry_after = refused.headers["Retry-After"]
-    assert retry_after.isdigit() and int(retry_after) >= 1 and error["details"]["retry_after"] == int(retry_after)
+    assert (
+        retry_after.isdigit()
+        and int(retry_after) >= 1
+        and error["details"]["retry_after"] == int(retry_after)
+    )
     assert sorted(titles(client)) == [f"ok {n}" for n in range(KEY_BURST)]
     assert client.get("/api/v1/messages").status_code == 200, "reads are not limited"
     deadline = time.monotonic() + 10
     while True:
-        rows = admin.get(f"/api/v1/admin/audit?user={name}&action=POST /api/v1/messages&outcome=denied").json()["items"]
+        rows = admin.get(
+            f"/api/v1/admin/audit?user={name}&action=POST /api/v1/messages&outcome=denied"
+        ).json()["items"]
         if rows:
             break
         assert time.monotonic() < deadline, "no audit row for the refused send"
@@ -163,4 +187,6 @@ def test_only_sending_operations_are_limited():
     read = fake_request(Op("messages:read", "list"))
     assert all(allowed(mw, read) for _ in range(50))
     assert allowed(mw, fake_request(SEND)) and not allowed(mw, fake_request(SEND))
-    assert allowed(mw, fake_request(SEND, key_id=8, user_id=2)), "another user's key has its own buckets"
+    assert allowed(mw, fake_request(SEND, key_id=8, user_id=2)), (
+        "another user's key has its own buckets"
+    )

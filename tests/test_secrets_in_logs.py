@@ -28,10 +28,15 @@ CHANNEL_SECRET = "chan-secret-" + "x7" * 10
 def scenario(tmp_path_factory):
     """Runs the scenario on a DEBUG-logging server; returns (server, secrets, answers, one-time answers)."""
     sink = Sink()
-    server = ServerProcess(tmp_path_factory.mktemp("secrets"), {
-        "MP_LOGGING__LEVEL": "DEBUG", "MP_LOGGING__FILE": "server.log",
-        "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": "0",
-    }).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("secrets"),
+        {
+            "MP_LOGGING__LEVEL": "DEBUG",
+            "MP_LOGGING__FILE": "server.log",
+            "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+            "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": "0",
+        },
+    ).start()
     answers: list[requests.Response] = []
     once: list[requests.Response] = []  # answers whose job is to show a secret one time
     secrets = {ADMIN_PASSWORD, PASSWORD, NEW_PASSWORD, CHANNEL_SECRET, *WRONG_GUESSES}
@@ -51,8 +56,15 @@ def scenario(tmp_path_factory):
         secrets.update({key, key.split("_", 2)[2]})
         user = server.client(key)
         user.session.hooks["response"].append(keep)
-        user.post("/api/v1/channels", json={"name": "hook", "type": "webhook", "default": True,
-                                            "config": {"url": sink.url, "headers": {"Authorization": CHANNEL_SECRET}}})
+        user.post(
+            "/api/v1/channels",
+            json={
+                "name": "hook",
+                "type": "webhook",
+                "default": True,
+                "config": {"url": sink.url, "headers": {"Authorization": CHANNEL_SECRET}},
+            },
+        )
         user.get("/api/v1/channels")
         user.post("/api/v1/messages", json={"title": "hello"})
         user.get("/push/leaky", params={"token": key, "title": "compat"})
@@ -68,15 +80,27 @@ def scenario(tmp_path_factory):
         admin.post("/api/v1/keys", json={"name": "root"}, headers={"X-Confirm": ADMIN_PASSWORD})
         web = requests.Session()
         web.hooks["response"].append(keep)
-        web.post(server.url + "/api/v1/session", json={"username": "leaky", "password": "guess-guess"})
-        login = web.post(server.url + "/api/v1/session", json={"username": "leaky", "password": PASSWORD})
+        web.post(
+            server.url + "/api/v1/session", json={"username": "leaky", "password": "guess-guess"}
+        )
+        login = web.post(
+            server.url + "/api/v1/session", json={"username": "leaky", "password": PASSWORD}
+        )
         once.append(login)
         secrets.update({login.cookies["mp_session"], login.json()["csrf_token"]})
         csrf = {"X-CSRF-Token": login.json()["csrf_token"]}
-        web.patch(server.url + "/api/v1/me", json={"password": NEW_PASSWORD, "current_password": PASSWORD}, headers=csrf)
+        web.patch(
+            server.url + "/api/v1/me",
+            json={"password": NEW_PASSWORD, "current_password": PASSWORD},
+            headers=csrf,
+        )
         once.append(web.get(server.url + "/api/v1/session"))
         web.delete(server.url + "/api/v1/session", headers=csrf)
-        admin.patch("/api/v1/users/2", json={"password": ADMIN_PASSWORD + "x"}, headers={"X-Confirm": ADMIN_PASSWORD})
+        admin.patch(
+            "/api/v1/users/2",
+            json={"password": ADMIN_PASSWORD + "x"},
+            headers={"X-Confirm": ADMIN_PASSWORD},
+        )
         secrets.add(ADMIN_PASSWORD + "x")
     finally:
         server.stop()
@@ -115,15 +139,23 @@ def test_api_answers_show_a_secret_only_where_that_is_their_purpose(scenario):
     key_answer, totp_answer, login_answer, session_answer = once
     assert key_answer.json()["key"] in secrets and totp_answer.json()["secret"] in secrets
     assert login_answer.json()["csrf_token"] == session_answer.json()["csrf_token"]
-    assert not leaks(login_answer.text + session_answer.text, secrets - {login_answer.json()["csrf_token"]})
+    assert not leaks(
+        login_answer.text + session_answer.text, secrets - {login_answer.json()["csrf_token"]}
+    )
 
 
-def test_no_server_log_of_this_test_session_holds_an_api_key_or_a_test_password(scenario, tmp_path_factory):
+def test_no_server_log_of_this_test_session_holds_an_api_key_or_a_test_password(
+    scenario, tmp_path_factory
+):
     base = tmp_path_factory.getbasetemp()
     root = base.parent if base.name.startswith("popen-gw") else base
     logs = sorted(root.rglob("server*.log"))
     assert logs
     for path in logs:
         text = path.read_text(errors="replace")
-        found = API_KEY.findall(text) + TEST_PASSWORD.findall(text) + [g for g in WRONG_GUESSES if g in text]
+        found = (
+            API_KEY.findall(text)
+            + TEST_PASSWORD.findall(text)
+            + [g for g in WRONG_GUESSES if g in text]
+        )
         assert not found, (path, found[:3])

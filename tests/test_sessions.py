@@ -29,11 +29,14 @@ addresses = (f"127.0.0.{n}" for n in range(2, 250))
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("sessions"), {
-        "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": str(SLOWDOWN),
-        "MP_SECURITY__LOGIN__MAX_FAILURES": str(MAX_FAILURES),
-        "MP_SECURITY__LOGIN__LOCKOUT_SECONDS": "3600",
-    }).start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("sessions"),
+        {
+            "MP_SECURITY__LOGIN__SLOWDOWN_SECONDS": str(SLOWDOWN),
+            "MP_SECURITY__LOGIN__MAX_FAILURES": str(MAX_FAILURES),
+            "MP_SECURITY__LOGIN__LOCKOUT_SECONDS": "3600",
+        },
+    ).start()
     yield server, server.client(server.create_key())
     server.stop()
 
@@ -46,16 +49,27 @@ def new_user(env) -> str:
     return name
 
 
-def login_from(server: ServerProcess, address: str, username: str, password: str) -> urllib3.BaseHTTPResponse:
+def login_from(
+    server: ServerProcess, address: str, username: str, password: str
+) -> urllib3.BaseHTTPResponse:
     """POST /api/v1/session from a chosen loopback source address."""
-    pool = urllib3.HTTPConnectionPool("127.0.0.1", server.port, source_address=(address, 0), retries=False)
-    return pool.request("POST", "/api/v1/session", body=json.dumps({"username": username, "password": password}),
-                        headers={"Content-Type": "application/json"}, timeout=30)
+    pool = urllib3.HTTPConnectionPool(
+        "127.0.0.1", server.port, source_address=(address, 0), retries=False
+    )
+    return pool.request(
+        "POST",
+        "/api/v1/session",
+        body=json.dumps({"username": username, "password": password}),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
 
 
 def web_login(server: ServerProcess, username: str) -> tuple[requests.Session, str]:
     web = requests.Session()
-    resp = web.post(server.url + "/api/v1/session", json={"username": username, "password": PASSWORD})
+    resp = web.post(
+        server.url + "/api/v1/session", json={"username": username, "password": PASSWORD}
+    )
     assert resp.status_code == 200, resp.text
     return web, resp.json()["csrf_token"]
 
@@ -75,7 +89,9 @@ def audit_rows(admin, wanted, **filters) -> list[dict]:
 def test_logging_in_sets_an_httponly_strict_cookie_and_stores_only_hashes(env):
     server, _admin = env
     name = new_user(env)
-    resp = requests.post(server.url + "/api/v1/session", json={"username": name, "password": PASSWORD}, timeout=30)
+    resp = requests.post(
+        server.url + "/api/v1/session", json={"username": name, "password": PASSWORD}, timeout=30
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["user"]["username"] == name and body["csrf_token"] and body["expires_at"]
@@ -95,13 +111,19 @@ def test_a_cookie_mutation_needs_the_csrf_token_and_a_read_does_not(env):
     assert web.get(server.url + "/api/v1/me").json()["username"] == name
     missing = web.patch(server.url + "/api/v1/me", json={"display_name": "x"})
     assert missing.status_code == 403 and missing.json()["error"]["code"] == "csrf_failed"
-    wrong = web.patch(server.url + "/api/v1/me", json={"display_name": "x"}, headers={"X-CSRF-Token": "0" * 64})
+    wrong = web.patch(
+        server.url + "/api/v1/me", json={"display_name": "x"}, headers={"X-CSRF-Token": "0" * 64}
+    )
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "csrf_failed"
-    right = web.patch(server.url + "/api/v1/me", json={"display_name": "ok"}, headers={"X-CSRF-Token": csrf})
+    right = web.patch(
+        server.url + "/api/v1/me", json={"display_name": "ok"}, headers={"X-CSRF-Token": csrf}
+    )
     assert right.status_code == 200 and right.json()["display_name"] == "ok"
     again = web.get(server.url + "/api/v1/session").json()
     assert again["csrf_token"] == csrf and again["user"]["username"] == name
-    rows = audit_rows(admin, lambda r: len(r) >= 2, user=name, action="PATCH /api/v1/me", outcome="denied")
+    rows = audit_rows(
+        admin, lambda r: len(r) >= 2, user=name, action="PATCH /api/v1/me", outcome="denied"
+    )
     assert all(r["detail"]["error"] == "csrf_failed" and r["detail"]["status"] == 403 for r in rows)
 
 
@@ -114,7 +136,10 @@ def test_a_session_grants_the_roles_scopes_and_the_api_key_wins_when_both_are_se
     assert made.status_code == 201 and "admin" not in made.json()["scopes"]
     assert web.get(server.url + "/api/v1/users").status_code == 403
     admin_key = admin.session.headers["Authorization"]
-    assert web.get(server.url + "/api/v1/users", headers={"Authorization": admin_key}).status_code == 200
+    assert (
+        web.get(server.url + "/api/v1/users", headers={"Authorization": admin_key}).status_code
+        == 200
+    )
 
 
 def test_logging_out_ends_the_session_and_clears_the_cookie(env):
@@ -134,8 +159,10 @@ def test_an_expired_session_is_refused(env):
     name = new_user(env)
     web, _csrf = web_login(server, name)
     with sqlite3.connect(server.data_dir / "messagepusher.db") as db:
-        db.execute("UPDATE web_session SET expires_at = ? WHERE user_id = (SELECT id FROM user WHERE username = ?)",
-                   (time.time() - 1, name))
+        db.execute(
+            "UPDATE web_session SET expires_at = ? WHERE user_id = (SELECT id FROM user WHERE username = ?)",
+            (time.time() - 1, name),
+        )
     resp = web.get(server.url + "/api/v1/me")
     assert resp.status_code == 401 and "log in again" in resp.json()["error"]["message"]
 
@@ -146,15 +173,21 @@ def test_failed_logins_are_slowed_then_lock_the_account_even_with_the_right_pass
     for attempt in range(1, MAX_FAILURES + 1):
         started = time.monotonic()
         resp = login_from(server, next(addresses), name, "wrong-password")
-        assert resp.status == 401 and json.loads(resp.data)["error"]["code"] == "invalid_credentials"
+        assert (
+            resp.status == 401 and json.loads(resp.data)["error"]["code"] == "invalid_credentials"
+        )
         assert time.monotonic() - started >= SLOWDOWN * attempt
     locked = login_from(server, next(addresses), name, PASSWORD)
     assert locked.status == 429 and json.loads(locked.data)["error"]["code"] == "login_locked"
     assert int(locked.headers["Retry-After"]) > 3500
-    rows = audit_rows(admin, lambda r: len(r) >= MAX_FAILURES + 1, action="POST /api/v1/session", target=name)
+    rows = audit_rows(
+        admin, lambda r: len(r) >= MAX_FAILURES + 1, action="POST /api/v1/session", target=name
+    )
     errors = [r["detail"]["error"] for r in rows]
     assert errors.count("invalid_credentials") == MAX_FAILURES and errors[0] == "login_locked"
-    assert any(r["detail"].get("locked") for r in rows) and all(r["outcome"] == "denied" for r in rows)
+    assert any(r["detail"].get("locked") for r in rows) and all(
+        r["outcome"] == "denied" for r in rows
+    )
 
 
 def test_failures_from_one_address_lock_that_address_for_every_account_but_not_others(env):
@@ -216,7 +249,9 @@ def test_a_lock_begins_at_max_failures_and_ends_after_lockout_seconds(database):
     assert accounts.record_failure(keys, 3, 60, now=now + 3) == (3, True)
     assert accounts.locked_for(keys, now=now + 4) == pytest.approx(59)
     assert accounts.locked_for(keys, now=now + 63.5) == 0
-    assert accounts.record_failure(keys, 3, 60, now=now + 64) == (1, False), "an expired lock starts a fresh count"
+    assert accounts.record_failure(keys, 3, 60, now=now + 64) == (1, False), (
+        "an expired lock starts a fresh count"
+    )
 
 
 def test_failures_older_than_the_lockout_window_are_forgotten(database):

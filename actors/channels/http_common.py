@@ -487,7 +487,9 @@ class HttpChannel(Channel):
             answer = self.exchange(ctx, call)
             result = answer if isinstance(answer, SendResult) else self.classify(answer)
             if result.status != "sent" and number > 1:
-                result.notes.append(f"part {number} of {len(calls)} failed; parts 1–{number - 1} were sent")
+                result.notes.append(
+                    f"part {number} of {len(calls)} failed; parts 1–{number - 1} were sent"
+                )
                 return result
             if result.status != "sent":
                 break

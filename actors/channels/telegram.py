@@ -117,5 +117,9 @@ class TelegramChannel(HttpChannel):
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
         """One sendMessage per 4096-character part, in order."""
         parts = parts_of(message)
-        notes = [f"split into {len(parts)} messages of at most {PART_LIMIT} characters"] if len(parts) > 1 else []
+        notes = (
+            [f"split into {len(parts)} messages of at most {PART_LIMIT} characters"]
+            if len(parts) > 1
+            else []
+        )
         return [build_call(self.config, text, message.priority) for text in parts], notes

@@ -53,15 +53,28 @@ class Transport:
         self.trust_env = environment_has_proxies() if trust_env is None else trust_env
         self._local = threading.local()
 
-    def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
-                timeout: float, proxy: str | None = None) -> RawAnswer:
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+        proxy: str | None = None,
+    ) -> RawAnswer:
         """Blocking I/O in the caller's thread. Raises CallTimeout, CallFailed or CallInvalid."""
         if proxy or self.trust_env:
             return self._through_requests(method, url, body, headers, timeout, proxy)
         try:
             response = self.pool.request(
-                method, url, body=body, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=False, redirect=False, preload_content=False,
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                retries=False,
+                redirect=False,
+                preload_content=False,
             )
             try:
                 data = response.read(MAX_RESPONSE_BYTES + 1)
@@ -73,7 +86,9 @@ class Transport:
                     response.close()  # the rest is unread: this connection cannot carry another request
             finally:
                 response.release_conn()  # back to the pool (a closed one reconnects on its next use)
-        except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it is a subclass
+        except (
+            urllib3.exceptions.NewConnectionError
+        ) as exc:  # before TimeoutError: it is a subclass
             raise CallFailed(str(exc)) from None
         except urllib3.exceptions.TimeoutError as exc:
             raise CallTimeout(str(exc)) from None
@@ -83,15 +98,28 @@ class Transport:
             raise CallFailed(str(exc)) from None
         return RawAnswer(response.status, dict(response.headers), data[:MAX_RESPONSE_BYTES])
 
-    def _through_requests(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
-                          timeout: float, proxy: str | None) -> RawAnswer:
+    def _through_requests(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+        proxy: str | None,
+    ) -> RawAnswer:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = new_session(self.pool_size)
         try:
             response = session.request(
-                method, url, data=body, headers=headers, timeout=timeout,
-                proxies={"http": proxy, "https": proxy} if proxy else None, allow_redirects=False, stream=True,
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                proxies={"http": proxy, "https": proxy} if proxy else None,
+                allow_redirects=False,
+                stream=True,
             )
             with response:
                 data = _read_capped(response)

@@ -64,10 +64,13 @@ def _email(value: str | None) -> str | None:
 
 
 class PreferencesIn(Strict):
-    timezone: str | None = Field(None, max_length=64, description="IANA time zone, e.g. Asia/Shanghai")
+    timezone: str | None = Field(
+        None, max_length=64, description="IANA time zone, e.g. Asia/Shanghai"
+    )
     language: Literal["zh-CN", "en"] | None = None
     default_channels: list[str] | None = Field(
-        None, max_length=100, description="names of your channels used when a message names none")
+        None, max_length=100, description="names of your channels used when a message names none"
+    )
 
 
 class UserIn(Strict):
@@ -86,7 +89,9 @@ class UserPatch(Strict):
     display_name: str | None = Field(None, max_length=128)
     email: str | None = Field(None, max_length=254)
     role: Literal["admin", "user"] | None = Field(None, description="a change needs X-Confirm")
-    disabled: StrictBool | None = Field(None, description="true ends the user's sessions and keys at once")
+    disabled: StrictBool | None = Field(
+        None, description="true ends the user's sessions and keys at once"
+    )
     preferences: PreferencesIn | None = None
     password: str | None = Field(None, description="reset the password; needs X-Confirm")
 
@@ -114,15 +119,22 @@ class TotpCodeIn(Strict):
 
 class KeyIn(Strict):
     name: str = Field("", max_length=64)
-    scopes: list[str] | None = Field(None, max_length=len(ALL_SCOPES),
-                                     description=f"any of {', '.join(ALL_SCOPES)}; default: all your role allows")
-    expires_at: AwareDatetime | None = Field(None, description="RFC 3339 with a time zone; default: never")
+    scopes: list[str] | None = Field(
+        None,
+        max_length=len(ALL_SCOPES),
+        description=f"any of {', '.join(ALL_SCOPES)}; default: all your role allows",
+    )
+    expires_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 with a time zone; default: never"
+    )
 
 
 class KeyPatch(Strict):
     name: str | None = Field(None, max_length=64)
     scopes: list[str] | None = Field(None, max_length=len(ALL_SCOPES))
-    expires_at: AwareDatetime | None = Field(None, description="null removes the expiry; a past time expires it now")
+    expires_at: AwareDatetime | None = Field(
+        None, description="null removes the expiry; a past time expires it now"
+    )
     enabled: StrictBool | None = None
 
 
@@ -133,25 +145,45 @@ def user_view(u: User) -> dict[str, Any]:
     prefs = dict(u.preferences or {})
     prefs["default_channels"] = accounts.default_channel_names(u.id)
     return {
-        "id": u.id, "username": u.username, "role": u.role, "disabled": u.disabled,
-        "display_name": u.display_name, "email": u.email, "preferences": prefs,
-        "totp_enabled": u.totp_enabled, "created_at": to_rfc3339(u.created_at),
+        "id": u.id,
+        "username": u.username,
+        "role": u.role,
+        "disabled": u.disabled,
+        "display_name": u.display_name,
+        "email": u.email,
+        "preferences": prefs,
+        "totp_enabled": u.totp_enabled,
+        "created_at": to_rfc3339(u.created_at),
         "updated_at": to_rfc3339(u.updated_at),
     }
 
 
 def key_view(k: ApiKey) -> dict[str, Any]:
     return {
-        "id": k.id, "user_id": k.user_id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes,
-        "enabled": k.enabled, "created_at": to_rfc3339(k.created_at), "expires_at": to_rfc3339(k.expires_at),
+        "id": k.id,
+        "user_id": k.user_id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "scopes": k.scopes,
+        "enabled": k.enabled,
+        "created_at": to_rfc3339(k.created_at),
+        "expires_at": to_rfc3339(k.expires_at),
         "last_used_at": to_rfc3339(k.last_used_at),
     }
 
 
 def audit_view(a: AuditLog) -> dict[str, Any]:
     return {
-        "id": a.id, "at": to_rfc3339(a.at), "user_id": a.user_id, "username": a.username, "role": a.role,
-        "action": a.action, "target": a.target, "outcome": a.outcome, "address": a.address, "detail": a.detail,
+        "id": a.id,
+        "at": to_rfc3339(a.at),
+        "user_id": a.user_id,
+        "username": a.username,
+        "role": a.role,
+        "action": a.action,
+        "target": a.target,
+        "outcome": a.outcome,
+        "address": a.address,
+        "detail": a.detail,
     }
 
 
@@ -159,7 +191,9 @@ def audit_view(a: AuditLog) -> dict[str, Any]:
 
 
 def account_error(exc: AccountError) -> APIError:
-    return APIError(exc.status, exc.code, f"{exc.field}: {exc}", [{"field": exc.field, "message": str(exc)}])
+    return APIError(
+        exc.status, exc.code, f"{exc.field}: {exc}", [{"field": exc.field, "message": str(exc)}]
+    )
 
 
 def _user_or_404(user_id: str) -> User:
@@ -231,14 +265,23 @@ class Users:
             require_confirmation(req, "creating an admin account")
         try:
             if body.preferences is not None and body.preferences.default_channels:
-                raise AccountError("preferences.default_channels", "a new user has no channels yet; "
-                                   "set default channels after creating some")
+                raise AccountError(
+                    "preferences.default_channels",
+                    "a new user has no channels yet; set default channels after creating some",
+                )
             with write_transaction():
-                user = accounts.create_user(body.username, body.password, role=body.role,
-                                            display_name=body.display_name, email=body.email,
-                                            disabled=body.disabled)
+                user = accounts.create_user(
+                    body.username,
+                    body.password,
+                    role=body.role,
+                    display_name=body.display_name,
+                    email=body.email,
+                    disabled=body.disabled,
+                )
                 if body.preferences is not None:
-                    User.update(preferences=_preferences(user, body.preferences)).where(User.id == user.id).execute()
+                    User.update(preferences=_preferences(user, body.preferences)).where(
+                        User.id == user.id
+                    ).execute()
         except AccountError as exc:
             raise account_error(exc) from None
         note(req, target=user.id, username=user.username, role=user.role)
@@ -259,9 +302,15 @@ class Users:
         try:
             if body.password is not None:
                 accounts.validate_password(body.password)
-            if (role_change and body.role != "admin" or body.disabled) and accounts.is_last_admin(user):
-                raise AccountError("role" if role_change else "disabled", f"{user.username} is the only enabled "
-                                   "admin; make another admin first", status=409, code="last_admin")
+            if (role_change and body.role != "admin" or body.disabled) and accounts.is_last_admin(
+                user
+            ):
+                raise AccountError(
+                    "role" if role_change else "disabled",
+                    f"{user.username} is the only enabled admin; make another admin first",
+                    status=409,
+                    code="last_admin",
+                )
             changes = _profile_changes(user, body)
             if role_change:
                 changes["role"] = body.role
@@ -284,17 +333,29 @@ class Users:
         principal: Principal = req.context.principal
         data = req.get_param("data") or "delete"
         if data not in ("delete", "reassign"):
-            raise unprocessable("data", "must be delete (remove their messages and channels) or reassign "
-                                "(move them to the user named by ?to=)", data)
+            raise unprocessable(
+                "data",
+                "must be delete (remove their messages and channels) or reassign "
+                "(move them to the user named by ?to=)",
+                data,
+            )
         if user.id == principal.user_id:
-            raise APIError(409, "cannot_delete_self", "you cannot delete your own account; ask another admin")
+            raise APIError(
+                409, "cannot_delete_self", "you cannot delete your own account; ask another admin"
+            )
         if accounts.is_last_admin(user):
-            raise APIError(409, "last_admin", f"{user.username} is the only enabled admin; make another admin first")
+            raise APIError(
+                409,
+                "last_admin",
+                f"{user.username} is the only enabled admin; make another admin first",
+            )
         target = None
         if data == "reassign":
             ref = req.get_param("to")
             if not ref:
-                raise unprocessable("to", "data=reassign needs ?to=<user id or name> to receive the data")
+                raise unprocessable(
+                    "to", "data=reassign needs ?to=<user id or name> to receive the data"
+                )
             target = accounts.find_user(ref)
             if target is None:
                 raise unprocessable("to", "no such user", ref)
@@ -304,8 +365,13 @@ class Users:
             raise account_error(exc) from None
         _forget_user(self.runtime, user.id)
         note(req, username=user.username, data=data, to=target.id if target else None)
-        resp.media = {"id": user.id, "username": user.username, "data": data,
-                      "reassigned_to": target.id if target else None, **moved}
+        resp.media = {
+            "id": user.id,
+            "username": user.username,
+            "data": data,
+            "reassigned_to": target.id if target else None,
+            **moved,
+        }
 
 
 # --- the caller ----------------------------------------------------------------------------
@@ -329,14 +395,19 @@ class Me:
         body = read_model(req, MePatch)
         if body.password is not None:
             if not body.current_password:
-                raise unprocessable("current_password", "give your current password to set a new one")
+                raise unprocessable(
+                    "current_password", "give your current password to set a new one"
+                )
             try:
                 accounts.validate_password(body.password)
             except AccountError as exc:
                 raise account_error(exc) from None
             if not check_secret(req, user, body.current_password, allow_totp=False):
-                raise APIError(403, "wrong_password", "current_password is not your current password; the password "
-                               "was not changed")
+                raise APIError(
+                    403,
+                    "wrong_password",
+                    "current_password is not your current password; the password was not changed",
+                )
         try:
             changes = _profile_changes(user, body)
             if changes:
@@ -361,19 +432,32 @@ class MeTotp:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = User.get_by_id(req.context.principal.user_id)
         if user.totp_enabled:
-            raise APIError(409, "totp_enabled", "TOTP is already enabled; remove it first with DELETE "
-                           "/api/v1/me/totp (needs X-Confirm) to enroll a new device")
+            raise APIError(
+                409,
+                "totp_enabled",
+                "TOTP is already enabled; remove it first with DELETE "
+                "/api/v1/me/totp (needs X-Confirm) to enroll a new device",
+            )
         secret = new_totp_secret()
         # The used-step record belongs to the old secret: a new one starts with none used.
-        User.update(totp_secret=self.runtime.secretbox.encrypt(secret), totp_enabled=False, totp_last_step=None,
-                    updated_at=time.time()).where(User.id == user.id).execute()
+        User.update(
+            totp_secret=self.runtime.secretbox.encrypt(secret),
+            totp_enabled=False,
+            totp_last_step=None,
+            updated_at=time.time(),
+        ).where(User.id == user.id).execute()
         resp.status = falcon.HTTP_201
-        resp.media = {"secret": secret, "provisioning_uri": totp_uri(secret, user.username), "enabled": False,
-                      "next": "add it to an authenticator app, then POST /api/v1/me/totp/confirm {\"code\": …}"}
+        resp.media = {
+            "secret": secret,
+            "provisioning_uri": totp_uri(secret, user.username),
+            "enabled": False,
+            "next": 'add it to an authenticator app, then POST /api/v1/me/totp/confirm {"code": …}',
+        }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        User.update(totp_secret=None, totp_enabled=False, totp_last_step=None, updated_at=time.time()).where(
-            User.id == req.context.principal.user_id).execute()
+        User.update(
+            totp_secret=None, totp_enabled=False, totp_last_step=None, updated_at=time.time()
+        ).where(User.id == req.context.principal.user_id).execute()
         resp.status = falcon.HTTP_204
 
 
@@ -391,14 +475,24 @@ class MeTotpConfirm:
         user = User.get_by_id(req.context.principal.user_id)
         body = read_model(req, TotpCodeIn)
         if user.totp_secret is None:
-            raise APIError(409, "totp_not_enrolled", "no TOTP secret to confirm; enroll first with POST /api/v1/me/totp")
+            raise APIError(
+                409,
+                "totp_not_enrolled",
+                "no TOTP secret to confirm; enroll first with POST /api/v1/me/totp",
+            )
         outcome = use_totp_code(req, user, body.code)
         if outcome == "used":
-            raise unprocessable("code", "was already used; each code works once: wait for the next code (at most "
-                                "30 s) and send that")
+            raise unprocessable(
+                "code",
+                "was already used; each code works once: wait for the next code (at most "
+                "30 s) and send that",
+            )
         if outcome != "ok":
-            raise unprocessable("code", "is not the current code of the enrolled secret; check the app and the "
-                                "device clock")
+            raise unprocessable(
+                "code",
+                "is not the current code of the enrolled secret; check the app and the "
+                "device clock",
+            )
         User.update(totp_enabled=True, updated_at=time.time()).where(User.id == user.id).execute()
         resp.media = {"enabled": True}
 
@@ -428,21 +522,43 @@ class Session:
         if user is None:
             dummy_password_check()
         if user is None or not verify_password(user.password_hash, body.password) or user.disabled:
-            failures, locked = accounts.record_failure(keys, security.login.max_failures,
-                                                       security.login.lockout_seconds)
+            failures, locked = accounts.record_failure(
+                keys, security.login.max_failures, security.login.lockout_seconds
+            )
             note(req, failures=failures, locked=locked)
             time.sleep(min(security.login.slowdown_seconds * failures, MAX_LOGIN_DELAY))
-            hint = (f"; too many failures: locked for {security.login.lockout_seconds:g} s" if locked else "")
-            raise APIError(401, "invalid_credentials", f"the username or the password is wrong{hint}")
+            hint = (
+                f"; too many failures: locked for {security.login.lockout_seconds:g} s"
+                if locked
+                else ""
+            )
+            raise APIError(
+                401, "invalid_credentials", f"the username or the password is wrong{hint}"
+            )
         accounts.clear_failures(keys)
         ttl = security.session_ttl_hours * 3600
         token = accounts.open_session(user, req.remote_addr or "", ttl)
-        req.context.principal = Principal(user.id, user.username, user.role,
-                                          frozenset(ROLE_SCOPES.get(user.role, ())), via="session")
-        resp.set_cookie(SESSION_COOKIE, token, max_age=int(ttl), path="/", http_only=True,
-                        secure=req.scheme == "https", same_site="Strict")
-        resp.media = {"user": user_view(user), "csrf_token": csrf_for(token),
-                      "expires_at": to_rfc3339(time.time() + ttl)}
+        req.context.principal = Principal(
+            user.id,
+            user.username,
+            user.role,
+            frozenset(ROLE_SCOPES.get(user.role, ())),
+            via="session",
+        )
+        resp.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(ttl),
+            path="/",
+            http_only=True,
+            secure=req.scheme == "https",
+            same_site="Strict",
+        )
+        resp.media = {
+            "user": user_view(user),
+            "csrf_token": csrf_for(token),
+            "expires_at": to_rfc3339(time.time() + ttl),
+        }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal: Principal = req.context.principal
@@ -450,8 +566,11 @@ class Session:
         if principal.via != "session" or token is None:
             raise not_found("web session (this request used an API key)")
         session = WebSession.get_by_id(principal.session_id)
-        resp.media = {"user": user_view(User.get_by_id(principal.user_id)), "csrf_token": csrf_for(token),
-                      "expires_at": to_rfc3339(session.expires_at)}
+        resp.media = {
+            "user": user_view(User.get_by_id(principal.user_id)),
+            "csrf_token": csrf_for(token),
+            "expires_at": to_rfc3339(session.expires_at),
+        }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         token = session_token(req)
@@ -493,9 +612,13 @@ def _require_held(req: falcon.Request, scopes: list[str]) -> None:
     """A caller may only grant, or change a key holding, scopes it holds itself: no key mints a stronger one."""
     lacking = [s for s in scopes if s not in req.context.principal.scopes]
     if lacking:
-        raise APIError(403, "scope_not_held", f"scopes: a key can only grant or change scopes the caller holds; "
-                       f"yours lack {lacking[0]!r}",
-                       [{"field": "scopes", "message": "not held by the caller", "value": lacking[0]}])
+        raise APIError(
+            403,
+            "scope_not_held",
+            f"scopes: a key can only grant or change scopes the caller holds; "
+            f"yours lack {lacking[0]!r}",
+            [{"field": "scopes", "message": "not held by the caller", "value": lacking[0]}],
+        )
 
 
 class Keys:
@@ -525,7 +648,9 @@ class Keys:
         expires_at = _expiry(body.expires_at, allow_past=False)
         if "admin" in scopes:
             require_confirmation(req, "creating a key with the admin scope")
-        row, plaintext = accounts.create_key(owner, name=body.name, scopes=scopes, expires_at=expires_at)
+        row, plaintext = accounts.create_key(
+            owner, name=body.name, scopes=scopes, expires_at=expires_at
+        )
         note(req, target=row.id, owner=owner.id, scopes=scopes)
         resp.status = falcon.HTTP_201
         resp.media = {**key_view(row), "key": plaintext}
@@ -549,7 +674,9 @@ class Keys:
         if body.enabled is not None:
             changes["enabled"] = body.enabled
         was_admin = row.enabled and "admin" in row.scopes
-        will_be_admin = changes.get("enabled", row.enabled) and "admin" in changes.get("scopes", row.scopes)
+        will_be_admin = changes.get("enabled", row.enabled) and "admin" in changes.get(
+            "scopes", row.scopes
+        )
         if will_be_admin and not was_admin:
             require_confirmation(req, "giving a key the admin scope")
         if changes:
@@ -604,7 +731,9 @@ class AdminAudit:
         wanted = req.get_param("user")
         if wanted:
             user = accounts.find_user(wanted)
-            query = query.where((AuditLog.user_id == user.id) if user else (AuditLog.username == wanted))
+            query = query.where(
+                (AuditLog.user_id == user.id) if user else (AuditLog.username == wanted)
+            )
         rows = list(query)
         resp.media = listing([audit_view(a) for a in rows], next_cursor(rows, limit))
 
@@ -624,48 +753,145 @@ class MeAudit:
 AUDIT_FILTERS = ("action", "target", "outcome", "since", "until", "limit", "cursor")
 
 ROUTES = [
-    Route("/api/v1/users", "accounts:Users", {
-        "GET": Op("admin", "List user accounts", query=("limit", "cursor")),
-        "POST": Op("admin", "Create a user account (an admin account needs X-Confirm)", UserIn, status=201),
-    }, tag="users"),
-    Route("/api/v1/users/{user_id}", "accounts:Users", {
-        "GET": Op("admin", "One user account"),
-        "PATCH": Op("admin", "Edit, disable or reset the password of a user (role and password need X-Confirm)",
-                    UserPatch),
-        "DELETE": Op("admin", "Delete a user; ?data=delete (default) removes their data, ?data=reassign&to=<user> "
-                     "moves it", sensitive=True, query=("data", "to")),
-    }, tag="users", suffix="item"),
-    Route("/api/v1/me", "accounts:Me", {
-        "GET": Op(AUTHENTICATED, "Your profile and preferences"),
-        "PATCH": Op(AUTHENTICATED, "Change your profile, preferences or password (needs current_password)", MePatch),
-    }, tag="me"),
-    Route("/api/v1/me/totp", "accounts:MeTotp", {
-        "POST": Op(AUTHENTICATED, "Enroll a TOTP second factor: returns the secret and a provisioning URI", status=201),
-        "DELETE": Op(AUTHENTICATED, "Remove your TOTP second factor", status=204, sensitive=True),
-    }, tag="me"),
-    Route("/api/v1/me/totp/confirm", "accounts:MeTotpConfirm", {
-        "POST": Op(AUTHENTICATED, "Turn the enrolled TOTP factor on with a current code", TotpCodeIn),
-    }, tag="me"),
-    Route("/api/v1/me/audit", "accounts:MeAudit", {
-        "GET": Op(AUTHENTICATED, "Your audit log entries, newest first", query=AUDIT_FILTERS),
-    }, tag="me"),
-    Route("/api/v1/session", "accounts:Session", {
-        "POST": Op(PUBLIC, "Log in to the web UI: sets the mp_session cookie, returns the CSRF token", LoginIn),
-        "GET": Op(AUTHENTICATED, "The current web session and its CSRF token"),
-        "DELETE": Op(AUTHENTICATED, "Log out of the web UI", status=204),
-    }, tag="session"),
-    Route("/api/v1/keys", "accounts:Keys", {
-        "GET": Op("keys:manage", "List API keys (never their secrets)", query=("limit", "cursor", "user")),
-        "POST": Op("keys:manage", "Create an API key; the secret is in this answer only (admin scope needs "
-                   "X-Confirm)", KeyIn, status=201, query=("user",)),
-    }, tag="keys"),
-    Route("/api/v1/keys/{key_id}", "accounts:Keys", {
-        "GET": Op("keys:manage", "One API key (never its secret)"),
-        "PATCH": Op("keys:manage", "Rename, re-scope, set expiry, disable or enable a key", KeyPatch),
-        "DELETE": Op("keys:manage", "Delete an API key", status=204),
-    }, tag="keys", suffix="item"),
-    Route("/api/v1/admin/audit", "accounts:AdminAudit", {
-        "GET": Op("admin", "The audit log, newest first", audit="read audit log",
-                  query=("user", *AUDIT_FILTERS)),
-    }, tag="admin"),
+    Route(
+        "/api/v1/users",
+        "accounts:Users",
+        {
+            "GET": Op("admin", "List user accounts", query=("limit", "cursor")),
+            "POST": Op(
+                "admin",
+                "Create a user account (an admin account needs X-Confirm)",
+                UserIn,
+                status=201,
+            ),
+        },
+        tag="users",
+    ),
+    Route(
+        "/api/v1/users/{user_id}",
+        "accounts:Users",
+        {
+            "GET": Op("admin", "One user account"),
+            "PATCH": Op(
+                "admin",
+                "Edit, disable or reset the password of a user (role and password need X-Confirm)",
+                UserPatch,
+            ),
+            "DELETE": Op(
+                "admin",
+                "Delete a user; ?data=delete (default) removes their data, ?data=reassign&to=<user> "
+                "moves it",
+                sensitive=True,
+                query=("data", "to"),
+            ),
+        },
+        tag="users",
+        suffix="item",
+    ),
+    Route(
+        "/api/v1/me",
+        "accounts:Me",
+        {
+            "GET": Op(AUTHENTICATED, "Your profile and preferences"),
+            "PATCH": Op(
+                AUTHENTICATED,
+                "Change your profile, preferences or password (needs current_password)",
+                MePatch,
+            ),
+        },
+        tag="me",
+    ),
+    Route(
+        "/api/v1/me/totp",
+        "accounts:MeTotp",
+        {
+            "POST": Op(
+                AUTHENTICATED,
+                "Enroll a TOTP second factor: returns the secret and a provisioning URI",
+                status=201,
+            ),
+            "DELETE": Op(
+                AUTHENTICATED, "Remove your TOTP second factor", status=204, sensitive=True
+            ),
+        },
+        tag="me",
+    ),
+    Route(
+        "/api/v1/me/totp/confirm",
+        "accounts:MeTotpConfirm",
+        {
+            "POST": Op(
+                AUTHENTICATED, "Turn the enrolled TOTP factor on with a current code", TotpCodeIn
+            ),
+        },
+        tag="me",
+    ),
+    Route(
+        "/api/v1/me/audit",
+        "accounts:MeAudit",
+        {
+            "GET": Op(AUTHENTICATED, "Your audit log entries, newest first", query=AUDIT_FILTERS),
+        },
+        tag="me",
+    ),
+    Route(
+        "/api/v1/session",
+        "accounts:Session",
+        {
+            "POST": Op(
+                PUBLIC,
+                "Log in to the web UI: sets the mp_session cookie, returns the CSRF token",
+                LoginIn,
+            ),
+            "GET": Op(AUTHENTICATED, "The current web session and its CSRF token"),
+            "DELETE": Op(AUTHENTICATED, "Log out of the web UI", status=204),
+        },
+        tag="session",
+    ),
+    Route(
+        "/api/v1/keys",
+        "accounts:Keys",
+        {
+            "GET": Op(
+                "keys:manage",
+                "List API keys (never their secrets)",
+                query=("limit", "cursor", "user"),
+            ),
+            "POST": Op(
+                "keys:manage",
+                "Create an API key; the secret is in this answer only (admin scope needs "
+                "X-Confirm)",
+                KeyIn,
+                status=201,
+                query=("user",),
+            ),
+        },
+        tag="keys",
+    ),
+    Route(
+        "/api/v1/keys/{key_id}",
+        "accounts:Keys",
+        {
+            "GET": Op("keys:manage", "One API key (never its secret)"),
+            "PATCH": Op(
+                "keys:manage", "Rename, re-scope, set expiry, disable or enable a key", KeyPatch
+            ),
+            "DELETE": Op("keys:manage", "Delete an API key", status=204),
+        },
+        tag="keys",
+        suffix="item",
+    ),
+    Route(
+        "/api/v1/admin/audit",
+        "accounts:AdminAudit",
+        {
+            "GET": Op(
+                "admin",
+                "The audit log, newest first",
+                audit="read audit log",
+                query=("user", *AUDIT_FILTERS),
+            ),
+        },
+        tag="admin",
+    ),
 ]

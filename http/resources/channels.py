@@ -30,20 +30,31 @@ GROUP = "group"
 def view(runtime, c: Channel) -> dict[str, Any]:
     config = runtime.secretbox.decrypt(c.config)
     return {
-        "id": c.id, "user_id": c.user_id, "name": c.name, "type": c.type,
+        "id": c.id,
+        "user_id": c.user_id,
+        "name": c.name,
+        "type": c.type,
         "config": config if c.type == GROUP else mask_config(c.type, config),
-        "enabled": c.enabled, "default": c.is_default, "fallback": c.fallback_id,
-        "created_at": to_rfc3339(c.created_at), "updated_at": to_rfc3339(c.updated_at),
+        "enabled": c.enabled,
+        "default": c.is_default,
+        "fallback": c.fallback_id,
+        "created_at": to_rfc3339(c.created_at),
+        "updated_at": to_rfc3339(c.updated_at),
     }
 
 
-def validate_config(runtime, user_id: int, type_name: str, config: dict[str, Any], self_id: int | None = None) -> dict[str, Any]:
+def validate_config(
+    runtime, user_id: int, type_name: str, config: dict[str, Any], self_id: int | None = None
+) -> dict[str, Any]:
     """A checked config for `type_name`, or 422 naming the field; refuses private targets."""
     if type_name == GROUP:
         try:
             group = GroupConfig.model_validate(config)
         except Exception as exc:  # noqa: BLE001 - pydantic's message is the user's hint
-            raise unprocessable("config.members", f"a group needs members: a list of your channel names or ids ({exc.__class__.__name__})") from None
+            raise unprocessable(
+                "config.members",
+                f"a group needs members: a list of your channel names or ids ({exc.__class__.__name__})",
+            ) from None
         for member in group.members:
             row = _find(user_id, member)
             if row is None:
@@ -54,11 +65,18 @@ def validate_config(runtime, user_id: int, type_name: str, config: dict[str, Any
     try:
         channel = build_channel(type_name, config)
     except ChannelConfigError as exc:
-        raise APIError(422, "invalid_field", str(exc), [{"field": exc.field, "message": exc.message, "value": exc.value}]) from None
+        raise APIError(
+            422,
+            "invalid_field",
+            str(exc),
+            [{"field": exc.field, "message": exc.message, "value": exc.value}],
+        ) from None
     if not runtime.settings.security.allow_private_networks:
         for url in channel.targets():
             try:
-                netguard.check_url(url, False, tuple(runtime.settings.security.allowed_private_targets))
+                netguard.check_url(
+                    url, False, tuple(runtime.settings.security.allowed_private_targets)
+                )
             except netguard.PrivateNetworkRefused as exc:
                 raise unprocessable("config", str(exc)) from None
             except (OSError, ValueError):
@@ -107,12 +125,20 @@ class Channels:
         try:
             with write_transaction():
                 row = Channel.create(
-                    user=user_id, name=body.name, type=body.type, config=self.runtime.secretbox.encrypt(config),
-                    enabled=body.enabled, is_default=body.default,
-                    fallback=_fallback_id(user_id, body.fallback, None), created_at=now, updated_at=now,
+                    user=user_id,
+                    name=body.name,
+                    type=body.type,
+                    config=self.runtime.secretbox.encrypt(config),
+                    enabled=body.enabled,
+                    is_default=body.default,
+                    fallback=_fallback_id(user_id, body.fallback, None),
+                    created_at=now,
+                    updated_at=now,
                 )
         except IntegrityError:
-            raise APIError(409, "name_taken", f"you already have a channel named {body.name!r}") from None
+            raise APIError(
+                409, "name_taken", f"you already have a channel named {body.name!r}"
+            ) from None
         resp.status = falcon.HTTP_201
         resp.media = view(self.runtime, row)
 
@@ -131,7 +157,8 @@ class Channels:
                 else:
                     merged[key] = value
             changes["config"] = self.runtime.secretbox.encrypt(
-                validate_config(self.runtime, row.user_id, row.type, merged, row.id))
+                validate_config(self.runtime, row.user_id, row.type, merged, row.id)
+            )
         if body.name is not None:
             changes["name"] = body.name
         if body.enabled is not None:
@@ -143,7 +170,9 @@ class Channels:
         try:
             Channel.update(**changes).where(Channel.id == row.id).execute()
         except IntegrityError:
-            raise APIError(409, "name_taken", f"you already have a channel named {body.name!r}") from None
+            raise APIError(
+                409, "name_taken", f"you already have a channel named {body.name!r}"
+            ) from None
         resp.media = view(self.runtime, Channel.get_by_id(row.id))
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
@@ -165,35 +194,62 @@ class ChannelTest:
         config = self.runtime.secretbox.decrypt(row.config)
         channel = build_channel(row.type, config)
         message = OutboundMessage(
-            id=0, title="MessagePusher test / 测试消息",
-            body=f"This is a test message for channel {row.name}. 这是一条测试消息。", format="text",
+            id=0,
+            title="MessagePusher test / 测试消息",
+            body=f"This is a test message for channel {row.name}. 这是一条测试消息。",
+            format="text",
             created_at=to_rfc3339(time.time()) or "",
         )
         settings = self.runtime.settings
         transport = Transport(pool_size=1)
         try:
-            ctx = SendContext(0, transport, settings.channel_pool.timeout_seconds, settings.security.allow_private_networks,
-                              allowed_private_targets=tuple(settings.security.allowed_private_targets))
+            ctx = SendContext(
+                0,
+                transport,
+                settings.channel_pool.timeout_seconds,
+                settings.security.allow_private_networks,
+                allowed_private_targets=tuple(settings.security.allowed_private_targets),
+            )
             result = channel.send(message, ctx)
         finally:
             transport.close()
         resp.media = {
-            "status": result.status, "detail": result.detail, "response_code": result.response_code,
-            "response": result.response, "retry_after": result.retry_after, "notes": result.notes,
+            "status": result.status,
+            "detail": result.detail,
+            "response_code": result.response_code,
+            "response": result.response,
+            "retry_after": result.retry_after,
+            "notes": result.notes,
         }
 
 
 ROUTES = [
-    Route("/api/v1/channels", "channels:Channels", {
-        "GET": Op("channels:read", "List your channels", query=("limit", "cursor", "user")),
-        "POST": Op("channels:write", "Create a channel", ChannelIn, status=201),
-    }, tag="channels"),
-    Route("/api/v1/channels/{channel_id}", "channels:Channels", {
-        "GET": Op("channels:read", "One channel (secrets masked)"),
-        "PATCH": Op("channels:write", "Change a channel; config is merged", ChannelPatch),
-        "DELETE": Op("channels:write", "Delete a channel", status=204),
-    }, tag="channels", suffix="item"),
-    Route("/api/v1/channels/{channel_id}/test", "channels:ChannelTest", {
-        "POST": Op("channels:write", "Send a real test message through the channel"),
-    }, tag="channels"),
+    Route(
+        "/api/v1/channels",
+        "channels:Channels",
+        {
+            "GET": Op("channels:read", "List your channels", query=("limit", "cursor", "user")),
+            "POST": Op("channels:write", "Create a channel", ChannelIn, status=201),
+        },
+        tag="channels",
+    ),
+    Route(
+        "/api/v1/channels/{channel_id}",
+        "channels:Channels",
+        {
+            "GET": Op("channels:read", "One channel (secrets masked)"),
+            "PATCH": Op("channels:write", "Change a channel; config is merged", ChannelPatch),
+            "DELETE": Op("channels:write", "Delete a channel", status=204),
+        },
+        tag="channels",
+        suffix="item",
+    ),
+    Route(
+        "/api/v1/channels/{channel_id}/test",
+        "channels:ChannelTest",
+        {
+            "POST": Op("channels:write", "Send a real test message through the channel"),
+        },
+        tag="channels",
+    ),
 ]

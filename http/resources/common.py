@@ -28,11 +28,17 @@ def read_json(req: falcon.Request) -> Any:
     """
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        raise APIError(415, "unsupported_media_type", f"send JSON with Content-Type: application/json, not {content_type}")
+        raise APIError(
+            415,
+            "unsupported_media_type",
+            f"send JSON with Content-Type: application/json, not {content_type}",
+        )
     limit = req.context.runtime.settings.server.max_body_bytes
     raw = req.bounded_stream.read(limit + 1)
     if len(raw) > limit:
-        raise APIError(413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)")
+        raise APIError(
+            413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)"
+        )
     if not raw.strip():
         return {}
     try:
@@ -65,7 +71,9 @@ def page(req: falcon.Request) -> tuple[int, int | None]:
     try:
         return limit, int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, UnicodeDecodeError):
-        raise unprocessable("cursor", "is not a cursor this API gave out; pass next_cursor as it is", cursor) from None
+        raise unprocessable(
+            "cursor", "is not a cursor this API gave out; pass next_cursor as it is", cursor
+        ) from None
 
 
 def next_cursor(rows: list[Any], limit: int) -> str | None:
@@ -74,7 +82,9 @@ def next_cursor(rows: list[Any], limit: int) -> str | None:
     return base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=")
 
 
-def enum_param(req: falcon.Request, name: str, allowed: tuple[str, ...], upper: bool = False) -> str | None:
+def enum_param(
+    req: falcon.Request, name: str, allowed: tuple[str, ...], upper: bool = False
+) -> str | None:
     """A query parameter that must be one of `allowed`; 422 naming the choices otherwise."""
     raw = req.get_param(name)
     if not raw:
@@ -92,7 +102,9 @@ def time_param(req: falcon.Request, name: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise unprocessable(name, "must be an RFC 3339 time such as 2026-11-28T09:00:00Z", raw) from None
+        raise unprocessable(
+            name, "must be an RFC 3339 time such as 2026-11-28T09:00:00Z", raw
+        ) from None
     if parsed.tzinfo is None:
         raise unprocessable(name, "needs a time zone (Z or +08:00)", raw)
     return parsed.timestamp()

@@ -27,17 +27,25 @@ def _fields(req: falcon.Request) -> dict[str, str]:
     limit = req.context.runtime.settings.server.max_body_bytes
     raw = req.bounded_stream.read(limit + 1)
     if len(raw) > limit:
-        raise APIError(413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)")
+        raise APIError(
+            413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)"
+        )
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     body: Any = {}
     if raw.strip():
         try:
-            if content_type == "application/json" or (not content_type and raw.lstrip()[:1] == b"{"):
+            if content_type == "application/json" or (
+                not content_type and raw.lstrip()[:1] == b"{"
+            ):
                 body = json.loads(raw)
             else:
-                body = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+                body = dict(
+                    parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+                )
         except ValueError as exc:
-            raise APIError(400, "malformed_body", f"the body is neither a form nor JSON: {exc}") from None
+            raise APIError(
+                400, "malformed_body", f"the body is neither a form nor JSON: {exc}"
+            ) from None
     if not isinstance(body, dict):
         raise APIError(400, "malformed_body", "the body must be a JSON object or a form")
     values.update({k: str(v) for k, v in body.items() if k in FIELDS and v is not None})
@@ -76,7 +84,11 @@ class Push:
         header = req.get_header("Authorization") or ""
         token = fields.get("token") or header.partition(" ")[2].strip()
         if not token:
-            raise APIError(401, "unauthorized", "no token: pass token=<api key> or Authorization: Bearer <api key>")
+            raise APIError(
+                401,
+                "unauthorized",
+                "no token: pass token=<api key> or Authorization: Bearer <api key>",
+            )
         principal = self.runtime.key_authenticator.authenticate(token)
         if principal.username != username:
             raise APIError(401, "unauthorized", f"this token does not belong to {username!r}")
@@ -92,8 +104,12 @@ class Push:
         if not (title or body):
             raise APIError(422, "invalid_field", "title: give a title, a description or a content")
         draft = Draft(
-            user_id=principal.user_id, title=title, body=body[:65_536], format="markdown" if content else "text",
-            url=fields.get("url") or None, channels=[fields["channel"]] if fields.get("channel") else None,
+            user_id=principal.user_id,
+            title=title,
+            body=body[:65_536],
+            format="markdown" if content else "text",
+            url=fields.get("url") or None,
+            channels=[fields["channel"]] if fields.get("channel") else None,
         )
         if draft.url and not draft.url.startswith(("http://", "https://")):
             raise APIError(422, "invalid_field", "url: must be an http:// or https:// URL")
@@ -106,8 +122,13 @@ class Push:
 
 
 ROUTES = [
-    Route("/push/{username}", "compat:Push", {
-        "GET": Op(PUBLIC, "message-pusher compatible send (token in the query)"),
-        "POST": Op(PUBLIC, "message-pusher compatible send (query, form or JSON)"),
-    }, tag="compat"),
+    Route(
+        "/push/{username}",
+        "compat:Push",
+        {
+            "GET": Op(PUBLIC, "message-pusher compatible send (token in the query)"),
+            "POST": Op(PUBLIC, "message-pusher compatible send (query, form or JSON)"),
+        },
+        tag="compat",
+    ),
 ]

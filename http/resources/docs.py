@@ -40,13 +40,21 @@ class DocsPage:
         for path, item in doc["paths"].items():
             for method, op in item.items():
                 body = ""
-                ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+                ref = (
+                    op.get("requestBody", {})
+                    .get("content", {})
+                    .get("application/json", {})
+                    .get("schema", {})
+                    .get("$ref")
+                )
                 if ref:
                     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
                     body = f"<details><summary>body</summary><pre>{html.escape(json.dumps(schema, indent=2, ensure_ascii=False))}</pre></details>"
-                rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
-                            f"<td>{html.escape(op['summary'])}</td><td><code>{html.escape(op['x-permission'])}</code></td>"
-                            f"<td>{body}</td></tr>")
+                rows.append(
+                    f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                    f"<td>{html.escape(op['summary'])}</td><td><code>{html.escape(op['x-permission'])}</code></td>"
+                    f"<td>{body}</td></tr>"
+                )
         resp.content_type = falcon.MEDIA_HTML
         resp.text = (
             "<!doctype html><html lang=en><meta charset=utf-8><title>MessagePusher API</title>"
@@ -59,6 +67,16 @@ class DocsPage:
 
 
 ROUTES = [
-    Route("/openapi.json", "docs:OpenAPIDocument", {"GET": Op(PUBLIC, "This API's OpenAPI document")}, tag="docs"),
-    Route("/docs", "docs:DocsPage", {"GET": Op(PUBLIC, "A readable view of the OpenAPI document")}, tag="docs"),
+    Route(
+        "/openapi.json",
+        "docs:OpenAPIDocument",
+        {"GET": Op(PUBLIC, "This API's OpenAPI document")},
+        tag="docs",
+    ),
+    Route(
+        "/docs",
+        "docs:DocsPage",
+        {"GET": Op(PUBLIC, "A readable view of the OpenAPI document")},
+        tag="docs",
+    ),
 ]

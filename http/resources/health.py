@@ -36,7 +36,9 @@ def readiness(runtime) -> tuple[bool, dict[str, str]]:
         status = {}
         failing["supervisor"] = f"did not answer: {exc}"
     for name, child in status.items():
-        if child["restart_policy"] == "permanent" and not (child["alive"] and child["state"] == "running"):
+        if child["restart_policy"] == "permanent" and not (
+            child["alive"] and child["state"] == "running"
+        ):
             failing[name] = f"{child['state']}; last error: {child['last_error']}"
         elif name in runtime.unresponsive:
             failing[name] = f"not answering pings for {runtime.unresponsive[name]:.1f}s"
@@ -55,11 +57,26 @@ class Readyz:
             resp.media = {"status": "ready"}
             return
         resp.status = falcon.HTTP_503
-        resp.media = {"error": {"code": "not_ready", "message": "not ready: " + ", ".join(sorted(failing)),
-                                "details": failing}}
+        resp.media = {
+            "error": {
+                "code": "not_ready",
+                "message": "not ready: " + ", ".join(sorted(failing)),
+                "details": failing,
+            }
+        }
 
 
 ROUTES = [
-    Route("/healthz", "health:Healthz", {"GET": Op(PUBLIC, "Liveness: the process answers")}, tag="health"),
-    Route("/readyz", "health:Readyz", {"GET": Op(PUBLIC, "Readiness: database writable, actors alive")}, tag="health"),
+    Route(
+        "/healthz",
+        "health:Healthz",
+        {"GET": Op(PUBLIC, "Liveness: the process answers")},
+        tag="health",
+    ),
+    Route(
+        "/readyz",
+        "health:Readyz",
+        {"GET": Op(PUBLIC, "Readiness: database writable, actors alive")},
+        tag="health",
+    ),
 ]

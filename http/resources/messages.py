@@ -33,23 +33,42 @@ from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import Delivery, Message, MessageEvent
 from messagepusher.supervisor.timefmt import to_rfc3339
 
-STATUSES = ("accepted", "scheduled", "fetching", "ai_processing", "queued", "sending", *lifecycle.MESSAGE_FINAL)
+STATUSES = (
+    "accepted",
+    "scheduled",
+    "fetching",
+    "ai_processing",
+    "queued",
+    "sending",
+    *lifecycle.MESSAGE_FINAL,
+)
 
 
 def summary(m: Message) -> dict[str, Any]:
     return {
-        "id": m.id, "user_id": m.user_id, "title": m.title, "format": m.format, "url": m.url,
-        "priority": m.priority, "status": m.status, "created_at": to_rfc3339(m.created_at),
-        "updated_at": to_rfc3339(m.updated_at), "send_at": to_rfc3339(m.send_at),
+        "id": m.id,
+        "user_id": m.user_id,
+        "title": m.title,
+        "format": m.format,
+        "url": m.url,
+        "priority": m.priority,
+        "status": m.status,
+        "created_at": to_rfc3339(m.created_at),
+        "updated_at": to_rfc3339(m.updated_at),
+        "send_at": to_rfc3339(m.send_at),
         "finished_at": to_rfc3339(m.finished_at),
     }
 
 
 def delivery_view(d: Delivery) -> dict[str, Any]:
     return {
-        "id": d.id, "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
-        "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
-        "response_code": d.response_code, "sent_at": to_rfc3339(d.sent_at),
+        "id": d.id,
+        "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "response_code": d.response_code,
+        "sent_at": to_rfc3339(d.sent_at),
         "fallback_of": d.fallback_of_id,
     }
 
@@ -59,14 +78,20 @@ def detail(m: Message) -> dict[str, Any]:
     out["body"] = m.body
     out["callback_url"] = m.callback_url
     out["ai_request"] = m.ai_request
-    out["deliveries"] = [delivery_view(d) for d in Delivery.select().where(Delivery.message == m.id).order_by(Delivery.id)]
+    out["deliveries"] = [
+        delivery_view(d)
+        for d in Delivery.select().where(Delivery.message == m.id).order_by(Delivery.id)
+    ]
     out["events"] = [
         {"at": to_rfc3339(e.at), "type": e.type, "detail": e.detail}
         for e in MessageEvent.select().where(MessageEvent.message == m.id).order_by(MessageEvent.id)
     ]
     out["fetched"] = m.fetched
     if m.ai_result:
-        out["ai"] = {k: m.ai_result.get(k) for k in ("status", "task", "provider", "result", "label", "tags", "model", "error")}
+        out["ai"] = {
+            k: m.ai_result.get(k)
+            for k in ("status", "task", "provider", "result", "label", "tags", "model", "error")
+        }
     else:
         out["ai"] = None
     return out
@@ -85,25 +110,48 @@ class Messages:
         if not isinstance(raw, dict):
             raise APIError(400, "malformed_json", "the body must be a JSON object")
         body = _validate(raw)
-        if body.ai and body.ai.provider and body.ai.provider not in self.runtime.settings.ai.providers:
-            raise unprocessable("ai.provider", f"unknown provider; configured: {', '.join(sorted(self.runtime.settings.ai.providers))}",
-                                body.ai.provider)
+        if (
+            body.ai
+            and body.ai.provider
+            and body.ai.provider not in self.runtime.settings.ai.providers
+        ):
+            raise unprocessable(
+                "ai.provider",
+                f"unknown provider; configured: {', '.join(sorted(self.runtime.settings.ai.providers))}",
+                body.ai.provider,
+            )
         if not self.runtime.accepting:
-            raise APIError(503, "not_ready", "the service is not taking new messages right now", headers={"Retry-After": "5"})
+            raise APIError(
+                503,
+                "not_ready",
+                "the service is not taking new messages right now",
+                headers={"Retry-After": "5"},
+            )
         key = req.get_header("Idempotency-Key")
         if key is not None and not 1 <= len(key) <= 255:
             raise unprocessable("Idempotency-Key", "must be 1 to 255 characters", key[:80])
         draft = Draft(
-            user_id=req.context.principal.user_id, title=body.title, body=body.body, format=body.format,
-            url=body.url, priority=body.priority, channels=body.channels,
+            user_id=req.context.principal.user_id,
+            title=body.title,
+            body=body.body,
+            format=body.format,
+            url=body.url,
+            priority=body.priority,
+            channels=body.channels,
             ai=body.ai.model_dump(exclude_none=True) if body.ai else None,
-            send_at=body.send_at.timestamp() if body.send_at else None, callback_url=body.callback_url,
-            idempotency_key=key, request_hash=request_hash(raw) if key else None,
+            send_at=body.send_at.timestamp() if body.send_at else None,
+            callback_url=body.callback_url,
+            idempotency_key=key,
+            request_hash=request_hash(raw) if key else None,
         )
         try:
             accepted = self.runtime.ingest.accept(draft)
         except IngestError as exc:
-            details = [{"field": exc.field, "message": exc.message, "value": exc.value}] if exc.field else None
+            details = (
+                [{"field": exc.field, "message": exc.message, "value": exc.value}]
+                if exc.field
+                else None
+            )
             raise APIError(exc.status, exc.code, exc.message, details) from None
         except IngestUnavailable as exc:
             raise APIError(503, "not_ready", str(exc), headers={"Retry-After": "1"}) from None
@@ -124,7 +172,8 @@ class Messages:
         channel = req.get_param("channel")
         if channel:
             sub = Delivery.select(Delivery.message).where(
-                (Delivery.channel_name == channel) | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
+                (Delivery.channel_name == channel)
+                | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
             )
             query = query.where(Message.id.in_(sub))
         since, until = time_param(req, "since"), time_param(req, "until")
@@ -154,21 +203,42 @@ class MessageRetry:
         message = get_owned(req, Message, message_id, "message")
         now = time.time()
         with write_transaction():
-            failed = list(Delivery.select().where(
-                (Delivery.message == message.id) & Delivery.status.in_(lifecycle.DELIVERY_FAILED)))
-            replaced = {d.fallback_of_id for d in Delivery.select(Delivery.fallback_of).where(
-                (Delivery.message == message.id) & Delivery.fallback_of.is_null(False))}
+            failed = list(
+                Delivery.select().where(
+                    (Delivery.message == message.id)
+                    & Delivery.status.in_(lifecycle.DELIVERY_FAILED)
+                )
+            )
+            replaced = {
+                d.fallback_of_id
+                for d in Delivery.select(Delivery.fallback_of).where(
+                    (Delivery.message == message.id) & Delivery.fallback_of.is_null(False)
+                )
+            }
             failed = [d for d in failed if d.id not in replaced]
             if not failed:
-                raise APIError(409, "nothing_to_retry", f"message {message.id} has no failed or dead deliveries "
-                               f"(status {message.status})")
+                raise APIError(
+                    409,
+                    "nothing_to_retry",
+                    f"message {message.id} has no failed or dead deliveries "
+                    f"(status {message.status})",
+                )
             ids = [d.id for d in failed]
             Delivery.update(status="pending", attempts=0, last_error=None, updated_at=now).where(
-                Delivery.id.in_(ids)).execute()
-            Message.update(status="queued", finished_at=None, updated_at=now).where(Message.id == message.id).execute()
-            MessageEvent.create(message=message.id, at=now, type="retry",
-                                detail={"deliveries": ids, "by": req.context.principal.username})
-            self.runtime.mailbox.put_many(send_entry(d, message.id, message.priority, message.user_id) for d in ids)
+                Delivery.id.in_(ids)
+            ).execute()
+            Message.update(status="queued", finished_at=None, updated_at=now).where(
+                Message.id == message.id
+            ).execute()
+            MessageEvent.create(
+                message=message.id,
+                at=now,
+                type="retry",
+                detail={"deliveries": ids, "by": req.context.principal.username},
+            )
+            self.runtime.mailbox.put_many(
+                send_entry(d, message.id, message.priority, message.user_id) for d in ids
+            )
         self.runtime.wake("channel_pool")
         resp.status = falcon.HTTP_202
         resp.media = {"id": message.id, "status": "queued", "retried_deliveries": ids}
@@ -184,27 +254,62 @@ class MessageCancel:
         with write_transaction():
             message = Message.get_by_id(message.id)
             if not lifecycle.can_cancel(message.status):
-                raise APIError(409, "already_final", f"message {message.id} is already {message.status}")
+                raise APIError(
+                    409, "already_final", f"message {message.id} is already {message.status}"
+                )
             Delivery.update(status="cancelled", updated_at=now).where(
-                (Delivery.message == message.id) & Delivery.status.in_(("pending", "sending"))).execute()
-            MessageEvent.create(message=message.id, at=now, type="cancel_requested",
-                                detail={"by": req.context.principal.username})
+                (Delivery.message == message.id) & Delivery.status.in_(("pending", "sending"))
+            ).execute()
+            MessageEvent.create(
+                message=message.id,
+                at=now,
+                type="cancel_requested",
+                detail={"by": req.context.principal.username},
+            )
             finish_if_final(self.runtime.mailbox, message.id, now, forced="cancelled")
         resp.media = detail(Message.get_by_id(message.id))
 
 
 ROUTES = [
-    Route("/api/v1/messages", "messages:Messages", {
-        "POST": Op("messages:send", "Send a message", MessageIn, status=202),
-        "GET": Op("messages:read", "List messages, newest first", query=("status", "channel", "since", "until", "limit", "cursor", "user")),
-    }, tag="messages"),
-    Route("/api/v1/messages/{message_id}", "messages:Messages", {
-        "GET": Op("messages:read", "One message with its deliveries, timeline, fetched text and AI result"),
-    }, tag="messages", suffix="item"),
-    Route("/api/v1/messages/{message_id}/retry", "messages:MessageRetry", {
-        "POST": Op("messages:send", "Re-queue the failed and dead deliveries", status=202),
-    }, tag="messages"),
-    Route("/api/v1/messages/{message_id}/cancel", "messages:MessageCancel", {
-        "POST": Op("messages:send", "Cancel a message that is not final yet"),
-    }, tag="messages"),
+    Route(
+        "/api/v1/messages",
+        "messages:Messages",
+        {
+            "POST": Op("messages:send", "Send a message", MessageIn, status=202),
+            "GET": Op(
+                "messages:read",
+                "List messages, newest first",
+                query=("status", "channel", "since", "until", "limit", "cursor", "user"),
+            ),
+        },
+        tag="messages",
+    ),
+    Route(
+        "/api/v1/messages/{message_id}",
+        "messages:Messages",
+        {
+            "GET": Op(
+                "messages:read",
+                "One message with its deliveries, timeline, fetched text and AI result",
+            ),
+        },
+        tag="messages",
+        suffix="item",
+    ),
+    Route(
+        "/api/v1/messages/{message_id}/retry",
+        "messages:MessageRetry",
+        {
+            "POST": Op("messages:send", "Re-queue the failed and dead deliveries", status=202),
+        },
+        tag="messages",
+    ),
+    Route(
+        "/api/v1/messages/{message_id}/cancel",
+        "messages:MessageCancel",
+        {
+            "POST": Op("messages:send", "Cancel a message that is not final yet"),
+        },
+        tag="messages",
+    ),
 ]

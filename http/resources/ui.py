@@ -13,7 +13,11 @@ from messagepusher.http.errors import not_found
 from messagepusher.http.routes import PUBLIC, Op, Route
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -43,5 +47,7 @@ class UIFiles:
 
 ROUTES = [
     Route("/", "ui:UIFiles", {"GET": Op(PUBLIC, "The web UI")}, tag="ui"),
-    Route("/ui/{name}", "ui:UIFiles", {"GET": Op(PUBLIC, "Web UI assets")}, tag="ui", suffix="file"),
+    Route(
+        "/ui/{name}", "ui:UIFiles", {"GET": Op(PUBLIC, "Web UI assets")}, tag="ui", suffix="file"
+    ),
 ]

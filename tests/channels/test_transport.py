@@ -49,13 +49,17 @@ def test_errors_are_sorted_into_timeout_failed_and_invalid(transport) -> None:
         with pytest.raises(CallTimeout):
             transport.request("POST", f"{fake.url}/slow", b"{}", {}, 0.3)
         with pytest.raises(CallInvalid):
-            transport.request("POST", f"{fake.url}/hook", b"{}", {"X-Bad": "a\r\nInjected: yes"}, 5.0)
+            transport.request(
+                "POST", f"{fake.url}/hook", b"{}", {"X-Bad": "a\r\nInjected: yes"}, 5.0
+            )
     with pytest.raises(CallFailed):
         transport.request("POST", fake.url + "/gone", b"{}", {}, 5.0)  # the fake has stopped
 
 
 def test_a_channel_proxy_carries_the_request(transport, make_message) -> None:
-    ctx = SendContext(delivery_id=7, transport=transport, timeout_seconds=5.0, allow_private_networks=True)
+    ctx = SendContext(
+        delivery_id=7, transport=transport, timeout_seconds=5.0, allow_private_networks=True
+    )
     with WebhookSink() as sink, ForwardProxy() as proxy:
         channel = build_channel("webhook", {"url": f"{sink.url}/hook", "proxy": proxy.url})
         result = channel.send(make_message(), ctx)
@@ -74,4 +78,3 @@ def test_proxy_variables_in_the_environment_are_honoured(monkeypatch) -> None:
             trusting.close()
     assert trusting.trust_env and answer.status == 200
     assert proxy.seen == [("POST", f"{sink.url}/hook")]
-

@@ -45,7 +45,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.send_error(400, "absolute http:// URL expected")
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("proxy-connection", "connection")
+        }
         upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=5)
         try:
             path = target.path + (f"?{target.query}" if target.query else "")

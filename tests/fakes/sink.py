@@ -41,8 +41,16 @@ class Sink:
                         body = json.loads(raw) if raw else None
                     except ValueError:
                         body = raw.decode(errors="replace")
-                    sink.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                          "raw": raw, "status": status, "at": time.time()})
+                    sink.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "raw": raw,
+                            "status": status,
+                            "at": time.time(),
+                        }
+                    )
                     sink.changed.notify_all()
                 payload = b'{"ok": true}' if status < 400 else b'{"error": "scripted failure"}'
                 self.send_response(status)
@@ -74,7 +82,9 @@ class Sink:
             while not predicate(self.requests):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"sink: condition not met within {timeout}s; got {len(self.requests)} requests")
+                    raise AssertionError(
+                        f"sink: condition not met within {timeout}s; got {len(self.requests)} requests"
+                    )
                 self.changed.wait(remaining)
             return list(self.requests)
 

@@ -22,7 +22,9 @@ LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, config: Path | None = None):
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, config: Path | None = None
+    ):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -56,7 +58,9 @@ class ServerProcess:
         self.log_path = self.data_dir / f"server-{self.starts}.log"
         self.starts += 1
         log = open(self.log_path, "w")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(self.command("serve"), cwd=REPO, env=self.env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            self.command("serve"), cwd=REPO, env=self.env, stdout=log, stderr=log
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -83,9 +87,18 @@ class ServerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def cli(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.command(*args), cwd=REPO, env={**self.env, **(env or {})}, input=stdin,
-                              capture_output=True, text=True, timeout=60)
+    def cli(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.command(*args),
+            cwd=REPO,
+            env={**self.env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def create_key(self, user: str = "admin", scopes: str | None = None) -> str:
         args = ["key", "create", "--user", user]
@@ -95,8 +108,12 @@ class ServerProcess:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip().splitlines()[-1]
 
-    def create_user(self, name: str, password: str = "user-pass-Test-1", role: str = "user") -> None:
-        done = self.cli("user", "create", name, "--role", role, "--password-stdin", stdin=password + "\n")
+    def create_user(
+        self, name: str, password: str = "user-pass-Test-1", role: str = "user"
+    ) -> None:
+        done = self.cli(
+            "user", "create", name, "--role", role, "--password-stdin", stdin=password + "\n"
+        )
         assert done.returncode == 0, done.stderr
 
     def client(self, key: str) -> Client:
@@ -128,7 +145,9 @@ class Client:
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.request("DELETE", path, **kw)
 
-    def wait_message(self, message_id: int, statuses: tuple[str, ...], timeout: float = 20.0) -> dict[str, Any]:
+    def wait_message(
+        self, message_id: int, statuses: tuple[str, ...], timeout: float = 20.0
+    ) -> dict[str, Any]:
         """Poll a message until its status is one of `statuses` (bounded)."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
@@ -137,4 +156,6 @@ class Client:
             if last.get("status") in statuses:
                 return last
             time.sleep(0.05)
-        raise AssertionError(f"message {message_id} did not reach {statuses} within {timeout}s: {last}")
+        raise AssertionError(
+            f"message {message_id} did not reach {statuses} within {timeout}s: {last}"
+        )

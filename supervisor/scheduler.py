@@ -194,9 +194,14 @@ class JobScheduler:
         self.scheduler.resume()
 
     def stop(self) -> None:
-        """Stop firing and hand our locks back, so another node takes the next period at once."""
+        """Stop firing and hand our locks back, so another node takes the next period at once.
+
+        Waits for a `fire` already running (it only queues the job: one short transaction);
+        otherwise it could take its lock after the release and keep other nodes out for
+        `scheduler.lock_seconds`.
+        """
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=True)
         try:
             JobLock.update(expires_at=self.now()).where(
                 JobLock.owner == self.runtime.node_id

@@ -110,3 +110,45 @@ def test_two_servers_on_one_database_run_a_job_once_per_period_and_the_survivor_
     )
     periods = Counter(period for _, period, _ in _runs(shared))
     assert max(periods.values()) == 1, f"a period ran twice: {periods.most_common(3)}"
+
+
+def test_stop_waits_for_a_fire_in_progress_so_its_lock_is_handed_back(db):
+    """A fire that takes its lock after stop() released ours would lock other nodes out."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from messagepusher.supervisor.config import SchedulerSettings
+    from messagepusher.supervisor.mailbox import Mailbox
+    from messagepusher.supervisor.scheduler import JobScheduler
+
+    in_fire, proceed = threading.Event(), threading.Event()
+
+    def clock() -> float:
+        if threading.current_thread() is not main and not in_fire.is_set():
+            in_fire.set()  # fire() reads the clock before it takes the lock
+            assert proceed.wait(10)
+        return time.time()
+
+    main = threading.current_thread()
+    runtime = SimpleNamespace(
+        settings=SimpleNamespace(
+            schedule={"retention_purge": JobSchedule(every="1h")},
+            scheduler=SchedulerSettings(lock_seconds=3600),
+        ),
+        node_id="node-a",
+        mailbox=Mailbox(db),
+        wake=lambda name: None,
+    )
+    jobs = JobScheduler(runtime, now=clock)
+    jobs.scheduler.start()
+    jobs.scheduler.add_job(jobs.fire, args=("retention_purge",))  # runs at once, in a worker
+    assert in_fire.wait(10)
+    stopper = threading.Thread(target=jobs.stop)
+    stopper.start()
+    proceed.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    lock = JobLock.get_or_none(JobLock.name == "retention_purge")
+    assert lock is not None, "stop() returned while the fire was still on its way to the lock"
+    assert lock.owner == "node-a" and lock.expires_at <= time.time()

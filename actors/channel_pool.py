@@ -107,22 +107,29 @@ def outbound(row: SendRow) -> OutboundMessage:
     )
 
 
+def delivery_view(d: Delivery) -> dict[str, Any]:
+    """One delivery as the API shows it and callback_url receives it."""
+    return {
+        "id": d.id,
+        "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "response_code": d.response_code,
+        "sent_at": to_rfc3339(d.sent_at),
+        "fallback_of": d.fallback_of_id,
+    }
+
+
 def message_result(message_id: int) -> dict[str, Any]:
-    """{id, status, deliveries} as POSTed to callback_url and returned by the API."""
+    """{id, status, deliveries} as POSTed to callback_url."""
     message = Message.get_by_id(message_id)
-    deliveries = [
-        {
-            "id": d.id,
-            "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
-            "status": d.status,
-            "attempts": d.attempts,
-            "last_error": d.last_error,
-            "response_code": d.response_code,
-            "sent_at": to_rfc3339(d.sent_at),
-        }
-        for d in Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)
-    ]
-    return {"id": message.id, "status": message.status, "deliveries": deliveries}
+    deliveries = Delivery.select().where(Delivery.message == message_id).order_by(Delivery.id)
+    return {
+        "id": message.id,
+        "status": message.status,
+        "deliveries": [delivery_view(d) for d in deliveries],
+    }
 
 
 class ChannelPoolActor(PoolActor):

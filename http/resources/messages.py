@@ -14,7 +14,7 @@ import falcon
 from pydantic import ValidationError
 
 from messagepusher.actors import lifecycle
-from messagepusher.actors.channel_pool import finish_if_final
+from messagepusher.actors.channel_pool import delivery_view, finish_if_final
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.auth import get_owned, owner_filter
@@ -57,19 +57,6 @@ def summary(m: Message) -> dict[str, Any]:
         "updated_at": to_rfc3339(m.updated_at),
         "send_at": to_rfc3339(m.send_at),
         "finished_at": to_rfc3339(m.finished_at),
-    }
-
-
-def delivery_view(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "channel": {"id": d.channel_id, "name": d.channel_name, "type": d.channel_type},
-        "status": d.status,
-        "attempts": d.attempts,
-        "last_error": d.last_error,
-        "response_code": d.response_code,
-        "sent_at": to_rfc3339(d.sent_at),
-        "fallback_of": d.fallback_of_id,
     }
 
 

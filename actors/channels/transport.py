@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import certifi
 import requests
 import urllib3
 
@@ -47,8 +48,20 @@ class Transport:
     and nothing is retried here: the mailbox retries with back-off.
     """
 
-    def __init__(self, pool_size: int = 32, trust_env: bool | None = None):
-        self.pool = urllib3.PoolManager(num_pools=64, maxsize=pool_size, block=False, retries=False)
+    def __init__(
+        self, pool_size: int = 32, trust_env: bool | None = None, ca_certs: str | None = None
+    ):
+        # The CA bundle requests uses (certifi), not the system's: a host without CA
+        # certificates installed verifies HTTPS services as it did through requests.
+        self.ca_certs = ca_certs or certifi.where()
+        self.pool = urllib3.PoolManager(
+            num_pools=64,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=self.ca_certs,
+        )
         self.pool_size = pool_size
         self.trust_env = environment_has_proxies() if trust_env is None else trust_env
         self._local = threading.local()
@@ -110,6 +123,8 @@ class Transport:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = new_session(self.pool_size)
+            if self.ca_certs != certifi.where():
+                session.verify = self.ca_certs
         try:
             response = session.request(
                 method,

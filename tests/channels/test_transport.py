@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
+
+import certifi
 import pytest
-from fakes.channel_services import Reply, WebhookSink
+from fakes.channel_services import Reply, WebhookSink, self_signed_cert
 from fakes.forward_proxy import ForwardProxy
 
 from messagepusher.actors.channels import build_channel
@@ -78,3 +81,33 @@ def test_proxy_variables_in_the_environment_are_honoured(monkeypatch) -> None:
             trusting.close()
     assert trusting.trust_env and answer.status == 200
     assert proxy.seen == [("POST", f"{sink.url}/hook")]
+
+
+@pytest.fixture
+def https_sink(tmp_path):
+    """A WebhookSink behind TLS with a self-signed certificate for 127.0.0.1."""
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    fake = WebhookSink()
+    fake.server.socket = context.wrap_socket(fake.server.socket, server_side=True)
+    with fake:
+        yield fake, str(cert), fake.url.replace("http://", "https://")
+
+
+def test_https_certificates_are_verified_against_certifi_by_default(transport, https_sink) -> None:
+    _fake, _cert, url = https_sink
+    assert transport.ca_certs == certifi.where()
+    with pytest.raises(CallFailed, match="CERTIFICATE_VERIFY_FAILED"):
+        transport.request("POST", f"{url}/hook", b"{}", {}, 5.0)
+
+
+@pytest.mark.parametrize("through_requests", [False, True])
+def test_https_to_a_trusted_certificate_is_sent(https_sink, through_requests) -> None:
+    fake, cert, url = https_sink
+    trusting = Transport(pool_size=1, trust_env=through_requests, ca_certs=cert)
+    try:
+        answer = trusting.request("POST", f"{url}/hook", b"{}", {}, 5.0)
+    finally:
+        trusting.close()
+    assert answer.status == 200 and fake.requests[0].path == "/hook"

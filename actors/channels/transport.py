@@ -99,9 +99,8 @@ class Transport:
                     response.close()  # the rest is unread: this connection cannot carry another request
             finally:
                 response.release_conn()  # back to the pool (a closed one reconnects on its next use)
-        except (
-            urllib3.exceptions.NewConnectionError
-        ) as exc:  # before TimeoutError: it is a subclass
+        # NewConnectionError (refused, DNS) subclasses TimeoutError in urllib3: test it first.
+        except urllib3.exceptions.NewConnectionError as exc:
             raise CallFailed(str(exc)) from None
         except urllib3.exceptions.TimeoutError as exc:
             raise CallTimeout(str(exc)) from None

@@ -11,7 +11,8 @@ const TEXT = {
     send_at: "定时发送", status: "状态", created: "创建时间", more: "更多", name: "名称", type: "类型",
     default: "默认", new_channel: "新建渠道", config: "配置 (JSON)", create: "创建", prefix: "前缀",
     scopes: "权限", last_used: "最近使用", test: "测试", delete: "删除", retry: "重试", cancel: "取消",
-    details: "详情", sent: "已发送", key_once: "新密钥（只显示这一次）：",
+    details: "详情", sent: "已发送", key_once: "新密钥（只显示这一次）：", refresh: "刷新",
+    confirm_password: "你的密码（带 admin 权限的密钥需要）",
   },
 };
 const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null };
@@ -20,6 +21,19 @@ function t(key, fallback) { return (TEXT[state.lang] || {})[key] || fallback || 
 function $(id) { return document.getElementById(id); }
 function esc(value) {
   return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+// A rendered button that translate() relabels when the language changes.
+function button(action, id, key, en) {
+  return `<button type="button" data-${action}="${esc(id)}" data-i18n="${key}" data-en="${en}">${esc(t(key, en))}</button>`;
+}
+
+// An error api() has already put on screen (in #error, or by showing the log-in view).
+class ShownError extends Error {}
+function report(err) { if (!(err instanceof ShownError)) showError(String(err && err.message || err)); }
+// Adds an async listener: the handler starts at once (so preventDefault() still works), and a
+// failure is reported on the page instead of escaping to the console as an unhandled rejection.
+function on(target, type, handler) {
+  target.addEventListener(type, async (event) => { try { await handler(event); } catch (err) { report(err); } });
 }
 
 function translate() {
@@ -31,17 +45,17 @@ function translate() {
   document.documentElement.lang = state.lang === "en" ? "en" : "zh-CN";
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+async function api(method, path, body, extraHeaders) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
   const response = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
   const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (response.status === 401 && path !== "/api/v1/session") { showLogin(); throw new Error("login needed"); }
+  if (response.status === 401 && path !== "/api/v1/session") { showLogin(); throw new ShownError("login needed"); }
   if (!response.ok) {
     const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
     showError(message);
-    throw new Error(message);
+    throw new ShownError(message);
   }
   $("error").hidden = true;
   return data;
@@ -53,18 +67,24 @@ function show(view) {
   document.querySelectorAll("main > section").forEach((s) => { s.hidden = s.id !== `${view}-view`; });
 }
 
+// Also forgets what the last user saw, so the next one at this browser finds none of it.
 function showLogin() {
-  state.user = null;
+  state.user = null; state.cursor = null;
   $("nav").hidden = true; $("logout").hidden = true; $("who").textContent = "";
+  $("new-key").hidden = true; $("new-key-value").textContent = "";
+  ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail"].forEach((id) => { $(id).innerHTML = ""; });
+  delete $("message-detail").dataset.id;
+  $("admin-status").textContent = "";
   show("login");
 }
 
 async function route() {
   if (!state.user) return;
-  const view = (location.hash || "#send").slice(1);
+  let view = (location.hash || "#send").slice(1);
+  if (view === "admin" && state.user.role !== "admin") view = "send";  // left there by an admin who logged out
   show(view);
   if (view === "send") await loadChannelChoices();
-  if (view === "messages") { state.cursor = null; $("messages-body").innerHTML = ""; await loadMessages(); }
+  if (view === "messages") await loadMessages(true);
   if (view === "channels") await loadChannels();
   if (view === "keys") await loadKeys();
   if (view === "admin") $("admin-status").textContent = JSON.stringify(await api("GET", "/api/v1/admin/status"), null, 2);
@@ -80,6 +100,7 @@ async function start() {
   $("nav").hidden = false; $("logout").hidden = false;
   $("who").textContent = state.user.username;
   $("admin-link").hidden = state.user.role !== "admin";
+  $("key-confirm").hidden = state.user.role !== "admin";
   await route();
 }
 
@@ -88,12 +109,16 @@ async function loadChannelChoices() {
   $("send-channels").innerHTML = channels.items.map((c) => `<option value="${esc(c.name)}" ${c.default ? "selected" : ""}>${esc(c.name)} (${esc(c.type)})</option>`).join("");
 }
 
-async function loadMessages() {
-  const query = state.cursor ? `?limit=50&cursor=${encodeURIComponent(state.cursor)}` : "?limit=50";
+// The first page replaces the rows (so overlapping reloads cannot duplicate them); "More" appends.
+async function loadMessages(fromStart) {
+  const cursor = fromStart ? null : state.cursor;
+  const query = cursor ? `?limit=50&cursor=${encodeURIComponent(cursor)}` : "?limit=50";
   const page = await api("GET", `/api/v1/messages${query}`);
-  $("messages-body").insertAdjacentHTML("beforeend", page.items.map((m) => `<tr><td>${m.id}</td><td>${esc(m.title)}</td>
+  const rows = page.items.map((m) => `<tr><td>${m.id}</td><td>${esc(m.title)}</td>
     <td class="status-${esc(m.status)}">${esc(m.status)}</td><td>${esc(m.created_at)}</td>
-    <td><button data-show="${m.id}">${t("details", "Details")}</button></td></tr>`).join(""));
+    <td>${button("show", m.id, "details", "Details")}</td></tr>`).join("");
+  if (cursor) $("messages-body").insertAdjacentHTML("beforeend", rows);
+  else $("messages-body").innerHTML = rows;
   state.cursor = page.next_cursor;
   $("more-messages").hidden = !page.next_cursor;
 }
@@ -109,8 +134,9 @@ async function showMessage(id) {
     cell.textContent = m.status;
     cell.className = `status-${m.status}`;
   }
+  $("message-detail").dataset.id = m.id;
   $("message-detail").innerHTML = `<h3>#${m.id} ${esc(m.title)}</h3><p>${esc(m.status)}</p>
-    <p><button data-retry="${m.id}">${t("retry", "Retry")}</button> <button data-cancel="${m.id}">${t("cancel", "Cancel")}</button></p>
+    <p>${button("retry", m.id, "retry", "Retry")} ${button("cancel", m.id, "cancel", "Cancel")}</p>
     ${m.ai ? `<pre>${esc(m.ai.task)}: ${esc(m.ai.result || m.ai.error)}</pre>` : ""}
     <ul>${deliveries}</ul><ol>${events}</ol>`;
 }
@@ -118,8 +144,8 @@ async function showMessage(id) {
 async function loadChannels() {
   const [channels, schema] = await Promise.all([api("GET", "/api/v1/channels?limit=200"), api("GET", "/openapi.json")]);
   $("channels-body").innerHTML = channels.items.map((c) => `<tr><td>${c.id}</td><td>${esc(c.name)}</td><td>${esc(c.type)}</td>
-    <td>${c.default ? "✓" : ""}</td><td><button data-test="${c.id}">${t("test", "Test")}</button>
-    <button data-delete-channel="${c.id}">${t("delete", "Delete")}</button></td></tr>`).join("");
+    <td>${c.default ? "✓" : ""}</td><td>${button("test", c.id, "test", "Test")}
+    ${button("delete-channel", c.id, "delete", "Delete")}</td></tr>`).join("");
   const types = Object.keys(schema.components.schemas).filter((n) => n.startsWith("ChannelConfig_")).map((n) => n.slice(14));
   $("channel-types").innerHTML = [...types, "group"].map((n) => `<option>${esc(n)}</option>`).join("");
 }
@@ -128,10 +154,10 @@ async function loadKeys() {
   const keys = await api("GET", "/api/v1/keys");
   $("keys-body").innerHTML = keys.items.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td>${esc(k.prefix)}</td>
     <td>${esc(k.scopes.join(", "))}</td><td>${esc(k.last_used_at || "")}</td>
-    <td><button data-delete-key="${k.id}">${t("delete", "Delete")}</button></td></tr>`).join("");
+    <td>${button("delete-key", k.id, "delete", "Delete")}</td></tr>`).join("");
 }
 
-document.addEventListener("click", async (event) => {
+on(document, "click", async (event) => {
   const el = event.target;
   if (!(el instanceof HTMLElement)) return;
   if (el.dataset.show) await showMessage(el.dataset.show);
@@ -142,21 +168,26 @@ document.addEventListener("click", async (event) => {
   if (el.dataset.deleteKey) { await api("DELETE", `/api/v1/keys/${el.dataset.deleteKey}`); await loadKeys(); }
 });
 
-$("more-messages").addEventListener("click", loadMessages);
-$("lang").addEventListener("click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
-$("logout").addEventListener("click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
-window.addEventListener("hashchange", route);
+on($("more-messages"), "click", () => loadMessages(false));
+on($("refresh-messages"), "click", async () => {
+  await loadMessages(true);
+  if ($("message-detail").dataset.id) await showMessage($("message-detail").dataset.id);
+});
+on($("lang"), "click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
+on($("logout"), "click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
+on(window, "hashchange", route);
 
-$("login-form").addEventListener("submit", async (event) => {
+on($("login-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   const session = await api("POST", "/api/v1/session", { username: form.get("username"), password: form.get("password") });
+  event.target.reset();
   state.csrf = session.csrf_token;
   sessionStorage.setItem("mp_csrf", state.csrf);
   await start();
 });
 
-$("send-form").addEventListener("submit", async (event) => {
+on($("send-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   const body = { title: form.get("title"), body: form.get("body"), format: form.get("format"), priority: Number(form.get("priority")) };
@@ -170,7 +201,7 @@ $("send-form").addEventListener("submit", async (event) => {
   await showMessage(accepted.id);
 });
 
-$("channel-form").addEventListener("submit", async (event) => {
+on($("channel-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   let config;
@@ -179,13 +210,15 @@ $("channel-form").addEventListener("submit", async (event) => {
   await loadChannels();
 });
 
-$("key-form").addEventListener("submit", async (event) => {
+on($("key-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const created = await api("POST", "/api/v1/keys", { name: form.get("name") });
-  $("new-key").textContent = `${t("key_once", "New key (shown only this once): ")} ${created.key}`;
+  const confirm = form.get("confirm");
+  const created = await api("POST", "/api/v1/keys", { name: form.get("name") }, confirm ? { "X-Confirm": confirm } : {});
+  event.target.reset();
+  $("new-key-value").textContent = created.key;
   $("new-key").hidden = false;
   await loadKeys();
 });
 
-start();
+start().catch(report);

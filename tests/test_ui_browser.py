@@ -1,0 +1,324 @@
+"""The web UI driven in a real headless Chromium through Selenium, against the real server.
+
+Log-in and log-out, a webhook channel, a message sent and delivered, its timeline, an API key
+that works against the API, the admin status and the language toggle. Every flow ends by
+checking the browser console: no SEVERE entry other than the HTTP errors the flow provoked.
+
+Needs Debian's chromium and chromium-driver; skips loudly without them unless
+MP_REQUIRE_BROWSER=1, which makes a missing browser a failure. Selenium Manager is never used:
+the driver path is given, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from support.server import ADMIN_PASSWORD, ServerProcess
+
+pytestmark = pytest.mark.xdist_group("browser")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+UI_TIMEOUT = 10.0  # a page reaction: one or two API calls on a local server
+DELIVERY_TIMEOUT = 20.0  # a message through the pipeline to the sink
+FAILED_LOAD = re.compile(
+    r"^(?P<url>\S+) - Failed to load resource: the server responded with a status of (?P<status>\d+)"
+)
+
+
+def _require_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if not missing:
+        return
+    reason = (
+        f"web UI browser tests NOT RUN: {' and '.join(missing)} missing "
+        "(apt-get install chromium chromium-driver); set MP_REQUIRE_BROWSER=1 to fail instead"
+    )
+    if os.environ.get("MP_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the module; each test's server is a new origin, so no state leaks."""
+    _require_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-component-update",
+        "--window-size=1280,1024",
+    ):
+        options.add_argument(arg)
+    # No password manager: it would offer to save (and leak-check) the passwords typed below.
+    options.add_experimental_option(
+        "prefs",
+        {
+            "credentials_enable_service": False,
+            "profile.password_manager_enabled": False,
+            "profile.password_manager_leak_detection": False,
+        },
+    )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(UI_TIMEOUT)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+class UI:
+    """The web UI of one server in the shared browser, with bounded waits."""
+
+    def __init__(self, driver: webdriver.Chrome, server: ServerProcess):
+        self.driver = driver
+        self.server = server
+        driver.get_log("browser")  # drop what an earlier test left
+
+    def wait(self, condition: Callable[[Any], Any], what: str, timeout: float = UI_TIMEOUT) -> Any:
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.05,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(condition, f"{what} (within {timeout:g}s)")
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def visible(self, css: str) -> WebElement:
+        return self.wait(EC.visibility_of_element_located((By.CSS_SELECTOR, css)), f"{css} shown")
+
+    def hidden(self, css: str) -> None:
+        self.wait(EC.invisibility_of_element_located((By.CSS_SELECTOR, css)), f"{css} hidden")
+
+    def text(self, css: str, expected: str) -> None:
+        self.wait(lambda d: self.find(css).text == expected, f"{css} reads {expected!r}")
+
+    def fill(self, form: str, **fields: str) -> None:
+        for name, value in fields.items():
+            field = self.find(f"{form} [name={name}]")
+            field.clear()
+            field.send_keys(value)
+
+    def submit(self, form: str) -> None:
+        self.find(f"{form} button[type=submit]").click()
+
+    def go(self, view: str) -> None:
+        self.find(f'#nav a[href="#{view}"]').click()
+        self.visible(f"#{view}-view")
+
+    def open(self) -> None:
+        self.driver.get(self.server.url + "/")
+        self.visible("#login-view")
+
+    def submit_login(self, password: str) -> None:
+        self.fill("#login-form", username="admin", password=password)
+        self.submit("#login-form")
+
+    def login(self) -> None:
+        self.submit_login(ADMIN_PASSWORD)
+        self.visible("#nav")
+        self.text("#who", "admin")
+
+    def refresh_until(self, cell: str, wanted: str, timeout: float) -> None:
+        """Press the Messages view's Refresh button until the cell (an XPath) reads `wanted`."""
+
+        def refreshed(d) -> bool:
+            cells = d.find_elements(By.XPATH, cell)
+            if cells and cells[0].text == wanted:
+                return True
+            d.find_element(By.ID, "refresh-messages").click()
+            return False
+
+        WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.2,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(refreshed, f"{cell} reads {wanted!r} after Refresh (within {timeout:g}s)")
+
+    def error(self) -> str:
+        return self.visible("#error").text
+
+    def mislabelled(self, english: bool) -> list[str]:
+        """The data-i18n labels (static and rendered) not in English, or still in English."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('[data-i18n]')]"
+            ".filter((e) => (e.textContent === e.dataset.en) !== arguments[0])"
+            ".map((e) => e.dataset.i18n);",
+            english,
+        )
+
+    def assert_console_clean(self, *expected: tuple[str, int]) -> None:
+        """No SEVERE console entry except failed loads of the (path, HTTP status) pairs expected."""
+        unexpected = []
+        for entry in self.driver.get_log("browser"):
+            if entry["level"] != "SEVERE":
+                continue
+            failed = FAILED_LOAD.match(entry["message"])
+            if (
+                entry.get("source") == "network"
+                and failed
+                and failed["url"].startswith(self.server.url)
+                and (failed["url"][len(self.server.url) :], int(failed["status"])) in expected
+            ):
+                continue
+            unexpected.append(entry)
+        assert not unexpected, f"browser console errors: {json.dumps(unexpected, indent=1)}"
+
+
+@pytest.fixture
+def ui(driver, private_server) -> UI:
+    return UI(driver, private_server)
+
+
+def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
+    ui.open()
+    ui.submit_login("not-the-password")
+    assert "wrong" in ui.error()
+    assert ui.find("#login-view").is_displayed() and not ui.find("#nav").is_displayed()
+
+    ui.login()
+    ui.hidden("#error")
+    ui.visible("#send-view")  # the default view
+    assert ui.find("#login-form [name=password]").get_attribute("value") == ""
+
+    ui.find("#admin-link").click()
+    ui.visible("#admin-view")
+    ui.wait(lambda d: ui.find("#admin-status").text.strip(), "the admin status shown")
+    status = json.loads(ui.find("#admin-status").text)
+    assert status["accepting"] is True and status["ready"] is True, status
+    assert {"dispatcher", "channel_pool"} <= set(status["components"]), status["components"]
+
+    ui.find("#logout").click()
+    ui.visible("#login-view")
+    ui.hidden("#nav")
+    ui.hidden("#admin-view")
+    assert ui.find("#who").text == "" and not ui.find("#logout").is_displayed()
+    assert ui.find("#admin-status").get_attribute("textContent") == ""  # nothing left behind
+    ui.driver.refresh()  # the session is really gone, not just hidden
+    ui.visible("#login-view")
+    ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/session", 401))
+
+
+def test_a_message_sent_from_the_ui_reaches_a_default_webhook_channel(ui, sink):
+    ui.open()
+    ui.login()
+
+    ui.go("channels")
+    ui.wait(lambda d: ui.driver.find_elements(By.CSS_SELECTOR, "#channel-types option"), "types")
+    Select(ui.find("#channel-types")).select_by_visible_text("webhook")
+    ui.fill("#channel-form", name="sink", config=json.dumps({"url": sink.url + "/hook"}))
+    ui.find("#channel-form [name=default]").click()
+    ui.submit("#channel-form")
+    row = '//tbody[@id="channels-body"]/tr[td[2]="sink"]'
+    ui.wait(EC.presence_of_element_located((By.XPATH, row)), "the new channel listed")
+    assert ui.driver.find_element(By.XPATH, row + "/td[3]").text == "webhook"
+    assert ui.driver.find_element(By.XPATH, row + "/td[4]").text == "✓"  # the default
+
+    ui.go("send")
+    choice = '#send-channels option[value="sink"]'
+    ui.wait(lambda d: ui.find(choice).is_selected(), "the default channel preselected")
+    ui.fill("#send-form", title="Hello from Chromium", body="sent through the web UI")
+    with sink.lock:  # the sink holds the webhook call, so the message cannot finish yet
+        ui.submit("#send-form")
+        ui.visible("#messages-view")
+        heading = ui.wait(
+            lambda d: re.match(r"#(\d+) Hello from Chromium$", ui.find("#message-detail h3").text),
+            "the sent message's detail",
+        )
+        message_id = heading[1]
+        status = f'//tbody[@id="messages-body"]/tr[td[1]="{message_id}"]/td[3]'
+        ui.refresh_until(status, "sending", DELIVERY_TIMEOUT)
+    ui.refresh_until(status, "delivered", DELIVERY_TIMEOUT)
+    ui.text("#message-detail > p", "delivered")  # Refresh updates the open detail as well
+    received = sink.wait_for(lambda reqs: reqs, timeout=5)
+    assert [r["body"]["title"] for r in received] == ["Hello from Chromium"]
+    assert received[0]["path"] == "/hook" and received[0]["body"]["id"] == int(message_id)
+
+    shown = ui.find("#message-detail h3")
+    ui.driver.find_element(By.XPATH, f'{status}/../td[5]/button[@data-show="{message_id}"]').click()
+    ui.wait(EC.staleness_of(shown), "the detail shown anew")
+
+    def timeline(d) -> list[str] | None:
+        if ui.find("#message-detail > p").text != "delivered":
+            return None
+        items = d.find_elements(By.CSS_SELECTOR, "#message-detail ol li")
+        return [li.text.split(" — ", 1)[1] for li in items]  # "<time> — <type> <detail>"
+
+    events = ui.wait(timeline, "the delivered message's timeline")
+    kinds = [event.split()[0] for event in events]
+    assert kinds[0] == "accepted" and kinds[-1] == "delivered" and "delivery_sent" in kinds, events
+    assert ui.find("#message-detail h3").text == f"#{message_id} Hello from Chromium"
+    assert "sink (webhook): sent" in ui.find("#message-detail ul").text
+
+    # The language toggle relabels everything, the rendered buttons too, and back.
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#messages"]', "消息")
+    assert ui.mislabelled(english=False) == []
+    assert ui.find(f'[data-show="{message_id}"]').text == "详情"
+    assert ui.find("#lang").text == "English"
+    assert ui.find("html").get_attribute("lang") == "zh-CN"
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#messages"]', "Messages")
+    assert ui.mislabelled(english=True) == []
+    assert ui.find(f'[data-retry="{message_id}"]').text == "Retry"
+    ui.assert_console_clean(("/api/v1/me", 401))
+
+
+def test_an_api_key_created_in_the_ui_is_shown_once_and_works_against_the_api(ui):
+    ui.open()
+    ui.login()
+    ui.go("keys")
+    ui.visible("#key-confirm")  # an admin's key carries the admin scope: X-Confirm
+
+    ui.fill("#key-form", name="from-the-ui")
+    ui.submit("#key-form")
+    assert "X-Confirm" in ui.error()
+    assert not ui.find("#new-key").is_displayed()
+
+    ui.fill("#key-form", name="from-the-ui", confirm=ADMIN_PASSWORD)
+    ui.submit("#key-form")
+    ui.visible("#new-key")
+    ui.hidden("#error")
+    key = ui.find("#new-key-value").text
+    assert key and key in ui.find("#new-key").text
+    assert ui.find("#key-form [name=confirm]").get_attribute("value") == ""  # not kept around
+    row = '//tbody[@id="keys-body"]/tr[td[2]="from-the-ui"]'
+    ui.wait(EC.presence_of_element_located((By.XPATH, row)), "the new key listed")
+    prefix = ui.driver.find_element(By.XPATH, row + "/td[3]").text
+    assert prefix and f"_{prefix}_" in key and key not in ui.find("#keys-body").text
+    assert "admin" in ui.driver.find_element(By.XPATH, row + "/td[4]").text
+
+    me = requests.get(
+        ui.server.url + "/api/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert me.status_code == 200 and me.json()["username"] == "admin", me.text
+    bad = requests.get(
+        ui.server.url + "/api/v1/me", headers={"Authorization": f"Bearer {key}x"}, timeout=10
+    )
+    assert bad.status_code == 401
+
+    ui.find("#logout").click()
+    ui.visible("#login-view")
+    assert ui.find("#new-key-value").get_attribute("textContent") == ""  # gone from the page
+    assert ui.find("#keys-body").get_attribute("textContent").strip() == ""
+    ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/keys", 403))

@@ -1,8 +1,9 @@
 """The web UI driven in a real headless Chromium through Selenium, against the real server.
 
 Log-in and log-out, a webhook channel, a message sent and delivered, its timeline, an API key
-that works against the API, the admin status and the language toggle. Every flow ends by
-checking the browser console: no SEVERE entry other than the HTTP errors the flow provoked.
+that works against the API, the admin panel (status, users, alerts, jobs, supervisor events,
+logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
+other than the HTTP errors the flow provoked.
 
 Needs Debian's chromium and chromium-driver; skips loudly without them unless
 MP_REQUIRE_BROWSER=1, which makes a missing browser a failure. Selenium Manager is never used:
@@ -129,8 +130,8 @@ class UI:
         self.driver.get(self.server.url + "/")
         self.visible("#login-view")
 
-    def submit_login(self, password: str) -> None:
-        self.fill("#login-form", username="admin", password=password)
+    def submit_login(self, password: str, username: str = "admin") -> None:
+        self.fill("#login-form", username=username, password=password)
         self.submit("#login-form")
 
     def login(self) -> None:
@@ -138,14 +139,16 @@ class UI:
         self.visible("#nav")
         self.text("#who", "admin")
 
-    def refresh_until(self, cell: str, wanted: str, timeout: float) -> None:
-        """Press the Messages view's Refresh button until the cell (an XPath) reads `wanted`."""
+    def refresh_until(
+        self, cell: str, wanted: str, timeout: float, button: str = "refresh-messages"
+    ) -> None:
+        """Press a view's Refresh button until the cell (an XPath) reads `wanted`."""
 
         def refreshed(d) -> bool:
             cells = d.find_elements(By.XPATH, cell)
             if cells and cells[0].text == wanted:
                 return True
-            d.find_element(By.ID, "refresh-messages").click()
+            d.find_element(By.ID, button).click()
             return False
 
         WebDriverWait(
@@ -154,6 +157,23 @@ class UI:
             poll_frequency=0.2,
             ignored_exceptions=(StaleElementReferenceException,),
         ).until(refreshed, f"{cell} reads {wanted!r} after Refresh (within {timeout:g}s)")
+
+    def click(self, css: str) -> None:
+        """Click, again if a reload replaced the element meanwhile."""
+        self.wait(lambda d: self.find(css).click() or True, f"{css} clicked")
+
+    def table(self, tbody: str) -> list[list[str]]:
+        """The cells' text of a table body, read at once (a reload cannot leave stale rows)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0] + ' tr')]"
+            ".map((tr) => [...tr.cells].map((td) => td.innerText.trim()));",
+            tbody,
+        )
+
+    def open_admin(self) -> None:
+        """The Admin view, fully loaded: its log lines come last."""
+        self.go("admin")
+        self.wait(lambda d: self.find("#admin-logs").text, "the admin panel loaded")
 
     def error(self) -> str:
         return self.visible("#error").text
@@ -203,8 +223,11 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
 
     ui.find("#admin-link").click()
     ui.visible("#admin-view")
-    ui.wait(lambda d: ui.find("#admin-status").text.strip(), "the admin status shown")
-    status = json.loads(ui.find("#admin-status").text)
+    raw = ui.wait(
+        lambda d: ui.find("#admin-status").get_attribute("textContent").strip(),
+        "the raw admin status loaded",
+    )
+    status = json.loads(raw)
     assert status["accepting"] is True and status["ready"] is True, status
     assert {"dispatcher", "channel_pool"} <= set(status["components"]), status["components"]
 
@@ -213,7 +236,8 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
     ui.hidden("#nav")
     ui.hidden("#admin-view")
     assert ui.find("#who").text == "" and not ui.find("#logout").is_displayed()
-    assert ui.find("#admin-status").get_attribute("textContent") == ""  # nothing left behind
+    for left in ("#admin-status", "#admin-summary", "#admin-components", "#admin-users"):
+        assert ui.find(left).get_attribute("textContent").strip() == "", left  # nothing left behind
     ui.driver.refresh()  # the session is really gone, not just hidden
     ui.visible("#login-view")
     ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/session", 401))
@@ -322,3 +346,149 @@ def test_an_api_key_created_in_the_ui_is_shown_once_and_works_against_the_api(ui
     assert ui.find("#new-key-value").get_attribute("textContent") == ""  # gone from the page
     assert ui.find("#keys-body").get_attribute("textContent").strip() == ""
     ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/keys", 403))
+
+
+def login_status(server: ServerProcess, username: str, password: str) -> int:
+    answer = requests.post(
+        server.url + "/api/v1/session",
+        json={"username": username, "password": password},
+        timeout=10,
+    )
+    return answer.status_code
+
+
+def test_the_admin_panel_shows_the_status_and_creates_confirms_and_disables_users(ui):
+    ui.open()
+    ui.login()
+    ui.open_admin()
+    raw = json.loads(ui.find("#admin-status").get_attribute("textContent"))
+    components = {row[0]: row[1:] for row in ui.table("#admin-components")}
+    assert sorted(components) == sorted(raw["components"]), components
+    for name in ("dispatcher", "channel_pool", "ingest"):  # state, restarts, answers pings
+        assert components[name][:3] == ["running", "0", "yes"], (name, components[name])
+    assert re.fullmatch(r"\d+/\d+", components["channel_pool"][3]), components  # busy/workers
+    summary = ui.find("#admin-summary").text
+    assert "Accepting: yes" in summary and "Ready: yes" in summary, summary
+    assert ui.find("#admin-queues").text  # depths, or "none" when every queue is empty
+    assert not ui.find("#admin-status").is_displayed()  # the raw JSON only on demand
+
+    # An admin account needs the caller's password as X-Confirm: without it, the API refuses.
+    user = '//tbody[@id="admin-users"]/tr[td[2]="carol"]'
+    ui.fill("#user-form", username="carol", password="carol-pass-Test-1")
+    Select(ui.find("#user-form [name=role]")).select_by_value("admin")
+    ui.submit("#user-form")
+    assert "X-Confirm" in ui.error()
+    assert not ui.driver.find_elements(By.XPATH, user)
+    ui.fill("#admin-confirm-form", confirm=ADMIN_PASSWORD)
+    ui.submit("#user-form")  # the form kept what was typed
+    ui.wait(EC.presence_of_element_located((By.XPATH, user)), "the new user listed")
+    ui.hidden("#error")
+    assert ui.find("#admin-confirm").get_attribute("value") == ""  # not kept around
+    assert ui.find("#user-form [name=username]").get_attribute("value") == ""
+    assert ui.driver.find_element(By.XPATH, user + "/td[3]").text == "admin"
+    assert ui.driver.find_element(By.XPATH, user + "/td[4]").text == "enabled"
+    user_id = ui.driver.find_element(By.XPATH, user + "/td[1]").text
+    assert login_status(ui.server, "carol", "carol-pass-Test-1") == 200
+
+    # A role change is sensitive too; disabling is not.
+    ui.find(f'[data-make-user="{user_id}"]').click()
+    assert "X-Confirm" in ui.error()
+    ui.fill("#admin-confirm-form", confirm=ADMIN_PASSWORD)
+    ui.find(f'[data-make-user="{user_id}"]').click()
+    ui.wait(lambda d: d.find_element(By.XPATH, user + "/td[3]").text == "user", "carol made a user")
+    assert ui.find("#admin-confirm").get_attribute("value") == ""
+    ui.find(f'[data-disable="{user_id}"]').click()
+    ui.wait(
+        lambda d: d.find_element(By.XPATH, user + "/td[4]").text == "disabled", "carol disabled"
+    )
+    ui.hidden("#error")
+    assert ui.find(f'[data-enable="{user_id}"]').text == "Enable"
+    assert login_status(ui.server, "carol", "carol-pass-Test-1") == 401
+
+    # A plain user needs no confirmation; logged in, they get no admin link, and #admin sends
+    # them to Send without a single admin call (a fresh page: its resource timings are theirs).
+    ui.fill("#user-form", username="dave", password="dave-pass-Test-1")
+    ui.submit("#user-form")
+    ui.wait(
+        EC.presence_of_element_located((By.XPATH, '//tbody[@id="admin-users"]/tr[td[2]="dave"]')),
+        "dave listed",
+    )
+    ui.find("#logout").click()
+    ui.visible("#login-view")
+    ui.driver.refresh()  # still at #admin
+    ui.visible("#login-view")
+    ui.submit_login("dave-pass-Test-1", username="dave")
+    ui.text("#who", "dave")
+    ui.visible("#send-view")
+    assert not ui.find("#admin-link").is_displayed() and not ui.find("#admin-view").is_displayed()
+    called = ui.driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname);"
+    )
+    assert "/api/v1/me" in called, called
+    assert not [c for c in called if c.startswith(("/api/v1/admin", "/api/v1/users"))], called
+    ui.assert_console_clean(
+        ("/api/v1/me", 401), ("/api/v1/users", 403), (f"/api/v1/users/{user_id}", 403)
+    )
+
+
+@pytest.fixture
+def alerting_ui(driver, server_factory) -> UI:
+    """A server whose monitor finds the disk too small every 0.2 s: a disk_low alert fires."""
+    return UI(
+        driver,
+        server_factory(
+            {"MP_MONITOR__INTERVAL": "0.2", "MP_MONITOR__ALERTS__DISK_FREE_MIN_MB": "1e12"}
+        ),
+    )
+
+
+def test_the_admin_panel_acks_an_alert_runs_a_job_and_shows_events_and_logs(alerting_ui):
+    ui = alerting_ui
+    ui.open()
+    ui.login()
+    ui.open_admin()
+
+    # Alerts: the monitor's disk_low alert, acknowledged from the panel.
+    alert = '//tbody[@id="admin-alerts"]/tr[starts-with(td[4], "disk_low")]'
+    ui.refresh_until(alert + "/td[3]", "firing", UI_TIMEOUT, button="refresh-admin")
+    alert_id = ui.driver.find_element(By.XPATH, alert + "/td[1]").text
+    ui.click(f'[data-ack="{alert_id}"]')
+    ui.wait(lambda d: d.find_element(By.XPATH, alert + "/td[8]").text == "admin", "acknowledged")
+
+    # Jobs: every job with its schedule; "Run now" lists a new run at once, which finishes ok.
+    jobs = {row[0]: row for row in ui.table("#admin-jobs")}
+    assert sorted(jobs) == ["backup", "daily_report", "db_maintenance", "retention_purge"], jobs
+    for row in jobs.values():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row[2]), row  # next run
+    before = re.findall(r"#(\d+) ", jobs["retention_purge"][3])
+    ui.click('[data-run-job="retention_purge"]')
+
+    def new_run(d) -> str | None:
+        row = next(r for r in ui.table("#admin-jobs") if r[0] == "retention_purge")
+        return next((i for i in re.findall(r"#(\d+) ", row[3]) if i not in before), None)
+
+    run_id = ui.wait(new_run, "the new run listed")  # the POST queued it: no Refresh needed
+    runs = '//tbody[@id="admin-jobs"]/tr[td[1]="retention_purge"]/td[4]//li'
+    run = f'{runs}[starts-with(., "#{run_id} ")]'
+    ui.refresh_until(run + "/span", "ok", UI_TIMEOUT, button="refresh-admin")
+    ui.hidden("#error")
+
+    # Supervisor events and log lines, newest first.
+    rows = ui.table("#admin-events")
+    assert 1 <= len(rows) <= 50, rows
+    assert {("dispatcher", "start"), ("channel_pool", "start")} <= {(r[1], r[2]) for r in rows}
+    assert len(rows) > 1 and rows[0][0] >= rows[-1][0], rows
+    log = ui.find("#admin-logs").text
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\dT[\d:.]+Z) [A-Z]+ ", log, re.MULTILINE)
+    assert 1 < len(stamps) <= 50 and stamps[0] >= stamps[-1], log
+    assert "messagepusher: listening on http://" in log, log
+
+    # Every label of the panel, the rendered ones too, has its Chinese text.
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "管理")
+    assert ui.mislabelled(english=False) == []
+    assert ui.find('[data-run-job="backup"]').text == "立即运行"
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "Admin")
+    assert ui.mislabelled(english=True) == []
+    ui.assert_console_clean(("/api/v1/me", 401))

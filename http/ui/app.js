@@ -13,6 +13,15 @@ const TEXT = {
     scopes: "权限", last_used: "最近使用", test: "测试", delete: "删除", retry: "重试", cancel: "取消",
     details: "详情", sent: "已发送", key_once: "新密钥（只显示这一次）：", refresh: "刷新",
     confirm_password: "你的密码（带 admin 权限的密钥需要）",
+    admin_confirm: "你的密码（用于敏感操作）", accepting: "接收新消息", ready: "就绪", scheduler: "调度器",
+    node: "节点", uptime: "运行时长 (秒)", config_version: "配置版本", yes: "是", no: "否", component: "组件",
+    state: "状态", restarts: "重启次数", pings: "响应心跳", pool: "线程池 (忙/总数)", last_error: "最近错误",
+    queue: "队列", count: "数量", oldest: "最久等待 (秒)", raw_json: "原始 JSON", users: "用户", role: "角色",
+    role_user: "普通用户", role_admin: "管理员", enabled: "已启用", disabled: "已停用", enable: "启用",
+    disable: "停用", make_admin: "设为管理员", make_user: "设为普通用户", create_user: "创建用户", alerts: "告警",
+    severity: "级别", rule: "规则", message: "说明", last_seen: "最近出现", acked_by: "确认人", ack: "确认",
+    jobs: "定时任务", schedule: "计划", next_run: "下次运行", last_runs: "最近运行", run_now: "立即运行",
+    off: "已关闭", events: "监督事件", time: "时间", event: "事件", detail: "详情", logs: "最近日志",
   },
 };
 const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null };
@@ -26,6 +35,11 @@ function esc(value) {
 function button(action, id, key, en) {
   return `<button type="button" data-${action}="${esc(id)}" data-i18n="${key}" data-en="${en}">${esc(t(key, en))}</button>`;
 }
+
+// A rendered piece of text that translate() relabels, like button().
+function label(key, en) { return `<span data-i18n="${esc(key)}" data-en="${esc(en)}">${esc(t(key, en))}</span>`; }
+function yesNo(value) { return value ? label("yes", "yes") : label("no", "no"); }
+function rowsOr(rows, columns) { return rows.join("") || `<tr><td colspan="${columns}">${label("none", "none")}</td></tr>`; }
 
 // An error api() has already put on screen (in #error, or by showing the log-in view).
 class ShownError extends Error {}
@@ -72,9 +86,11 @@ function showLogin() {
   state.user = null; state.cursor = null;
   $("nav").hidden = true; $("logout").hidden = true; $("who").textContent = "";
   $("new-key").hidden = true; $("new-key-value").textContent = "";
-  ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail"].forEach((id) => { $(id).innerHTML = ""; });
+  ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail", "admin-summary", "admin-components",
+    "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-events"].forEach((id) => { $(id).innerHTML = ""; });
   delete $("message-detail").dataset.id;
-  $("admin-status").textContent = "";
+  $("admin-status").textContent = ""; $("admin-logs").textContent = "";
+  $("admin-confirm-form").reset(); $("user-form").reset();
   show("login");
 }
 
@@ -87,7 +103,7 @@ async function route() {
   if (view === "messages") await loadMessages(true);
   if (view === "channels") await loadChannels();
   if (view === "keys") await loadKeys();
-  if (view === "admin") $("admin-status").textContent = JSON.stringify(await api("GET", "/api/v1/admin/status"), null, 2);
+  if (view === "admin") await loadAdmin();
 }
 
 async function start() {
@@ -157,6 +173,75 @@ async function loadKeys() {
     <td>${button("delete-key", k.id, "delete", "Delete")}</td></tr>`).join("");
 }
 
+// One after another: api() hides #error on success, so a parallel load could hide another's error.
+async function loadAdmin() {
+  for (const load of [loadStatus, loadUsers, loadAlerts, loadJobs, loadEvents, loadLogs]) await load();
+}
+
+// The Admin view's one password field: sent as X-Confirm only by the calls that need it, then cleared.
+function confirmation() {
+  const secret = $("admin-confirm").value;
+  $("admin-confirm").value = "";
+  return secret ? { "X-Confirm": secret } : {};
+}
+
+async function loadStatus() {
+  const s = await api("GET", "/api/v1/admin/status");
+  const fact = (key, en, value) => `<span>${label(key, en)}: <b>${value}</b></span>`;
+  $("admin-summary").innerHTML = [fact("accepting", "Accepting", yesNo(s.accepting)), fact("ready", "Ready", yesNo(s.ready)),
+    fact("scheduler", "Scheduler", yesNo(s.scheduler_running)), fact("node", "Node", esc(s.node)),
+    fact("uptime", "Uptime (s)", esc(s.uptime_seconds)), fact("config_version", "Config version", esc(s.config_version)),
+  ].join(" · ") + Object.entries(s.failing).map(([part, why]) => `<br><span class="status-failed">${esc(part)}: ${esc(why)}</span>`).join("");
+  $("admin-components").innerHTML = rowsOr(Object.entries(s.components).map(([name, c]) => `<tr><td>${esc(name)}</td>
+    <td class="status-${esc(c.state)}">${esc(c.state)}</td><td>${c.restarts}</td><td>${yesNo(c.answering_pings)}</td>
+    <td>${c.pool ? `${c.pool.in_flight}/${c.pool.workers}` : ""}</td><td>${esc(c.last_error || "")}</td></tr>`), 6);
+  $("admin-queues").innerHTML = rowsOr(s.mailbox.map((q) => `<tr><td>${esc(q.recipient)}</td><td>${esc(q.state)}</td>
+    <td>${q.count}</td><td>${q.oldest_ready_age_seconds}</td></tr>`), 4);
+  $("admin-status").textContent = JSON.stringify(s, null, 2);
+}
+
+async function loadUsers() {
+  const users = await api("GET", "/api/v1/users?limit=200");
+  $("admin-users").innerHTML = users.items.map((u) => `<tr><td>${u.id}</td><td>${esc(u.username)}</td>
+    <td>${label(`role_${u.role}`, u.role)}</td><td>${u.disabled ? label("disabled", "disabled") : label("enabled", "enabled")}</td>
+    <td>${esc(u.created_at)}</td><td>${u.disabled ? button("enable", u.id, "enable", "Enable") : button("disable", u.id, "disable", "Disable")}
+    ${u.role === "admin" ? button("make-user", u.id, "make_user", "Make user") : button("make-admin", u.id, "make_admin", "Make admin")}</td></tr>`).join("");
+}
+
+async function patchUser(id, change, headers) {
+  await api("PATCH", `/api/v1/users/${id}`, change, headers);
+  await loadUsers();
+}
+
+async function loadAlerts() {
+  const alerts = await api("GET", "/api/v1/admin/alerts?limit=50");
+  $("admin-alerts").innerHTML = rowsOr(alerts.items.map((a) => `<tr><td>${a.id}</td><td>${esc(a.severity)}</td>
+    <td class="status-${esc(a.state)}">${esc(a.state)}</td><td>${esc(a.rule)} (${esc(a.key)})</td><td>${esc(a.message)}</td>
+    <td>${a.count}</td><td>${esc(a.last_at)}</td><td>${a.acknowledged_by ? esc(a.acknowledged_by) : button("ack", a.id, "ack", "Ack")}</td></tr>`), 8);
+}
+
+async function loadJobs() {
+  const jobs = await api("GET", "/api/v1/admin/jobs");
+  const run = (r) => `<li>#${r.id} <span class="status-${esc(r.outcome)}">${esc(r.outcome)}</span> ${esc(r.started_at)}
+    ${r.duration_seconds === null ? "" : `(${r.duration_seconds} s)`} ${esc(r.error || "")}</li>`;
+  $("admin-jobs").innerHTML = jobs.items.map((j) => `<tr><td>${esc(j.name)}</td>
+    <td>${esc(j.schedule ? j.schedule.cron || j.schedule.every : "")} ${j.schedule && j.schedule.enabled ? "" : label("off", "off")}</td>
+    <td>${esc(j.next_run_at || "")}</td><td><ul>${j.last_runs.slice(0, 3).map(run).join("")}</ul></td>
+    <td>${button("run-job", j.name, "run_now", "Run now")}</td></tr>`).join("");
+}
+
+async function loadEvents() {
+  const events = await api("GET", "/api/v1/admin/supervisor/events?limit=50");
+  $("admin-events").innerHTML = rowsOr(events.items.map((e) => `<tr><td>${esc(e.at)}</td><td>${esc(e.actor)}</td>
+    <td>${esc(e.event)}</td><td>${esc(e.detail)}</td></tr>`), 4);
+}
+
+// The log API answers oldest first; the panel shows the newest first.
+async function loadLogs() {
+  const logs = await api("GET", "/api/v1/admin/logs?limit=50");
+  $("admin-logs").textContent = logs.items.reverse().map((r) => `${r.at} ${r.level} ${r.logger}: ${r.message}`).join("\n");
+}
+
 on(document, "click", async (event) => {
   const el = event.target;
   if (!(el instanceof HTMLElement)) return;
@@ -166,6 +251,12 @@ on(document, "click", async (event) => {
   if (el.dataset.test) { const r = await api("POST", `/api/v1/channels/${el.dataset.test}/test`); alert(`${r.status} ${r.detail || ""}`); }
   if (el.dataset.deleteChannel) { await api("DELETE", `/api/v1/channels/${el.dataset.deleteChannel}`); await loadChannels(); }
   if (el.dataset.deleteKey) { await api("DELETE", `/api/v1/keys/${el.dataset.deleteKey}`); await loadKeys(); }
+  if (el.dataset.disable) await patchUser(el.dataset.disable, { disabled: true });
+  if (el.dataset.enable) await patchUser(el.dataset.enable, { disabled: false });
+  if (el.dataset.makeAdmin) await patchUser(el.dataset.makeAdmin, { role: "admin" }, confirmation());
+  if (el.dataset.makeUser) await patchUser(el.dataset.makeUser, { role: "user" }, confirmation());
+  if (el.dataset.ack) { await api("POST", `/api/v1/admin/alerts/${el.dataset.ack}/ack`); await loadAlerts(); }
+  if (el.dataset.runJob) { await api("POST", `/api/v1/admin/jobs/${el.dataset.runJob}/run`); await loadJobs(); }
 });
 
 on($("more-messages"), "click", () => loadMessages(false));
@@ -173,6 +264,7 @@ on($("refresh-messages"), "click", async () => {
   await loadMessages(true);
   if ($("message-detail").dataset.id) await showMessage($("message-detail").dataset.id);
 });
+on($("refresh-admin"), "click", loadAdmin);
 on($("lang"), "click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
 on($("logout"), "click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
 on(window, "hashchange", route);
@@ -199,6 +291,16 @@ on($("send-form"), "submit", async (event) => {
   const accepted = await api("POST", "/api/v1/messages", body);
   location.hash = "#messages";
   await showMessage(accepted.id);
+});
+
+on($("admin-confirm-form"), "submit", (event) => event.preventDefault());
+on($("user-form"), "submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { username: form.get("username"), password: form.get("password"), role: form.get("role") };
+  await api("POST", "/api/v1/users", body, body.role === "admin" ? confirmation() : {});  // an admin account is sensitive
+  event.target.reset();
+  await loadUsers();
 });
 
 on($("channel-form"), "submit", async (event) => {

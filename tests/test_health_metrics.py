@@ -94,6 +94,7 @@ def test_admin_status_shows_every_component_and_the_logs_can_be_read_back(server
         "monitor",
     }
     assert status["components"]["channel_pool"]["pool"]["max_workers"] == 16
+    assert status["components"]["ingest"]["started_at"].endswith("Z")  # RFC 3339 like every time
     assert status["resources"]["rss_bytes"] > 0 and status["resources"]["disk_free_bytes"] > 0
 
     since = time.time() - 3600

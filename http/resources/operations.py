@@ -76,6 +76,7 @@ class Status(Resource):
                     pool = None
                 component["pool"] = pool
             component["answering_pings"] = name not in runtime.unresponsive
+            component["started_at"] = to_rfc3339(component.get("started_at"))
         ready, failing = readiness(runtime)
         resp.media = {
             "node": runtime.node_id,

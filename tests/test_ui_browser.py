@@ -257,6 +257,8 @@ def test_a_message_sent_from_the_ui_reaches_a_default_webhook_channel(ui, sink):
     ui.wait(EC.presence_of_element_located((By.XPATH, row)), "the new channel listed")
     assert ui.driver.find_element(By.XPATH, row + "/td[3]").text == "webhook"
     assert ui.driver.find_element(By.XPATH, row + "/td[4]").text == "✓"  # the default
+    assert ui.find("#channel-form [name=name]").get_attribute("value") == ""  # ready for the next
+    assert Select(ui.find("#channel-types")).first_selected_option.text == "webhook"
 
     ui.go("send")
     choice = '#send-channels option[value="sink"]'

@@ -157,13 +157,20 @@ async function showMessage(id) {
     <ul>${deliveries}</ul><ol>${events}</ol>`;
 }
 
+// The channel types come from the API's own schema, read once per page load.
+async function loadChannelTypes() {
+  if ($("channel-types").options.length) return;
+  const schema = await api("GET", "/openapi.json");
+  const types = Object.keys(schema.components.schemas).filter((n) => n.startsWith("ChannelConfig_")).map((n) => n.slice(14));
+  $("channel-types").innerHTML = [...types, "group"].map((n) => `<option>${esc(n)}</option>`).join("");
+}
+
 async function loadChannels() {
-  const [channels, schema] = await Promise.all([api("GET", "/api/v1/channels?limit=200"), api("GET", "/openapi.json")]);
+  const channels = await api("GET", "/api/v1/channels?limit=200");
   $("channels-body").innerHTML = channels.items.map((c) => `<tr><td>${c.id}</td><td>${esc(c.name)}</td><td>${esc(c.type)}</td>
     <td>${c.default ? "✓" : ""}</td><td>${button("test", c.id, "test", "Test")}
     ${button("delete-channel", c.id, "delete", "Delete")}</td></tr>`).join("");
-  const types = Object.keys(schema.components.schemas).filter((n) => n.startsWith("ChannelConfig_")).map((n) => n.slice(14));
-  $("channel-types").innerHTML = [...types, "group"].map((n) => `<option>${esc(n)}</option>`).join("");
+  await loadChannelTypes();
 }
 
 async function loadKeys() {
@@ -309,6 +316,9 @@ on($("channel-form"), "submit", async (event) => {
   let config;
   try { config = JSON.parse(form.get("config") || "{}"); } catch (err) { return showError(`config: ${err.message}`); }
   await api("POST", "/api/v1/channels", { name: form.get("name"), type: form.get("type"), config, default: form.get("default") === "on" });
+  const type = form.get("type");
+  event.target.reset();
+  $("channel-types").value = type;  // the next channel is often of the same type
   await loadChannels();
 });
 

@@ -142,7 +142,10 @@ def test_stop_waits_for_a_fire_in_progress_so_its_lock_is_handed_back(db):
     )
     jobs = JobScheduler(runtime, now=clock)
     jobs.scheduler.start()
-    jobs.scheduler.add_job(jobs.fire, args=("retention_purge",))  # runs at once, in a worker
+    # Due at once, in a worker; an interval job (unlike a one-off) is not removed after it runs.
+    jobs.scheduler.add_job(
+        jobs.fire, "interval", hours=1, next_run_time=datetime.now(UTC), args=("retention_purge",)
+    )
     assert in_fire.wait(10)
     stopper = threading.Thread(target=jobs.stop)
     stopper.start()

@@ -373,6 +373,8 @@ def test_the_admin_panel_shows_the_status_and_creates_confirms_and_disables_user
     assert "Accepting: yes" in summary and "Ready: yes" in summary, summary
     assert ui.find("#admin-queues").text  # depths, or "none" when every queue is empty
     assert not ui.find("#admin-status").is_displayed()  # the raw JSON only on demand
+    own = '//tbody[@id="admin-users"]/tr[td[2]="admin"]/td[6]'
+    assert ui.driver.find_element(By.XPATH, own).text == ""  # no way to lock oneself out
 
     # An admin account needs the caller's password as X-Confirm: without it, the API refuses.
     user = '//tbody[@id="admin-users"]/tr[td[2]="carol"]'

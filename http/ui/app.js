@@ -46,8 +46,13 @@ class ShownError extends Error {}
 function report(err) { if (!(err instanceof ShownError)) showError(String(err && err.message || err)); }
 // Adds an async listener: the handler starts at once (so preventDefault() still works), and a
 // failure is reported on the page instead of escaping to the console as an unhandled rejection.
+// A new action (a submit, a button, a view change) clears the last action's error first; a
+// click elsewhere, or a load finishing in the background, leaves it on screen.
 function on(target, type, handler) {
-  target.addEventListener(type, async (event) => { try { await handler(event); } catch (err) { report(err); } });
+  target.addEventListener(type, async (event) => {
+    if (type !== "click" || (event.target instanceof Element && event.target.closest("button"))) $("error").hidden = true;
+    try { await handler(event); } catch (err) { report(err); }
+  });
 }
 
 function translate() {
@@ -71,7 +76,6 @@ async function api(method, path, body, extraHeaders) {
     showError(message);
     throw new ShownError(message);
   }
-  $("error").hidden = true;
   return data;
 }
 
@@ -180,7 +184,7 @@ async function loadKeys() {
     <td>${button("delete-key", k.id, "delete", "Delete")}</td></tr>`).join("");
 }
 
-// One after another: api() hides #error on success, so a parallel load could hide another's error.
+// Top to bottom, one after another: the first section that fails stops the rest, its error shown.
 async function loadAdmin() {
   for (const load of [loadStatus, loadUsers, loadAlerts, loadJobs, loadEvents, loadLogs]) await load();
 }
@@ -211,8 +215,13 @@ async function loadUsers() {
   const users = await api("GET", "/api/v1/users?limit=200");
   $("admin-users").innerHTML = users.items.map((u) => `<tr><td>${u.id}</td><td>${esc(u.username)}</td>
     <td>${label(`role_${u.role}`, u.role)}</td><td>${u.disabled ? label("disabled", "disabled") : label("enabled", "enabled")}</td>
-    <td>${esc(u.created_at)}</td><td>${u.disabled ? button("enable", u.id, "enable", "Enable") : button("disable", u.id, "disable", "Disable")}
-    ${u.role === "admin" ? button("make-user", u.id, "make_user", "Make user") : button("make-admin", u.id, "make_admin", "Make admin")}</td></tr>`).join("");
+    <td>${esc(u.created_at)}</td><td>${u.id === state.user.id ? "" : userActions(u)}</td></tr>`).join("");
+}
+
+// No buttons on one's own row: an admin who disabled or demoted themselves would be locked out.
+function userActions(u) {
+  return `${u.disabled ? button("enable", u.id, "enable", "Enable") : button("disable", u.id, "disable", "Disable")}
+    ${u.role === "admin" ? button("make-user", u.id, "make_user", "Make user") : button("make-admin", u.id, "make_admin", "Make admin")}`;
 }
 
 async function patchUser(id, change, headers) {

@@ -1,8 +1,8 @@
 """The web UI driven in a real headless Chromium through Selenium, against the real server.
 
 Log-in and log-out, a webhook channel, a message sent and delivered, its timeline, an API key
-that works against the API, the admin panel (status, users, alerts, jobs, supervisor events,
-logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
+that works against the API, the admin panel (status, users, alerts, jobs, backups and a restore,
+supervisor events, the audit log, logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
 other than the HTTP errors the flow provoked.
 
 Needs Debian's chromium and chromium-driver; skips loudly without them unless
@@ -496,3 +496,112 @@ def test_the_admin_panel_acks_an_alert_runs_a_job_and_shows_events_and_logs(aler
     ui.text('#nav a[href="#admin"]', "Admin")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(("/api/v1/me", 401))
+
+
+RESTORE_TIMEOUT = 30.0  # the actors stop (up to shutdown_grace_seconds), the copy, the restart
+
+
+def test_the_admin_panel_takes_a_backup_restores_it_and_shows_the_audit_log(ui):
+    api = ui.server.client(ui.server.create_key())  # before the backup, so the restore keeps it
+    ui.open()
+    ui.login()  # the session, too, must predate the backup to survive the restore
+    ui.open_admin()
+    assert ui.table("#admin-backups") == [["none"]]
+
+    # Back up now: the answer is shown, and the backup listed with its size and time.
+    ui.click("#backup-now")
+    result = ui.wait(
+        lambda d: re.fullmatch(
+            r"Backup taken: (messagepusher-\S+\.db) \(\d+\)", ui.find("#backup-result").text
+        ),
+        "the new backup shown",
+    )
+    name = result[1]
+    ui.wait(lambda d: [r[0] for r in ui.table("#admin-backups")] == [name], "the backup listed")
+    row = ui.table("#admin-backups")[0]
+    assert (
+        int(row[1]) > 0
+        and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", row[2])
+        and row[3] == "Restore"
+    ), row
+    ui.hidden("#error")
+
+    # Work done after the backup: a channel, and a message through it.
+    made = api.post(
+        "/api/v1/channels",
+        json={"name": "after-backup", "type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}},
+    )
+    assert made.status_code == 201, made.text
+    sent = api.post(
+        "/api/v1/messages", json={"title": "after the backup", "channels": ["after-backup"]}
+    )
+    assert sent.status_code == 202, sent.text
+
+    # Restore is sensitive: without the password the API refuses, and nothing changes.
+    restore = f'[data-restore="{name}"]'
+    ui.click(restore)
+    assert "X-Confirm" in ui.error()
+    channels = [c["name"] for c in api.get("/api/v1/channels").json()["items"]]
+    assert channels == ["after-backup"], channels
+
+    # The audit log (newest first) shows the backup and the refused restore, and filters by action.
+    restore_action = "POST /api/v1/admin/backups/{name}/restore"
+
+    def audited(action: str, target: str, outcome: str) -> None:
+        """Refresh until the newest audit row of admin's action on target has that outcome."""
+        row = f'tr[td[2]="admin" and td[3]="{action}" and td[4]="{target}"]'
+        # The audit rows are written in batches, off the request: Refresh until they are.
+        cell = f'//tbody[@id="admin-audit"]/{row}/td[5]'
+        ui.refresh_until(cell, outcome, UI_TIMEOUT, button="refresh-admin")
+
+    audited(restore_action, name, "denied (403 confirmation_required)")
+    audited("POST /api/v1/admin/backups", "", "ok (201)")
+    rows = ui.table("#admin-audit")
+    assert 1 < len(rows) <= 50 and rows[0][0] >= rows[-1][0], rows
+    ui.fill("#audit-form", action=restore_action)
+    ui.submit("#audit-form")
+    ui.wait(
+        lambda d: {r[2] for r in ui.table("#admin-audit")} == {restore_action},
+        "the audit log filtered by action",
+    )
+    ui.fill("#audit-form", action="", user="nobody")
+    ui.submit("#audit-form")
+    ui.wait(lambda d: ui.table("#admin-audit") == [["none"]], "no entries for an unknown user")
+    ui.find("#audit-form [name=user]").clear()
+
+    # With the password: the answer is shown, the panel reloaded, and the work since the backup gone.
+    ui.fill("#admin-confirm-form", confirm=ADMIN_PASSWORD)
+    ui.click(restore)
+    ui.wait(
+        lambda d: re.fullmatch(
+            rf"Restored from backup: {re.escape(name)} \([\d.]+ s\)", ui.find("#backup-result").text
+        ),
+        "the restore's answer shown",
+        RESTORE_TIMEOUT,
+    )
+    ui.wait(
+        lambda d: f"database restored from backup {name}" in ui.find("#admin-logs").text,
+        "the panel reloaded after the restore",
+    )
+    ui.hidden("#error")
+    assert ui.find("#admin-confirm").get_attribute("value") == ""  # not kept around
+    assert [r[0] for r in ui.table("#admin-backups")] == [name]  # the files are not in the database
+
+    def healthy(d) -> bool:
+        return requests.get(ui.server.url + "/readyz", timeout=5).status_code == 200
+
+    ui.wait(healthy, "the service ready again", RESTORE_TIMEOUT)
+    assert api.get("/api/v1/channels").json()["items"] == []
+    assert api.get(f"/api/v1/messages/{sent.json()['id']}").status_code == 404
+    assert api.get("/api/v1/me").json()["username"] == "admin"  # the key predates the backup
+    audited(restore_action, name, "ok (200)")
+
+    # Every new label has its Chinese text.
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "管理")
+    assert ui.mislabelled(english=False) == []
+    assert ui.find(restore).text == "恢复" and ui.find("#backup-now").text == "立即备份"
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "Admin")
+    assert ui.mislabelled(english=True) == []
+    ui.assert_console_clean(("/api/v1/me", 401), (f"/api/v1/admin/backups/{name}/restore", 403))

@@ -22,9 +22,12 @@ const TEXT = {
     severity: "级别", rule: "规则", message: "说明", last_seen: "最近出现", acked_by: "确认人", ack: "确认",
     jobs: "定时任务", schedule: "计划", next_run: "下次运行", last_runs: "最近运行", run_now: "立即运行",
     off: "已关闭", events: "监督事件", time: "时间", event: "事件", detail: "详情", logs: "最近日志",
+    backups: "备份", backup_now: "立即备份", size: "大小 (字节)", restore: "恢复", backup_taken: "已备份：",
+    rotated_out: "轮换删除：", restored: "已从备份恢复：", audit: "审计日志", user: "用户", action: "操作",
+    target: "对象", outcome: "结果", filter: "筛选",
   },
 };
-const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null };
+const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null, auditAsked: 0 };
 
 function t(key, fallback) { return (TEXT[state.lang] || {})[key] || fallback || key; }
 function $(id) { return document.getElementById(id); }
@@ -91,10 +94,12 @@ function showLogin() {
   $("nav").hidden = true; $("logout").hidden = true; $("who").textContent = "";
   $("new-key").hidden = true; $("new-key-value").textContent = "";
   ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail", "admin-summary", "admin-components",
-    "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-events"].forEach((id) => { $(id).innerHTML = ""; });
+    "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-backups", "admin-events", "admin-audit", "audit-actions",
+    "backup-result"].forEach((id) => { $(id).innerHTML = ""; });
   delete $("message-detail").dataset.id;
   $("admin-status").textContent = ""; $("admin-logs").textContent = "";
-  $("admin-confirm-form").reset(); $("user-form").reset();
+  $("backup-result").hidden = true;
+  $("admin-confirm-form").reset(); $("user-form").reset(); $("audit-form").reset();
   show("login");
 }
 
@@ -186,7 +191,7 @@ async function loadKeys() {
 
 // Top to bottom, one after another: the first section that fails stops the rest, its error shown.
 async function loadAdmin() {
-  for (const load of [loadStatus, loadUsers, loadAlerts, loadJobs, loadEvents, loadLogs]) await load();
+  for (const load of [loadStatus, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) await load();
 }
 
 // The Admin view's one password field: sent as X-Confirm only by the calls that need it, then cleared.
@@ -252,6 +257,53 @@ async function loadEvents() {
     <td>${esc(e.event)}</td><td>${esc(e.detail)}</td></tr>`), 4);
 }
 
+// The backups API answers newest first, synchronously (201 once the copy is checked).
+async function loadBackups() {
+  const backups = await api("GET", "/api/v1/admin/backups");
+  $("admin-backups").innerHTML = rowsOr(backups.items.map((b) => `<tr><td>${esc(b.name)}</td><td>${b.bytes}</td>
+    <td>${esc(b.created_at)}</td><td>${button("restore", b.name, "restore", "Restore")}</td></tr>`), 4);
+}
+
+function showBackupResult(html) { $("backup-result").innerHTML = html; $("backup-result").hidden = false; }
+
+// A button that stays disabled while its call runs, so a second click cannot start it twice.
+async function busy(el, work) {
+  el.disabled = true;
+  try { await work(); } finally { el.disabled = false; }
+}
+
+async function backUpNow() {
+  const made = await api("POST", "/api/v1/admin/backups");
+  showBackupResult(`${label("backup_taken", "Backup taken:")} <code>${esc(made.name)}</code> (${made.bytes})`
+    + (made.removed && made.removed.length ? ` · ${label("rotated_out", "Rotated out:")} ${esc(made.removed.join(", "))}` : ""));
+  await loadBackups();
+}
+
+// Sensitive (X-Confirm). The service refuses new work meanwhile and restarts its actors; the
+// whole panel is reloaded after, since everything in it came from the database just replaced.
+async function restoreBackup(name) {
+  const done = await api("POST", `/api/v1/admin/backups/${encodeURIComponent(name)}/restore`, undefined, confirmation());
+  showBackupResult(`${label("restored", "Restored from backup:")} <code>${esc(done.restored)}</code> (${done.duration_seconds} s)`);
+  await loadAdmin();
+}
+
+// Newest first, as the API answers; the filters are the API's exact-match user and action.
+async function loadAudit() {
+  const form = new FormData($("audit-form"));
+  const query = new URLSearchParams({ limit: "50" });
+  for (const name of ["user", "action"]) if (form.get(name).trim()) query.set(name, form.get(name).trim());
+  const asked = ++state.auditAsked;
+  const audit = await api("GET", `/api/v1/admin/audit?${query}`);
+  if (asked !== state.auditAsked) return;  // a later load (another filter, a Refresh) answers instead
+  const outcome = (a) => `<span class="status-${esc(a.outcome)}">${esc(a.outcome)}</span>
+    ${a.detail && a.detail.status ? `(${esc(a.detail.status)}${a.detail.error ? ` ${esc(a.detail.error)}` : ""})` : ""}`;
+  $("admin-audit").innerHTML = rowsOr(audit.items.map((a) => `<tr><td>${esc(a.at)}</td><td>${esc(a.username)}</td>
+    <td>${esc(a.action)}</td><td>${esc(a.target)}</td><td>${outcome(a)}</td></tr>`), 5);
+  const known = new Set([...$("audit-actions").options].map((o) => o.value));
+  audit.items.forEach((a) => known.add(a.action));  // suggestions for the action filter
+  $("audit-actions").innerHTML = [...known].sort().map((action) => `<option value="${esc(action)}">`).join("");
+}
+
 // The log API answers oldest first; the panel shows the newest first.
 async function loadLogs() {
   const logs = await api("GET", "/api/v1/admin/logs?limit=50");
@@ -273,6 +325,7 @@ on(document, "click", async (event) => {
   if (el.dataset.makeUser) await patchUser(el.dataset.makeUser, { role: "user" }, confirmation());
   if (el.dataset.ack) { await api("POST", `/api/v1/admin/alerts/${el.dataset.ack}/ack`); await loadAlerts(); }
   if (el.dataset.runJob) { await api("POST", `/api/v1/admin/jobs/${el.dataset.runJob}/run`); await loadJobs(); }
+  if (el.dataset.restore) await busy(el, () => restoreBackup(el.dataset.restore));
 });
 
 on($("more-messages"), "click", () => loadMessages(false));
@@ -281,6 +334,7 @@ on($("refresh-messages"), "click", async () => {
   if ($("message-detail").dataset.id) await showMessage($("message-detail").dataset.id);
 });
 on($("refresh-admin"), "click", loadAdmin);
+on($("backup-now"), "click", (event) => busy(event.currentTarget, backUpNow));
 on($("lang"), "click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
 on($("logout"), "click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
 on(window, "hashchange", route);
@@ -310,6 +364,7 @@ on($("send-form"), "submit", async (event) => {
 });
 
 on($("admin-confirm-form"), "submit", (event) => event.preventDefault());
+on($("audit-form"), "submit", async (event) => { event.preventDefault(); await loadAudit(); });
 on($("user-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);

@@ -253,7 +253,9 @@ def restore_backup_online(runtime: Runtime, name: str) -> dict[str, Any]:
             runtime.scheduler.pause()
         try:
             runtime.stop_actors(runtime.settings.shutdown_grace_seconds)
-            _copy_into(source, db_path, runtime.settings.database.busy_timeout_ms / 1000)
+            held = getattr(runtime.db, "writes_held", contextlib.nullcontext)
+            with held():  # the audit writer waits: no row lands between the read and the copy
+                _copy_into(source, db_path, runtime.settings.database.busy_timeout_ms / 1000)
         finally:
             _resume(runtime)
     finally:
@@ -281,9 +283,15 @@ def _resume(runtime: Runtime) -> None:
 
 
 def _copy_into(source: Path, db_path: Path, timeout: float) -> None:
+    """Copy the backup over the live database, keeping the audit rows written since the backup.
+
+    A restore rolls the data back, not the record of who did what: audit rows newer than the
+    backup's newest are read first and written back after the copy, with their ids.
+    """
     backup = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     live = sqlite3.connect(db_path, timeout=timeout)
     try:
+        columns, kept = _audit_after(live, _newest_audit_id(backup))
         backup.backup(live)  # one step: one write transaction, all of it or nothing
     except sqlite3.OperationalError as exc:
         live.close()
@@ -296,7 +304,41 @@ def _copy_into(source: Path, db_path: Path, timeout: float) -> None:
     finally:
         backup.close()
     with contextlib.closing(live):
+        _put_back_audit(live, columns, kept)
         live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _newest_audit_id(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COALESCE(MAX(id), 0) FROM audit_log").fetchone()[0]
+
+
+def _audit_after(conn: sqlite3.Connection, newest: int) -> tuple[list[str], list[tuple]]:
+    """The column names and rows of audit_log with an id above `newest`, oldest first."""
+    cursor = conn.execute("SELECT * FROM audit_log WHERE id > ? ORDER BY id", (newest,))
+    return [d[0] for d in cursor.description], cursor.fetchall()
+
+
+def _put_back_audit(conn: sqlite3.Connection, columns: list[str], rows: list[tuple]) -> None:
+    """Write the kept audit rows into the restored table (the columns both schemas have).
+
+    The restore itself has already succeeded: a failure here is logged, not raised.
+    """
+    if not rows:
+        return
+    present = {r[1] for r in conn.execute("PRAGMA table_info(audit_log)")}
+    keep = [i for i, name in enumerate(columns) if name in present]
+    names = ", ".join(columns[i] for i in keep)
+    marks = ", ".join("?" * len(keep))
+    try:
+        with conn:
+            conn.executemany(
+                f"INSERT INTO audit_log ({names}) VALUES ({marks})",
+                [tuple(row[i] for i in keep) for row in rows],
+            )
+    except sqlite3.DatabaseError as exc:
+        log.error(
+            "restore: could not keep %d audit rows written since the backup: %s", len(rows), exc
+        )
 
 
 def _heartbeat(stop: threading.Event, name: str) -> None:

@@ -5,6 +5,7 @@ Every model binds to `database`, a proxy initialised once per process by `open_d
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -57,6 +58,12 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         if getattr(self._holding, "count", 0) > 0:
             self._holding.count -= 1
             self._write_lock.release()
+
+    @contextlib.contextmanager
+    def writes_held(self):
+        """Keep every writer of this process waiting (e.g. while another connection rewrites the file)."""
+        with self._write_lock:
+            yield
 
     def execute_sql(self, sql, params=None, commit=None):
         if not self.in_transaction() and sql.lstrip()[:7].upper().startswith(_WRITES):

@@ -137,3 +137,28 @@ def test_a_backup_under_write_load_is_consistent_and_restores_online_and_offline
     assert counts(db_file(server))[0] == in_backup and integrity(db_file(server)) == "ok"
     server.start()
     assert api.get("/readyz").status_code == 200
+
+
+def test_an_online_restore_rolls_back_the_data_but_keeps_the_audit_trail(server_factory):
+    """Who did what since the backup (the restore included) is still in the audit log after it."""
+    server = server_factory()
+    api = server.client(server.create_key())
+    taken = api.post("/api/v1/admin/backups", headers=CONFIRM)
+    assert taken.status_code == 201, taken.text
+    name = taken.json()["name"]
+    created = webhook(api, "https://hooks.example.com/after-the-backup", name="after-backup")
+
+    def actions() -> list[str]:
+        items = api.get("/api/v1/admin/audit?limit=200").json()["items"]
+        return [f"{r['action']} {r['outcome']}" for r in items]
+
+    until(lambda: "POST /api/v1/channels ok" in actions(), what="the channel audit row written")
+    restored = api.post(f"/api/v1/admin/backups/{name}/restore", headers=CONFIRM)
+    assert restored.status_code == 200, restored.text
+    assert api.get(f"/api/v1/channels/{created['id']}").status_code == 404  # the data rolled back
+    restore = "POST /api/v1/admin/backups/{name}/restore ok"
+    until(lambda: restore in actions(), what="the restore audit row written")
+    kept = actions()
+    assert "POST /api/v1/channels ok" in kept and "POST /api/v1/admin/backups ok" in kept, kept
+    ids = [r["id"] for r in api.get("/api/v1/admin/audit?limit=200").json()["items"]]
+    assert len(ids) == len(set(ids)), "no audit id used twice"

@@ -236,6 +236,14 @@ class Target:
                 pass
         return sum(self.last_cpu.get(pid, 0.0) for pid in self.pids)
 
+    def rss_mb(self) -> float:
+        """Resident memory of the target's running processes, MiB."""
+        total = 0
+        for pid in self.pids:
+            with contextlib.suppress(psutil.Error):  # exited: counts as nothing
+                total += psutil.Process(pid).memory_info().rss
+        return total / (1024 * 1024)
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path):
@@ -521,6 +529,7 @@ class Bench:
             "cpu_sink": sink_cpu,
             "cpu_client": gen["cpu_seconds"],
             "cpu_ms_per_msg": cpu * 1000 / len(ok) if ok else float("nan"),
+            "rss_mb": target.rss_mb(),
             "cpu_others": max(0.0, others),
             "cpu_profiler": profiler_cpu,
             "others_cores_before": calm,
@@ -762,6 +771,7 @@ def report(args: argparse.Namespace, results: dict) -> str:
     row("  duplicate arrivals", "duplicates")
     row("  CPU s: server processes", "cpu_server", 1)
     row("  server CPU ms per message", "cpu_ms_per_msg", 2)
+    row("  server RSS MiB at the end of the phase", "rss_mb", 0)
     row("  CPU s: sink", "cpu_sink", 1)
     row("  CPU s: load generator", "cpu_client", 1)
     row("  CPU s: other processes on the machine", "cpu_others", 1)
@@ -791,6 +801,7 @@ def report(args: argparse.Namespace, results: dict) -> str:
     row("  undelivered (of accepted)", "undelivered")
     row("  CPU s: server processes", "cpu_server", 1)
     row("  server CPU ms per message", "cpu_ms_per_msg", 2)
+    row("  server RSS MiB at the end of the phase", "rss_mb", 0)
     row("  CPU s: other processes on the machine", "cpu_others", 1)
     if (op or {}).get("cpu_profiler"):
         row("  CPU s: py-spy (--profile; perturbs the figures)", "cpu_profiler", 1)

@@ -1,8 +1,9 @@
 """The web UI driven in a real headless Chromium through Selenium, against the real server.
 
 Log-in and log-out, a webhook channel, a message sent and delivered, its timeline, an API key
-that works against the API, the admin panel (status, users, alerts, jobs, backups and a restore,
-supervisor events, the audit log, logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
+that works against the API, the admin panel (status, run-time configuration with a live pool
+resize and a rollback, users, alerts, jobs, backups and a restore, supervisor events, the audit
+log, logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
 other than the HTTP errors the flow provoked.
 
 Needs Debian's chromium and chromium-driver; skips loudly without them unless
@@ -605,3 +606,112 @@ def test_the_admin_panel_takes_a_backup_restores_it_and_shows_the_audit_log(ui):
     ui.text('#nav a[href="#admin"]', "Admin")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(("/api/v1/me", 401), (f"/api/v1/admin/backups/{name}/restore", 403))
+
+
+def test_the_admin_panel_changes_the_run_time_config_live_refuses_a_bad_value_and_rolls_back(ui):
+    api = ui.server.client(ui.server.create_key())
+
+    def pool() -> dict:
+        return api.get("/api/v1/admin/status").json()["components"]["channel_pool"]["pool"]
+
+    def config() -> dict:
+        return api.get("/api/v1/admin/config").json()
+
+    assert config()["version"] == 0  # a fresh server: the file alone
+    before = pool()["workers"]
+    wanted = before + 3
+    ui.open()
+    ui.login()
+    ui.open_admin()
+    assert "Config version: 0" in ui.find("#config-summary").text
+    assert ui.table("#admin-config-versions") == [
+        ["0", "", "", "the configuration file alone", "", ""]
+    ]
+    shown = json.loads(ui.find("#config-values").get_attribute("value"))
+    assert shown == config()["values"] and shown["channel_pool"]["workers"] == before, shown
+
+    def save(workers: int, confirm: bool = True) -> None:
+        """The shown JSON with another channel_pool.workers, saved (with the password)."""
+        values = json.loads(ui.find("#config-values").get_attribute("value"))
+        values["channel_pool"]["workers"] = workers
+        ui.fill("#config-form", values=json.dumps(values))
+        if confirm:
+            ui.fill("#admin-confirm-form", confirm=ADMIN_PASSWORD)
+        ui.submit("#config-form")
+
+    # A change is sensitive: without the password the API refuses, and nothing changes.
+    save(wanted, confirm=False)
+    assert "X-Confirm" in ui.error()
+    assert config()["version"] == 0 and pool()["workers"] == before
+
+    # With it: a new version, and the running pool resized at once (no restart).
+    save(wanted)
+    ui.text("#config-result", "Saved as version 1 (patch)")
+    ui.hidden("#error")
+    assert ui.find("#admin-confirm").get_attribute("value") == ""  # not kept around
+    assert pool() == {"workers": wanted, "max_workers": wanted, "in_flight": 0}
+    assert config()["overrides"] == {"channel_pool": {"workers": wanted}}  # only what changed
+    ui.wait(
+        lambda d: (
+            {r[0]: r[4] for r in ui.table("#admin-components")}["channel_pool"] == f"0/{wanted}"
+        ),
+        "the status shows the new pool size",
+    )
+
+    def latest(d) -> list[str] | None:
+        rows = ui.table("#admin-config-versions")
+        return rows[0] if rows[0][0] == "1" else None
+
+    row = ui.wait(latest, "the new version listed")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", row[1]), row
+    assert row[2:] == ["admin", "patch", f"channel_pool.workers: {before} → {wanted}", ""], row
+    assert (
+        json.loads(ui.find("#config-values").get_attribute("value"))["channel_pool"]["workers"]
+        == wanted
+    )
+
+    # A bad value: the API's error names the key, the value and the rule; nothing changes.
+    save(0)
+    error = ui.error()
+    assert "channel_pool.workers = 0" in error and "greater than or equal to 1" in error, error
+    assert config()["version"] == 1 and pool()["workers"] == wanted
+    assert (
+        json.loads(ui.find("#config-values").get_attribute("value"))["channel_pool"]["workers"] == 0
+    )  # what was typed stays, to be corrected
+    assert len(ui.table("#admin-config-versions")) == 2
+
+    # Rollback to the version before (0, the file alone): a new version, the old size back live.
+    ui.fill("#admin-confirm-form", confirm=ADMIN_PASSWORD)
+    ui.click('[data-rollback="0"]')
+    ui.text("#config-result", "Saved as version 2 (rollback to version 0)")
+    ui.hidden("#error")
+    assert pool() == {"workers": before, "max_workers": before, "in_flight": 0}
+    now = config()
+    assert now["version"] == 2 and now["overrides"] == {}, now
+    assert now["values"]["channel_pool"]["workers"] == before
+    ui.wait(
+        lambda d: (
+            [(r[0], r[3], r[4]) for r in ui.table("#admin-config-versions")]
+            == [
+                ("2", "rollback to version 0", f"channel_pool.workers: {wanted} → {before}"),
+                ("1", "patch", f"channel_pool.workers: {before} → {wanted}"),
+                ("0", "the configuration file alone", ""),
+            ]
+        ),
+        "the rollback listed",
+    )
+    assert ui.find('[data-rollback="1"]').text == "Rollback"
+    assert not ui.driver.find_elements(By.CSS_SELECTOR, '[data-rollback="2"]')  # the current one
+    assert "Config version: 2" in ui.find("#config-summary").text
+
+    # Every new label has its Chinese text.
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "管理")
+    assert ui.mislabelled(english=False) == []
+    assert ui.find('[data-rollback="1"]').text == "回滚"
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#admin"]', "Admin")
+    assert ui.mislabelled(english=True) == []
+    ui.assert_console_clean(
+        ("/api/v1/me", 401), ("/api/v1/admin/config", 403), ("/api/v1/admin/config", 422)
+    )

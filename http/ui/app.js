@@ -24,10 +24,13 @@ const TEXT = {
     off: "已关闭", events: "监督事件", time: "时间", event: "事件", detail: "详情", logs: "最近日志",
     backups: "备份", backup_now: "立即备份", size: "大小 (字节)", restore: "恢复", backup_taken: "已备份：",
     rotated_out: "轮换删除：", restored: "已从备份恢复：", audit: "审计日志", user: "用户", action: "操作",
-    target: "对象", outcome: "结果", filter: "筛选",
+    target: "对象", outcome: "结果", filter: "筛选", runtime_config: "运行时配置",
+    config_values: "可在运行时修改的键（JSON；只发送你改动的部分）", save_config: "保存为新版本", version: "版本",
+    change: "变更", what_changed: "改动内容", rollback: "回滚", overrides: "覆盖项", file_alone: "仅用配置文件",
+    config_saved: "已保存为版本", config_unchanged: "没有值被改动，当前版本：",
   },
 };
-const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null, auditAsked: 0 };
+const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null, auditAsked: 0, config: null };
 
 function t(key, fallback) { return (TEXT[state.lang] || {})[key] || fallback || key; }
 function $(id) { return document.getElementById(id); }
@@ -95,11 +98,11 @@ function showLogin() {
   $("new-key").hidden = true; $("new-key-value").textContent = "";
   ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail", "admin-summary", "admin-components",
     "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-backups", "admin-events", "admin-audit", "audit-actions",
-    "backup-result"].forEach((id) => { $(id).innerHTML = ""; });
+    "backup-result", "config-summary", "admin-config-versions", "config-result"].forEach((id) => { $(id).innerHTML = ""; });
   delete $("message-detail").dataset.id;
   $("admin-status").textContent = ""; $("admin-logs").textContent = "";
-  $("backup-result").hidden = true;
-  $("admin-confirm-form").reset(); $("user-form").reset(); $("audit-form").reset();
+  $("backup-result").hidden = true; $("config-result").hidden = true; state.config = null;
+  $("admin-confirm-form").reset(); $("config-form").reset(); $("user-form").reset(); $("audit-form").reset();
   show("login");
 }
 
@@ -191,7 +194,7 @@ async function loadKeys() {
 
 // Top to bottom, one after another: the first section that fails stops the rest, its error shown.
 async function loadAdmin() {
-  for (const load of [loadStatus, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) await load();
+  for (const load of [loadStatus, loadConfig, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) await load();
 }
 
 // The Admin view's one password field: sent as X-Confirm only by the calls that need it, then cleared.
@@ -214,6 +217,63 @@ async function loadStatus() {
   $("admin-queues").innerHTML = rowsOr(s.mailbox.map((q) => `<tr><td>${esc(q.recipient)}</td><td>${esc(q.state)}</td>
     <td>${q.count}</td><td>${q.oldest_ready_age_seconds}</td></tr>`), 4);
   $("admin-status").textContent = JSON.stringify(s, null, 2);
+}
+
+// The run-time keys' current values, as JSON to edit: the form sends only the leaves changed.
+async function loadConfig() {
+  const config = await api("GET", "/api/v1/admin/config");
+  const versions = await api("GET", "/api/v1/admin/config/versions?limit=50");
+  state.config = config.values;
+  $("config-values").value = JSON.stringify(config.values, null, 2);
+  $("config-summary").innerHTML = `${label("config_version", "Config version")}: <b>${esc(config.version)}</b> · ${label("overrides", "Overrides")}: `
+    + (Object.keys(config.overrides).length ? `<code>${esc(JSON.stringify(config.overrides))}</code>` : label("none", "none"));
+  const changed = (diff) => Object.entries(diff).map(([key, [old, now]]) => `${esc(key)}: ${esc(JSON.stringify(old))} → ${esc(JSON.stringify(now))}`).join("<br>");
+  const rollback = (version) => (version === config.version ? "" : button("rollback", version, "rollback", "Rollback"));
+  $("admin-config-versions").innerHTML = versions.items.map((v) => `<tr><td>${v.version}</td><td>${esc(v.at)}</td>
+    <td>${esc(v.username)}</td><td>${esc(v.comment)}</td><td>${changed(v.diff)}</td><td>${rollback(v.version)}</td></tr>`).join("")
+    + `<tr><td>0</td><td></td><td></td><td>${label("file_alone", "the configuration file alone")}</td><td></td><td>${rollback(0)}</td></tr>`;
+}
+
+function isObject(value) { return value !== null && typeof value === "object" && !Array.isArray(value); }
+
+// The PATCH body: the leaves of `edited` that differ from `loaded`, nested as the API wants them
+// (sending every value would pin them all as overrides); a leaf deleted becomes null (no override).
+function configChanges(loaded, edited) {
+  if (!isObject(loaded) || !isObject(edited)) return edited;
+  const out = {};
+  for (const key of new Set([...Object.keys(loaded), ...Object.keys(edited)])) {
+    if (!(key in edited)) out[key] = null;
+    else if (isObject(loaded[key]) && isObject(edited[key])) {
+      const inner = configChanges(loaded[key], edited[key]);
+      if (Object.keys(inner).length) out[key] = inner;
+    } else if (JSON.stringify(loaded[key]) !== JSON.stringify(edited[key])) out[key] = edited[key];
+  }
+  return out;
+}
+
+// Sensitive (X-Confirm), a patch and a rollback alike; a refused value changes nothing, the text
+// typed stays for correcting. The status is reloaded too: its pool sizes and config version moved.
+function showConfigResult(done) {
+  $("config-result").innerHTML = done.changed
+    ? `${label("config_saved", "Saved as version")} <b>${esc(done.version)}</b> (${esc(done.comment)})`
+    : `${label("config_unchanged", "No value changed; the current version is")} <b>${esc(done.version)}</b>`;
+  $("config-result").hidden = false;
+}
+
+async function saveConfig() {
+  let edited;
+  try { edited = JSON.parse($("config-values").value); } catch (err) { return showError(`config: ${err.message}`); }
+  const done = await api("PATCH", "/api/v1/admin/config", configChanges(state.config, edited), confirmation());
+  showConfigResult(done);
+  await loadStatus();
+  await loadConfig();
+}
+
+async function rollbackConfig(version) {
+  const done = await api("POST", `/api/v1/admin/config/versions/${version}/rollback`, undefined, confirmation());
+  showConfigResult(done);
+  await loadStatus();
+  await loadConfig();
 }
 
 async function loadUsers() {
@@ -326,6 +386,7 @@ on(document, "click", async (event) => {
   if (el.dataset.ack) { await api("POST", `/api/v1/admin/alerts/${el.dataset.ack}/ack`); await loadAlerts(); }
   if (el.dataset.runJob) { await api("POST", `/api/v1/admin/jobs/${el.dataset.runJob}/run`); await loadJobs(); }
   if (el.dataset.restore) await busy(el, () => restoreBackup(el.dataset.restore));
+  if (el.dataset.rollback) await busy(el, () => rollbackConfig(el.dataset.rollback));
 });
 
 on($("more-messages"), "click", () => loadMessages(false));
@@ -364,6 +425,7 @@ on($("send-form"), "submit", async (event) => {
 });
 
 on($("admin-confirm-form"), "submit", (event) => event.preventDefault());
+on($("config-form"), "submit", async (event) => { event.preventDefault(); await busy($("config-save"), saveConfig); });
 on($("audit-form"), "submit", async (event) => { event.preventDefault(); await loadAudit(); });
 on($("user-form"), "submit", async (event) => {
   event.preventDefault();

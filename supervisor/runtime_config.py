@@ -40,11 +40,13 @@ _FROM_ENV = re.compile(r" \(from environment \w+\)")
 
 
 class RuntimeConfigError(ValueError):
-    """A change that cannot be accepted; str() is one line for the operator, `key` the key at fault."""
+    """A change that cannot be accepted; str() is one line for the operator, `key` the key at
+    fault and `value` what was sent for it (None when not known)."""
 
-    def __init__(self, message: str, key: str | None = None):
+    def __init__(self, message: str, key: str | None = None, value: Any = None):
         super().__init__(message)
         self.key = key
+        self.value = value
 
 
 # --- pure: paths, patches, diffs -----------------------------------------------------------
@@ -62,6 +64,18 @@ def leaf_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
     return paths
 
 
+def value_at(tree: dict[str, Any], path: str | None) -> Any:
+    """The value at a dotted path of a nested dict, or None when the path is not there."""
+    if not path:
+        return None
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def check_whitelist(patch: dict[str, Any]) -> None:
     """Raise RuntimeConfigError naming the first key that cannot change at run time."""
     for path in leaf_paths(patch):
@@ -70,6 +84,7 @@ def check_whitelist(patch: dict[str, Any]) -> None:
                 f"{path} cannot be changed at run time (edit the file and restart); "
                 f"these can: {', '.join(RUNTIME_KEYS)}",
                 path,
+                value_at(patch, path),
             )
 
 
@@ -242,7 +257,7 @@ class RuntimeConfig:
             # A bad value we were given is ours, not the environment variable's it replaced.
             if key in leaf_paths(overrides):
                 message = _FROM_ENV.sub("", message)
-            raise RuntimeConfigError(message, key) from None
+            raise RuntimeConfigError(message, key, value_at(overrides, key)) from None
         return fresh
 
     def _expanded(self, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def test_a_bad_value_is_a_422_with_the_file_validations_line_naming_the_key(api)
         == "config error: channel_pool.workers = 0: Input should be greater than or equal to 1"
     )
     assert error["details"][0]["field"] == "channel_pool.workers"
+    assert error["details"][0]["value"] == 0
     assert pool(api)["max_workers"] == 3
 
 
@@ -111,6 +112,11 @@ def test_a_key_that_cannot_change_at_run_time_is_a_422_listing_what_can(api):
     refused = api.patch("/api/v1/admin/config", json={"server": {"port": 9}}, headers=CONFIRM)
     assert refused.status_code == 422
     message = refused.json()["error"]["message"]
+    assert refused.json()["error"]["details"][0] == {
+        "field": "server.port",
+        "message": message,
+        "value": 9,
+    }
     assert (
         message.startswith("server.port cannot be changed at run time")
         and "channel_pool.workers" in message

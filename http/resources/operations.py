@@ -111,7 +111,10 @@ class Config(Resource):
 
 def _config_error(exc: RuntimeConfigError) -> APIError:
     return APIError(
-        422, "invalid_config", str(exc), [{"field": exc.key, "message": str(exc), "value": None}]
+        422,
+        "invalid_config",
+        str(exc),
+        [{"field": exc.key, "message": str(exc), "value": exc.value}],
     )
 
 

@@ -4,7 +4,7 @@ urllib3 is the transport under requests; called directly it costs about a third
 less CPU per request (docs/benchmarks.md), which on the channel pool's hot path is
 the largest single cost. A request that must go through a proxy (the channel's
 `proxy` setting, or proxy variables in the environment) still goes through
-requests, which knows proxies, `no_proxy` and SOCKS.
+requests, which knows proxies and `no_proxy`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """A worker process for the mailbox concurrency tests: claims, acks, logs what it acked.
 
-Run as `python mailbox_worker.py URL RECIPIENT BATCH LOG`; it says "ready", waits for "go" on stdin.
+Run as `python mailbox_worker.py URL RECIPIENT BATCH LOG`; it says "ready" and waits for "go"
+on stdin, then claims its first batch, says "claimed" and waits for "continue" before it acks
+(so the test can make sure every worker holds work at once).
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ def main(url: str, recipient: str, batch: int, log_path: str) -> int:
     if sys.stdin.readline().strip() != "go":
         return 2
     lost = 0
+    entries = mailbox.claim(recipient, batch, LEASE_SECONDS, owner)
+    print("claimed", flush=True)
+    if sys.stdin.readline().strip() != "continue":
+        return 2
     with open(log_path, "a") as log:
-        while entries := mailbox.claim(recipient, batch, LEASE_SECONDS, owner):
+        while entries:
             with write_transaction(db):  # as a pool actor writes a batch back: one transaction
                 acked = [e.id for e in entries if mailbox.ack(e.id, owner)]
             lost += len(entries) - len(acked)
             log.write("".join(f"{i}\n" for i in acked))
             log.flush()
+            entries = mailbox.claim(recipient, batch, LEASE_SECONDS, owner)
     db.close()
     if lost:
         print(f"{lost} acks found their lease gone", file=sys.stderr)

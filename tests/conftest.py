@@ -67,3 +67,16 @@ def postgres_url():
     with conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA {schema} CASCADE")
     conn.close()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A migrated SQLite database in tmp_path, bound to the models, for tests in this process."""
+    from messagepusher.supervisor.db import open_database
+    from messagepusher.supervisor.migrations import migrate
+
+    database = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
+    database.connect()
+    migrate(database)
+    yield database
+    database.close()

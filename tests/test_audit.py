@@ -15,8 +15,7 @@ from fakes.sink import Sink
 from support.server import ADMIN_PASSWORD, ServerProcess
 
 from messagepusher.http import audit
-from messagepusher.supervisor.db import open_database, write_transaction
-from messagepusher.supervisor.migrations import migrate
+from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import AuditLog
 
 PASSWORD = "audit-pass-Test-1"
@@ -209,14 +208,6 @@ def test_rows_queued_when_the_server_stops_are_written_before_it_exits(tmp_path)
 # --- the writer, in this process --------------------------------------------------------------
 
 
-@pytest.fixture
-def database(tmp_path):
-    db = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
-    migrate(db)
-    yield db
-    db.close()
-
-
 def row(n: int) -> dict:
     return {
         "at": time.time(),
@@ -231,7 +222,7 @@ def row(n: int) -> dict:
     }
 
 
-def test_the_writer_inserts_a_burst_of_rows_in_a_few_transactions(database, monkeypatch):
+def test_the_writer_inserts_a_burst_of_rows_in_a_few_transactions(db, monkeypatch):
     transactions = []
 
     def counting(db=None):
@@ -248,7 +239,7 @@ def test_the_writer_inserts_a_burst_of_rows_in_a_few_transactions(database, monk
     assert AuditLog.get(AuditLog.target == "7").detail == {"status": 200}
 
 
-def test_the_writer_flushes_within_its_interval_without_being_closed(database):
+def test_the_writer_flushes_within_its_interval_without_being_closed(db):
     writer = audit.AuditWriter(interval=0.2).start()
     try:
         writer.record(row(1))

@@ -6,6 +6,7 @@ import concurrent.futures
 import threading
 
 import requests
+from support.ops import webhook
 
 
 def test_sigterm_under_load_exits_0_and_loses_no_accepted_message(server_factory, sink):
@@ -15,13 +16,7 @@ def test_sigterm_under_load_exits_0_and_loses_no_accepted_message(server_factory
     )
     key = srv.create_key()
     api = srv.client(key)
-    assert (
-        api.post(
-            "/api/v1/channels",
-            json={"name": "h", "type": "webhook", "config": {"url": sink.url + "/h"}},
-        ).status_code
-        == 201
-    )
+    webhook(api, sink.url + "/h", name="h")
     stop = threading.Event()
 
     def client() -> tuple[list[int], list[int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from support.ops import webhook
+
 
 def test_an_ingest_crash_answers_503_stores_nothing_and_the_next_send_is_accepted(
     server_factory, sink
@@ -12,13 +14,7 @@ def test_an_ingest_crash_answers_503_stores_nothing_and_the_next_send_is_accepte
         {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_FAULTS__INGEST__RAISE_ON_NTH": "1"}
     )
     api = srv.client(srv.create_key())
-    assert (
-        api.post(
-            "/api/v1/channels",
-            json={"name": "h", "type": "webhook", "config": {"url": sink.url + "/h"}},
-        ).status_code
-        == 201
-    )
+    webhook(api, sink.url + "/h", name="h")
     first = api.post("/api/v1/messages", json={"title": "first", "channels": ["h"]})
     assert first.status_code == 503 and first.headers["Retry-After"]
     assert first.json()["error"]["code"] == "not_ready"

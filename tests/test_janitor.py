@@ -6,26 +6,14 @@ import threading
 import time
 from types import SimpleNamespace
 
-import pytest
 from support.ops import db_file, rows, run_job, until, webhook
 
 from messagepusher.actors import reports
 from messagepusher.actors.janitor import maintain, retention_cutoffs, should_vacuum
 from messagepusher.supervisor.config import RetentionSettings, load_settings
-from messagepusher.supervisor.db import open_database
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import AuditLog, Delivery, Message, Report, User
 
 DAY = 86400
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
 
 
 def test_each_kind_of_row_has_its_own_retention_cutoff():

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes.sink import Sink
+from support.ops import webhook
 from support.server import ServerProcess
 
 USER_PASSWORD = "keys-user-pass-1"
@@ -28,16 +29,7 @@ def env(tmp_path_factory):
     kim = server.client(
         admin.post("/api/v1/keys?user=kim", json={"name": "kim's manager"}).json()["key"]
     )
-    hook = kim.post(
-        "/api/v1/channels",
-        json={
-            "name": "hook",
-            "type": "webhook",
-            "default": True,
-            "config": {"url": sink.url + "/in"},
-        },
-    )
-    assert hook.status_code == 201, hook.text
+    webhook(kim, sink.url + "/in", default=True)
     yield server, admin, kim
     server.stop()
     sink.close()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from support.ops import webhook
+
 
 def test_a_message_reaches_a_webhook_and_the_message_shows_delivered(private_server, sink):
     api = private_server.client(private_server.create_key())
-    created = api.post(
-        "/api/v1/channels",
-        json={"name": "hook", "type": "webhook", "config": {"url": sink.url + "/in"}},
-    )
-    assert created.status_code == 201, created.text
+    webhook(api, sink.url + "/in")
     sent = api.post(
         "/api/v1/messages", json={"title": "hello", "body": "world", "channels": ["hook"]}
     )

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from fakes.sink import Sink
+from support.ops import webhook
 from support.server import ServerProcess
 
 from messagepusher.http.errors import APIError
@@ -55,16 +56,7 @@ def sender(env) -> tuple[str, object, object]:
         server.client(admin.post(f"/api/v1/keys?user={name}", json={}).json()["key"])
         for _ in range(2)
     )
-    made = first.post(
-        "/api/v1/channels",
-        json={
-            "name": "hook",
-            "type": "webhook",
-            "default": True,
-            "config": {"url": sink.url + "/in"},
-        },
-    )
-    assert made.status_code == 201, made.text
+    webhook(first, sink.url + "/in", default=True)
     return name, first, second
 
 

@@ -9,21 +9,10 @@ import pytest
 from support.ops import rows, until
 
 from messagepusher.supervisor.config import ConfigError, JobSchedule
-from messagepusher.supervisor.db import open_database
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import JobLock
 from messagepusher.supervisor.scheduler import check_schedule, period_key, take_lock, trigger_for
 
 LOCK_SECONDS = 2.0
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
 
 
 def test_an_interval_job_fires_at_multiples_of_its_period_so_every_node_fires_together():

@@ -17,8 +17,6 @@ import urllib3
 from support.server import ADMIN_PASSWORD, ServerProcess
 
 from messagepusher.supervisor import accounts
-from messagepusher.supervisor.db import open_database
-from messagepusher.supervisor.migrations import migrate
 
 PASSWORD = "session-pass-1"
 SLOWDOWN = 0.2
@@ -232,15 +230,7 @@ def test_wrong_x_confirm_values_count_as_failed_logins_and_lock_the_account(env)
 # --- the lock arithmetic, with a clock -------------------------------------------------------
 
 
-@pytest.fixture
-def database(tmp_path):
-    db = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
-    migrate(db)
-    yield db
-    db.close()
-
-
-def test_a_lock_begins_at_max_failures_and_ends_after_lockout_seconds(database):
+def test_a_lock_begins_at_max_failures_and_ends_after_lockout_seconds(db):
     keys = accounts.login_keys("Alice", "10.0.0.1")
     now = 1_000_000.0
     for attempt in range(1, 3):
@@ -254,7 +244,7 @@ def test_a_lock_begins_at_max_failures_and_ends_after_lockout_seconds(database):
     )
 
 
-def test_failures_older_than_the_lockout_window_are_forgotten(database):
+def test_failures_older_than_the_lockout_window_are_forgotten(db):
     keys = accounts.login_keys("bob", "10.0.0.2")
     accounts.record_failure(keys, 3, 60, now=0.0)
     accounts.record_failure(keys, 3, 60, now=10.0)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.ops import webhook
 
 pytestmark = pytest.mark.xdist_group("heavy")
 
@@ -38,11 +39,7 @@ def events(data_dir: Path, actor: str) -> list[tuple[float, str, str]]:
 
 def webhook_api(server, sink):
     api = server.client(server.create_key())
-    created = api.post(
-        "/api/v1/channels",
-        json={"name": "hook", "type": "webhook", "config": {"url": sink.url + "/in"}},
-    )
-    assert created.status_code == 201, created.text
+    webhook(api, sink.url + "/in")
     return api
 
 

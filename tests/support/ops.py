@@ -43,10 +43,10 @@ def db_file(server: ServerProcess) -> Path:
     return server.data_dir / "messagepusher.db"
 
 
-def webhook(api: Client, url: str, name: str = "hook") -> dict[str, Any]:
-    made = api.post(
-        "/api/v1/channels", json={"name": name, "type": "webhook", "config": {"url": url}}
-    )
+def webhook(api: Client, url: str, name: str = "hook", default: bool = False) -> dict[str, Any]:
+    """Create a webhook channel to `url` (asserting the 201) and return it."""
+    channel = {"name": name, "type": "webhook", "config": {"url": url}}
+    made = api.post("/api/v1/channels", json={**channel, "default": True} if default else channel)
     assert made.status_code == 201, made.text
     return made.json()
 

@@ -25,9 +25,7 @@ from messagepusher.http.confirm import check_secret, require_confirmation, use_t
 from messagepusher.http.errors import APIError, not_found, unprocessable
 from messagepusher.http.resources.common import (
     enum_param,
-    listing,
-    next_cursor,
-    page,
+    newest_page,
     read_model,
     time_param,
 )
@@ -252,12 +250,7 @@ class Users:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = User.select().order_by(User.id.desc()).limit(limit)
-        if cursor is not None:
-            query = query.where(User.id < cursor)
-        rows = list(query)
-        resp.media = listing([user_view(u) for u in rows], next_cursor(rows, limit))
+        resp.media = newest_page(req, User, user_view)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_model(req, UserIn)
@@ -631,15 +624,7 @@ class Keys:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = ApiKey.select().order_by(ApiKey.id.desc()).limit(limit)
-        scope = owner_filter(req, ApiKey)
-        if scope is not None:
-            query = query.where(scope)
-        if cursor is not None:
-            query = query.where(ApiKey.id < cursor)
-        rows = list(query)
-        resp.media = listing([key_view(k) for k in rows], next_cursor(rows, limit))
+        resp.media = newest_page(req, ApiKey, key_view, owner_filter(req, ApiKey))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_model(req, KeyIn)
@@ -695,26 +680,22 @@ class Keys:
 # --- audit log -----------------------------------------------------------------------------
 
 
-def _audit_query(req: falcon.Request) -> tuple[Any, int]:
-    limit, cursor = page(req)
-    query = AuditLog.select().order_by(AuditLog.id.desc()).limit(limit)
-    if cursor is not None:
-        query = query.where(AuditLog.id < cursor)
-    action = req.get_param("action")
-    if action:
-        query = query.where(AuditLog.action == action)
-    target = req.get_param("target")
-    if target:
-        query = query.where(AuditLog.target == target)
+def _audit_page(req: falcon.Request, whose: Any) -> dict[str, Any]:
+    """One page of audit rows matching the query's filters and `whose` (None: everyone's)."""
+    action, target = req.get_param("action"), req.get_param("target")
     outcome = enum_param(req, "outcome", OUTCOMES)
-    if outcome:
-        query = query.where(AuditLog.outcome == outcome)
     since, until = time_param(req, "since"), time_param(req, "until")
-    if since is not None:
-        query = query.where(AuditLog.at >= since)
-    if until is not None:
-        query = query.where(AuditLog.at < until)
-    return query, limit
+    return newest_page(
+        req,
+        AuditLog,
+        audit_view,
+        whose,
+        AuditLog.action == action if action else None,
+        AuditLog.target == target if target else None,
+        AuditLog.outcome == outcome if outcome else None,
+        AuditLog.at >= since if since is not None else None,
+        AuditLog.at < until if until is not None else None,
+    )
 
 
 class AdminAudit:
@@ -727,15 +708,12 @@ class AdminAudit:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query, limit = _audit_query(req)
         wanted = req.get_param("user")
+        whose = None
         if wanted:
             user = accounts.find_user(wanted)
-            query = query.where(
-                (AuditLog.user_id == user.id) if user else (AuditLog.username == wanted)
-            )
-        rows = list(query)
-        resp.media = listing([audit_view(a) for a in rows], next_cursor(rows, limit))
+            whose = (AuditLog.user_id == user.id) if user else (AuditLog.username == wanted)
+        resp.media = _audit_page(req, whose)
 
 
 class MeAudit:
@@ -745,9 +723,7 @@ class MeAudit:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query, limit = _audit_query(req)
-        rows = list(query.where(AuditLog.user_id == req.context.principal.user_id))
-        resp.media = listing([audit_view(a) for a in rows], next_cursor(rows, limit))
+        resp.media = _audit_page(req, AuditLog.user_id == req.context.principal.user_id)
 
 
 AUDIT_FILTERS = ("action", "target", "outcome", "since", "until", "limit", "cursor")

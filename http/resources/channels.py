@@ -17,7 +17,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable
-from messagepusher.http.resources.common import listing, next_cursor, page, read_model
+from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
 from messagepusher.supervisor.db import write_transaction
@@ -107,15 +107,9 @@ class Channels:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = Channel.select().order_by(Channel.id.desc()).limit(limit)
-        scope = owner_filter(req, Channel)
-        if scope is not None:
-            query = query.where(scope)
-        if cursor is not None:
-            query = query.where(Channel.id < cursor)
-        rows = list(query)
-        resp.media = listing([view(self.runtime, c) for c in rows], next_cursor(rows, limit))
+        resp.media = newest_page(
+            req, Channel, lambda c: view(self.runtime, c), owner_filter(req, Channel)
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_model(req, ChannelIn)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -112,3 +113,22 @@ def time_param(req: falcon.Request, name: str) -> float | None:
 
 def listing(items: list[dict[str, Any]], cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": cursor}
+
+
+def newest_page(
+    req: falcon.Request, model: Any, view: Callable[[Any], dict[str, Any]], *conditions: Any
+) -> dict[str, Any]:
+    """The listing body of one page of `model` rows, newest first below ?cursor=.
+
+    Every condition that is not None must hold. HTTP worker thread; raises APIError 422
+    for a bad limit or cursor.
+    """
+    limit, cursor = page(req)
+    query = model.select().order_by(model.id.desc()).limit(limit)
+    for condition in conditions:
+        if condition is not None:
+            query = query.where(condition)
+    if cursor is not None:
+        query = query.where(model.id < cursor)
+    rows = list(query)
+    return listing([view(row) for row in rows], next_cursor(rows, limit))

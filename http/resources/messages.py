@@ -21,9 +21,7 @@ from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable, validation_error
 from messagepusher.http.resources.common import (
     enum_param,
-    listing,
-    next_cursor,
-    page,
+    newest_page,
     read_json,
     time_param,
 )
@@ -146,30 +144,27 @@ class Messages:
         resp.media = {"id": accepted.id, "status": accepted.status}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = Message.select().order_by(Message.id.desc()).limit(limit)
-        scope = owner_filter(req, Message)
-        if scope is not None:
-            query = query.where(scope)
-        if cursor is not None:
-            query = query.where(Message.id < cursor)
         status = enum_param(req, "status", STATUSES)
-        if status:
-            query = query.where(Message.status == status)
         channel = req.get_param("channel")
+        through = None
         if channel:
-            sub = Delivery.select(Delivery.message).where(
-                (Delivery.channel_name == channel)
-                | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
+            through = Message.id.in_(
+                Delivery.select(Delivery.message).where(
+                    (Delivery.channel_name == channel)
+                    | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
+                )
             )
-            query = query.where(Message.id.in_(sub))
         since, until = time_param(req, "since"), time_param(req, "until")
-        if since is not None:
-            query = query.where(Message.created_at >= since)
-        if until is not None:
-            query = query.where(Message.created_at < until)
-        rows = list(query)
-        resp.media = listing([summary(m) for m in rows], next_cursor(rows, limit))
+        resp.media = newest_page(
+            req,
+            Message,
+            summary,
+            owner_filter(req, Message),
+            Message.status == status if status else None,
+            through,
+            Message.created_at >= since if since is not None else None,
+            Message.created_at < until if until is not None else None,
+        )
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
         resp.media = detail(get_owned(req, Message, message_id, "message"))

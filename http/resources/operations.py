@@ -22,8 +22,7 @@ from messagepusher.http.errors import APIError, not_found, unprocessable
 from messagepusher.http.resources.common import (
     enum_param,
     listing,
-    next_cursor,
-    page,
+    newest_page,
     read_json,
     time_param,
 )
@@ -120,12 +119,7 @@ def _config_error(exc: RuntimeConfigError) -> APIError:
 
 class ConfigVersions(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = ConfigVersion.select().order_by(ConfigVersion.id.desc()).limit(limit)
-        if cursor is not None:
-            query = query.where(ConfigVersion.id < cursor)
-        rows = list(query)
-        resp.media = listing([version_view(r) for r in rows], next_cursor(rows, limit))
+        resp.media = newest_page(req, ConfigVersion, version_view)
 
 
 class ConfigRollback(Resource):
@@ -202,18 +196,15 @@ def alert_view(a: Alert) -> dict[str, Any]:
 
 class Alerts(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = Alert.select().order_by(Alert.id.desc()).limit(limit)
-        if cursor is not None:
-            query = query.where(Alert.id < cursor)
         state = enum_param(req, "state", ALERT_STATES)
-        if state:
-            query = query.where(Alert.state == state)
         rule = req.get_param("rule")
-        if rule:
-            query = query.where(Alert.rule == rule)
-        rows = list(query)
-        resp.media = listing([alert_view(a) for a in rows], next_cursor(rows, limit))
+        resp.media = newest_page(
+            req,
+            Alert,
+            alert_view,
+            Alert.state == state if state else None,
+            Alert.rule == rule if rule else None,
+        )
 
 
 class AlertAck(Resource):
@@ -239,30 +230,26 @@ class Logs(Resource):
         resp.media = listing([{**r, "at": to_rfc3339(r["at"])} for r in records], None)
 
 
+def supervisor_event_view(e: SupervisorEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": to_rfc3339(e.at),
+        "actor": e.actor,
+        "event": e.event,
+        "detail": e.detail,
+        "node": e.node,
+    }
+
+
 class SupervisorEvents(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit, cursor = page(req)
-        query = SupervisorEvent.select().order_by(SupervisorEvent.id.desc()).limit(limit)
-        if cursor is not None:
-            query = query.where(SupervisorEvent.id < cursor)
-        for name in ("actor", "event"):
-            value = req.get_param(name)
-            if value:
-                query = query.where(getattr(SupervisorEvent, name) == value)
-        rows = list(query)
-        resp.media = listing(
-            [
-                {
-                    "id": e.id,
-                    "at": to_rfc3339(e.at),
-                    "actor": e.actor,
-                    "event": e.event,
-                    "detail": e.detail,
-                    "node": e.node,
-                }
-                for e in rows
-            ],
-            next_cursor(rows, limit),
+        actor, event = req.get_param("actor"), req.get_param("event")
+        resp.media = newest_page(
+            req,
+            SupervisorEvent,
+            supervisor_event_view,
+            SupervisorEvent.actor == actor if actor else None,
+            SupervisorEvent.event == event if event else None,
         )
 
 

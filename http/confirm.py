@@ -16,6 +16,7 @@ from messagepusher.http.errors import APIError
 from messagepusher.supervisor.accounts import (
     account_key,
     clear_failures,
+    consume_totp_step,
     locked_for,
     record_failure,
 )
@@ -26,17 +27,6 @@ HEADER = "X-Confirm"
 
 # What a presented secret turned out to be; "used" is a right TOTP code whose step was consumed before.
 Outcome = Literal["ok", "wrong", "used"]
-
-
-def consume_totp_step(user_id: int, step: int) -> bool:
-    """Record `step` as the user's latest used TOTP step; False if it, or a later step, already was.
-
-    Runs in the HTTP worker thread. One conditional UPDATE, so of two concurrent requests with
-    the same code exactly one consumes it (the row lock decides on PostgreSQL, the write lock on
-    SQLite). Raises peewee errors when the database fails.
-    """
-    unused = User.totp_last_step.is_null() | (User.totp_last_step < step)
-    return User.update(totp_last_step=step).where((User.id == user_id) & unused).execute() == 1
 
 
 def use_totp_code(req: falcon.Request, user: User, code: str) -> Outcome:

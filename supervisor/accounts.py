@@ -251,6 +251,20 @@ def bootstrap_admin(password: str | None) -> str | None:
     return generated
 
 
+# --- TOTP ----------------------------------------------------------------------------------
+
+
+def consume_totp_step(user_id: int, step: int) -> bool:
+    """Record `step` as the user's latest used TOTP step; False if it, or a later step, already was.
+
+    Runs in the caller's thread. One conditional UPDATE, so of two concurrent requests with
+    the same code exactly one consumes it (the row lock decides on PostgreSQL, the write lock on
+    SQLite). Raises peewee errors when the database fails.
+    """
+    unused = User.totp_last_step.is_null() | (User.totp_last_step < step)
+    return User.update(totp_last_step=step).where((User.id == user_id) & unused).execute() == 1
+
+
 # --- API keys ------------------------------------------------------------------------------
 
 

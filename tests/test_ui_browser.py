@@ -231,6 +231,7 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
     status = json.loads(raw)
     assert status["accepting"] is True and status["ready"] is True, status
     assert {"dispatcher", "channel_pool"} <= set(status["components"]), status["components"]
+    ui.wait(lambda d: ui.find("#admin-logs").text, "the admin panel loaded")  # nothing in flight
 
     ui.find("#logout").click()
     ui.visible("#login-view")

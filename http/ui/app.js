@@ -194,7 +194,10 @@ async function loadKeys() {
 
 // Top to bottom, one after another: the first section that fails stops the rest, its error shown.
 async function loadAdmin() {
-  for (const load of [loadStatus, loadConfig, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) await load();
+  for (const load of [loadStatus, loadConfig, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) {
+    if (!state.user) return;  // logged out meanwhile: fill nothing more into the hidden panel
+    await load();
+  }
 }
 
 // The Admin view's one password field: sent as X-Confirm only by the calls that need it, then cleared.

@@ -175,3 +175,61 @@ def test_open_id_is_required_and_the_error_says_what_it_is() -> None:
     with pytest.raises(ChannelConfigError) as caught:
         build_channel("wechat_test", {"app_id": "a", "app_secret": "s", "template_id": "t"})
     assert caught.value.field == "config.open_id" and "followers" in caught.value.message
+
+
+def sent_by(server) -> float:
+    """This process's count of wechat_test deliveries sent, from its own /metrics."""
+    import requests
+
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if (
+            line.startswith("messagepusher_deliveries_total{")
+            and 'channel_type="wechat_test"' in line
+            and 'outcome="sent"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_two_server_processes_fetch_the_access_token_once_between_them(
+    server_factory, postgres_url
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _schema = postgres_url
+    env = {
+        "MP_DATABASE__URL": url,
+        "MP_SECURITY__SECRET_KEY": "one key for both processes",
+        "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    first, second = server_factory(env), server_factory(env)
+    with WeChatTestFake(APP_ID, SECRET, TEMPLATE, FOLLOWERS) as fake:
+        fake.tokens.hold_seconds = 1.5  # both processes want the token while it is fetched
+        key = first.create_key()
+        apis = [first.client(key), second.client(key)]
+        config = {
+            "app_id": APP_ID,
+            "app_secret": SECRET,
+            "template_id": TEMPLATE,
+            "open_id": FOLLOWERS[0],
+            "base_url": fake.url,
+        }
+        r = apis[0].post(
+            "/api/v1/channels", json={"name": "wx", "type": "wechat_test", "config": config}
+        )
+        assert r.status_code == 201, r.text
+
+        def post(i: int) -> int:
+            r = apis[i % 2].post("/api/v1/messages", json={"title": f"m{i}", "channels": ["wx"]})
+            assert r.status_code == 202, r.text
+            return r.json()["id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(post, range(8)))
+        for message_id in ids:
+            assert apis[0].wait_message(message_id, ("delivered",), timeout=60)
+        assert len(fake.sends) == 8
+        assert fake.tokens.fetches == 1
+        counts = sent_by(first), sent_by(second)
+        assert counts[0] >= 1 and counts[1] >= 1 and sum(counts) == 8, counts

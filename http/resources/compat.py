@@ -144,9 +144,10 @@ def recipient_notes(user_id: int, channel: str, to: list[str]) -> str:
     ]
     if not ignored:
         return ""
+    addressing = sorted(n for n, cls in REGISTRY.items() if cls.addresses_recipients)
     return (
-        "to was ignored by " + ", ".join(ignored) + ": only wecom_app and wechat_test "
-        "channels address recipients"
+        f"to was ignored by {', '.join(ignored)}: only channels of type "
+        f"{' or '.join(addressing)} address recipients"
     )
 
 

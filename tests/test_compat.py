@@ -9,6 +9,7 @@ import sys
 import pytest
 import requests
 from fakes.app_services import WeComAppFake
+from support.server import ServerProcess
 
 FINAL = ("delivered", "failed", "partially_failed", "cancelled")
 
@@ -86,10 +87,13 @@ if error:
 """
 
 
-@pytest.fixture
-def setup(private_server, sink):
-    """A user `mpuser` whose default channel is a webhook to the sink, and a send-only key."""
-    server = private_server
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One server for the module (starts are the slow part), a user `mpuser`, a key, a channel."""
+    server = ServerProcess(
+        tmp_path_factory.mktemp("compat"),
+        {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true", "MP_RETRY__BASE_DELAY_SECONDS": "0.2"},
+    ).start()
     server.create_user("mpuser")
     key = server.create_key("mpuser", scopes="messages:send,messages:read,channels:write")
     api = server.client(key)
@@ -98,11 +102,21 @@ def setup(private_server, sink):
         json={
             "name": "hook",
             "type": "webhook",
-            "config": {"url": sink.url + "/in"},
+            "config": {"url": "http://127.0.0.1:9/"},
             "default": True,
         },
     )
     assert r.status_code == 201, r.text
+    yield server, api, key, r.json()["id"]
+    server.stop()
+
+
+@pytest.fixture
+def setup(shared, sink):
+    """mpuser's default channel `hook` is a webhook to this test's sink."""
+    server, api, key, hook_id = shared
+    r = api.patch(f"/api/v1/channels/{hook_id}", json={"config": {"url": sink.url + "/in"}})
+    assert r.status_code == 200, r.text
     return server, api, key
 
 

@@ -63,6 +63,7 @@ class TokenChannel(HttpChannel):
             answer = self.exchange(ctx, self.token_call())
             got = answer if isinstance(answer, SendResult) else self.read_token(answer)
             if isinstance(got, SendResult):
+                got.detail = f"cannot get an access token: {got.detail}"
                 raise TokenUnavailable(got)
             return got
 

@@ -84,7 +84,6 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
             answer.status,
             answer.excerpt,
         )
-    result.detail = f"cannot get a tenant access token: {result.detail}"
     return result
 
 

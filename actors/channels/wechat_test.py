@@ -88,7 +88,6 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
             answer.status,
             answer.excerpt,
         )
-    result.detail = f"cannot get an access token: {result.detail}"
     return result
 
 

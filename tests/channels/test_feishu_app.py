@@ -87,7 +87,7 @@ def test_an_unreachable_user_is_permanent_although_feishu_answers_400_with_a_cod
 def test_wrong_app_credentials_are_permanent(db, fake, ctx, make_message, extra, code) -> None:
     result = channel(fake, **extra).send(make_message(), ctx)
     assert result.status == "permanent" and f"code={code}" in result.detail
-    assert result.detail.startswith("cannot get a tenant access token")
+    assert result.detail.startswith("cannot get an access token")
     assert "wrong-app-secret" not in result.detail
 
 

@@ -181,6 +181,26 @@ def test_the_token_may_come_in_the_authorization_header_with_or_without_bearer(
     assert api.wait_message(int(r.json()["uuid"]), FINAL)["status"] == "delivered"
 
 
+def test_a_multipart_form_is_read_like_curl_dash_f_sends_it(setup, sink) -> None:
+    server, _api, key = setup
+    fields = {"title": "多部分", "description": "multipart body", "token": key}
+    r = requests.post(
+        f"{server.url}/push/mpuser",
+        files={name: (None, value) for name, value in fields.items()},
+        timeout=10,
+    )
+    assert r.status_code == 200 and r.json()["success"] is True, r.text
+    (body,) = bodies(sink, 1)
+    assert (body["title"], body["body"]) == ("多部分", "multipart body")
+    broken = requests.post(
+        f"{server.url}/push/mpuser",
+        data=b"--x\r\nnot a part",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        timeout=10,
+    )
+    assert broken.status_code == 200 and broken.json()["success"] is False, broken.text
+
+
 def test_a_token_in_the_query_serves_a_json_post_without_one(setup, sink) -> None:
     server, _api, key = setup
     r = requests.post(

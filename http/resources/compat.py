@@ -80,8 +80,25 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def _multipart(req: falcon.Request) -> dict[str, str]:
+    """The text fields of a multipart form (curl -F); file parts are skipped. The body's size
+    was checked against server.max_body_bytes before this resource ran."""
+    try:
+        return {
+            part.name: part.get_text() or ""
+            for part in req.get_media()
+            if part.name in FIELDS and not part.filename
+        }
+    except (falcon.HTTPError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "description", None) or str(exc)
+        raise APIError(
+            FAILED, "malformed_body", f"the multipart form cannot be read: {reason}"
+        ) from None
+
+
 def _body_fields(req: falcon.Request) -> dict[str, str]:
-    """The fields of a POST body: JSON when Content-Type says so, else a form (as message-pusher)."""
+    """The fields of a POST body: JSON when Content-Type says so, else a form, urlencoded or
+    multipart (as message-pusher)."""
     content_type = (req.content_type or "").lower()
     if "application/json" in content_type:
         try:
@@ -94,6 +111,8 @@ def _body_fields(req: falcon.Request) -> dict[str, str]:
             ) from None
         if not isinstance(body, dict):
             raise APIError(FAILED, "malformed_json", "the body must be a JSON object")
+    elif content_type.startswith("multipart/form-data"):
+        body = _multipart(req)
     else:
         limit = req.context.runtime.settings.server.max_body_bytes
         raw = req.bounded_stream.read(limit + 1)

@@ -6,6 +6,7 @@ The token is fetched once per credential (supervisor/access_tokens.py) and refre
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.channels.http_common import (
@@ -16,6 +17,20 @@ from messagepusher.actors.channels.http_common import (
     secret_values,
 )
 from messagepusher.supervisor import access_tokens
+
+DEFAULT_EXPIRES_IN = 7200.0  # what WeChat, WeCom and Feishu give; used when an answer has none
+
+
+def lifetime(value: Any) -> float:
+    """Seconds a token lives, from the answer's expires_in/expire; a missing or odd value
+    counts as DEFAULT_EXPIRES_IN."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return DEFAULT_EXPIRES_IN
+    try:
+        seconds = float(value)
+    except ValueError:
+        return DEFAULT_EXPIRES_IN
+    return seconds if seconds > 0 else DEFAULT_EXPIRES_IN
 
 
 class TokenUnavailable(Exception):

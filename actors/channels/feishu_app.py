@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
-from messagepusher.actors.channels.app_token import TokenChannel
+from messagepusher.actors.channels.app_token import TokenChannel, lifetime
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
@@ -76,7 +76,7 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """code 0 with tenant_access_token is a token; any other code is classified like a send."""
     data = answer.json()
     if isinstance(data, dict) and data.get("code") == 0 and data.get("tenant_access_token"):
-        return str(data["tenant_access_token"]), float(data.get("expire") or 7200)
+        return str(data["tenant_access_token"]), lifetime(data.get("expire"))
     result = classify_answer(answer, now)
     if result.status == "sent":
         return SendResult.permanent(

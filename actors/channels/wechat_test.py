@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from pydantic import BeforeValidator, Field
 
-from messagepusher.actors.channels.app_token import TokenChannel
+from messagepusher.actors.channels.app_token import TokenChannel, lifetime
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
@@ -80,7 +80,7 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """{"access_token", "expires_in"} is a token; an errcode is classified like a send."""
     data = answer.json()
     if answer.status == 200 and isinstance(data, dict) and data.get("access_token"):
-        return str(data["access_token"]), float(data.get("expires_in") or 7200)
+        return str(data["access_token"]), lifetime(data.get("expires_in"))
     result = classify_answer(answer, now)
     if result.status == "sent":  # errcode 0 without a token: the relay is not WeChat
         return SendResult.permanent(

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
-from messagepusher.actors.channels.app_token import TokenChannel
+from messagepusher.actors.channels.app_token import TokenChannel, lifetime
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
@@ -81,7 +81,7 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """errcode 0 with access_token is a token; any other errcode is classified like a send."""
     data = answer.json()
     if answer.status == 200 and isinstance(data, dict) and data.get("access_token"):
-        return str(data["access_token"]), float(data.get("expires_in") or 7200)
+        return str(data["access_token"]), lifetime(data.get("expires_in"))
     result = classify_answer(answer, now)
     if result.status == "sent":
         return SendResult.permanent(

@@ -167,6 +167,13 @@ def test_a_relay_that_is_down_is_retried(db, ctx, make_message) -> None:
     assert SECRET not in result.detail
 
 
+def test_an_odd_expires_in_counts_as_two_hours() -> None:
+    for odd in ('"soon"', "null", "-5", "true"):
+        got = read_token(Answer(200, f'{{"access_token": "t", "expires_in": {odd}}}'), 0.0)
+        assert got == ("t", 7200.0)
+    assert read_token(Answer(200, '{"access_token": "t", "expires_in": 600}'), 0.0) == ("t", 600.0)
+
+
 def test_a_token_answer_without_access_token_is_permanent() -> None:
     result = read_token(Answer(200, '{"errcode": 0, "errmsg": "ok"}'), 0.0)
     assert result.status == "permanent" and "check base_url" in result.detail

@@ -90,10 +90,13 @@ def shared_token(
     connection; `fetch` runs outside any transaction. Whatever `fetch` raises propagates
     after the lease is dropped, so the next caller fetches again at once.
     """
-    execute(ENSURE_ROW, (key, now()))
     deadline = now() + LEASE_SECONDS
     while True:
-        token, expires_at, lease_until = select_rows(READ_ROW, (key,))[0]
+        rows = select_rows(READ_ROW, (key,))
+        if not rows:  # the first use of this credential; a read is all a cached token costs
+            execute(ENSURE_ROW, (key, now()))
+            continue
+        token, expires_at, lease_until = rows[0]
         current = now()
         if token and token != stale and expires_at > current:
             return token

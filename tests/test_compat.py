@@ -227,7 +227,10 @@ def test_answers_and_statuses_are_those_of_message_pusher(setup) -> None:
     )
     assert broken.status_code == 200 and broken.json()["success"] is False
     assert broken.json()["error"]["code"] == "malformed_json"
+    listed = requests.post(url, json={"token": key, "to": ["a", "b"]}, timeout=10)
+    assert listed.status_code == 200 and listed.json()["message"].startswith("to: must be a string")
     empty = requests.post(url, data=b"", timeout=10)
+
     assert empty.status_code == 200 and "empty" in empty.json()["message"]
     bad_url = requests.get(url, params={"token": key, "url": "ftp://x"}, timeout=10)
     assert bad_url.status_code == 200 and "url" in bad_url.json()["message"]

@@ -123,6 +123,15 @@ def _body_fields(req: falcon.Request) -> dict[str, str]:
                 f"the body is over the limit of {limit} bytes (server.max_body_bytes)",
             )
         body = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+    for name, value in body.items():
+        if name in FIELDS and isinstance(value, dict | list):
+            raise APIError(
+                FAILED,
+                "invalid_field",
+                f"{name}: must be a string (to: names separated by |), not a JSON "
+                f"{'object' if isinstance(value, dict) else 'array'}",
+                [{"field": name, "message": "must be a string", "value": None}],
+            )
     fields = {k: _text(v) for k, v in body.items() if k in FIELDS}
     return {k: v for k, v in fields.items() if v is not None}
 

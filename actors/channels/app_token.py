@@ -69,6 +69,8 @@ class TokenChannel(HttpChannel):
         """True when the service says the token is invalid or expired (fetch a new one)."""
 
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
+        """HttpChannel's contract: the requests with the current shared token (`send` uses
+        calls_with, to rebuild them after a refresh). Raises TokenUnavailable."""
         return self.calls_with(message, self._token(ctx))
 
     def _token(self, ctx: SendContext, stale: str | None = None) -> str:

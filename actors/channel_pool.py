@@ -67,6 +67,7 @@ class SendRow:
     fetched: str | None
     ai_result: str | None
     created_at: float
+    recipients: str | None
     channel_config: str | None
     channel_updated_at: float | None
 
@@ -74,7 +75,7 @@ class SendRow:
 SEND_ROWS = """
     SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
            m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
-           c.config, c.updated_at
+           m.recipients, c.config, c.updated_at
       FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
      WHERE d.id IN ({ids})"""
 
@@ -104,6 +105,7 @@ def outbound(row: SendRow) -> OutboundMessage:
         fetched=fetched,
         ai=ai,
         created_at=to_rfc3339(row.created_at) or "",
+        recipients=tuple(json.loads(row.recipients)) if row.recipients else (),
     )
 
 

@@ -39,6 +39,7 @@ MESSAGE_COLUMNS = (
     "callback_url",
     "idempotency_key",
     "request_hash",
+    "recipients",
     "created_at",
     "updated_at",
 )
@@ -70,6 +71,7 @@ class Draft:
     callback_url: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    recipients: list[str] | None = None  # replaces the channels' own recipients (compat `to`)
 
 
 @dataclass
@@ -337,6 +339,7 @@ class IngestActor(MailboxActor):
                     d.callback_url,
                     d.idempotency_key,
                     d.request_hash,
+                    to_json(d.recipients),
                     now,
                     now,
                 )

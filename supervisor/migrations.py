@@ -13,6 +13,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_columns
 
+from messagepusher.supervisor.access_tokens import AccessToken
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
@@ -20,6 +21,7 @@ from messagepusher.supervisor.models import (
     V2_MODELS,
     AuditLog,
     JobRun,
+    Message,
     SchemaVersion,
     User,
 )
@@ -79,12 +81,20 @@ def _audit_action_index(db: peewee.Database) -> None:
     AuditLog._schema.create_indexes(safe=True)
 
 
+def _access_tokens_and_recipients(db: peewee.Database) -> None:
+    db.create_tables([AccessToken], safe=True)
+    _add_missing_columns(
+        db, Message._meta.table_name, (("recipients", peewee.TextField(null=True)),)
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
     (3, "audit log: index on action", _audit_action_index),
     (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
     (5, "users: last used TOTP time step", _user_totp_last_step),
+    (7, "shared access-token cache; message recipients", _access_tokens_and_recipients),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -115,6 +115,7 @@ class Message(BaseModel):
     request_hash = peewee.CharField(null=True)
     fetched = JSONField(null=True)
     ai_result = JSONField(null=True)
+    recipients = JSONField(null=True)  # a list that replaces the channel's own (compat `to`)
     created_at = Time()
     updated_at = Time()
     finished_at = Time(null=True)

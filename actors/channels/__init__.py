@@ -16,15 +16,19 @@ from messagepusher.actors.channels import (  # noqa: F401 - imported to register
     dingtalk,
     discord,
     feishu,
+    feishu_app,
     gotify,
     ntfy,
+    onebot,
     pushplus,
     serverchan,
     slack,
     smtp_email,
     telegram,
     webhook,
+    wechat_test,
     wecom,
+    wecom_app,
 )
 from messagepusher.actors.channels.base import REGISTRY, Channel, mask_secret
 

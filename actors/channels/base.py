@@ -31,6 +31,7 @@ class OutboundMessage:
     fetched: dict[str, Any] | None = None  # {"title", "text"} when a page was fetched
     ai: dict[str, Any] | None = None  # {"task", "result"} when an AI step ran
     created_at: str = ""
+    recipients: tuple[str, ...] = ()  # who to address instead of the channel's own (compat `to`)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class SendResult:
     retry_after: float | None = None
     parts: int = 1
     notes: list[str] = field(default_factory=list)
+    remote_id: str | None = None  # the id the service gave the message, for recall and edit
 
     @classmethod
     def sent(cls, code: int | None = None, response: str | None = None, **kw: Any) -> SendResult:
@@ -107,6 +109,8 @@ class Channel(abc.ABC):
     Config: ClassVar[type[ChannelConfig]] = ChannelConfig
     secret_fields: ClassVar[tuple[str, ...]] = ()
     rate_per_minute: ClassVar[float] = 0  # the service's per-channel limit; 0: the pool's default
+    # True when the channel sends to OutboundMessage.recipients in place of its configured ones.
+    addresses_recipients: ClassVar[bool] = False
 
     def __init__(self, config: ChannelConfig, now: Callable[[], float] = time.time):
         self.config = config

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fakes.app_services import FeishuAppFake, OneBotFake, WeChatTestFake, WeComAppFake
 from fakes.channel_services import (
     BarkFake,
     DingTalkFake,
@@ -118,12 +119,52 @@ HTTP_CASES: dict[str, Case] = {
         lambda url: {"url": f"{url}/hook", "secret": "hook-secret"},
         HEADER_429,
     ),
+    "wechat_test": Case(
+        lambda: WeChatTestFake("wx-app", "wx-secret", "tpl", ["o-1"]),
+        lambda url: {
+            "app_id": "wx-app",
+            "app_secret": "wx-secret",
+            "template_id": "tpl",
+            "open_id": "o-1",
+            "base_url": url,
+        },
+        HEADER_429,
+    ),
+    "wecom_app": Case(
+        lambda: WeComAppFake("ww-corp", "agent-secret", 1000002, ["u1"]),
+        lambda url: {
+            "corp_id": "ww-corp",
+            "agent_id": 1000002,
+            "agent_secret": "agent-secret",
+            "base_url": url,
+        },
+        HEADER_429,
+    ),
+    "feishu_app": Case(
+        lambda: FeishuAppFake("cli_app", "app-secret", {"open_id": {"ou_1"}}),
+        lambda url: {
+            "app_id": "cli_app",
+            "app_secret": "app-secret",
+            "receive_id": "ou_1",
+            "base_url": url,
+        },
+        HEADER_429,
+    ),
+    "onebot": Case(
+        lambda: OneBotFake("ob-token", {10001}, set()),
+        lambda url: {"base_url": url, "access_token": "ob-token", "user_id": 10001},
+        HEADER_429,
+    ),
 }
+# These fetch an access token first, cached in the database.
+TOKEN_TYPES = {"wechat_test", "wecom_app", "feishu_app"}
 
 
 @pytest.fixture(params=sorted(HTTP_CASES))
 def case(request: pytest.FixtureRequest) -> Iterator[tuple[str, Case, FakeService]]:
     name = request.param
+    if name in TOKEN_TYPES:
+        request.getfixturevalue("db")
     with HTTP_CASES[name].fake() as fake:
         yield name, HTTP_CASES[name], fake
 

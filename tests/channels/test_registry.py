@@ -16,6 +16,7 @@ from messagepusher.actors.channels import (
 EXPECTED_TYPES = {
     "webhook", "email", "wecom", "dingtalk", "feishu", "lark", "bark", "serverchan",
     "pushplus", "telegram", "discord", "slack", "ntfy", "gotify", "apprise",
+    "wechat_test", "wecom_app", "feishu_app", "onebot",
 }  # fmt: skip
 
 DEFAULT_BASE_URLS = {
@@ -28,6 +29,15 @@ DEFAULT_BASE_URLS = {
     "pushplus": ({"token": "t"}, "https://www.pushplus.plus"),
     "telegram": ({"bot_token": "b", "chat_id": 1}, "https://api.telegram.org"),
     "ntfy": ({"topic": "t"}, "https://ntfy.sh"),
+    "wechat_test": (
+        {"app_id": "a", "app_secret": "s", "template_id": "t", "open_id": "o"},
+        "https://api.weixin.qq.com",
+    ),
+    "wecom_app": (
+        {"corp_id": "c", "agent_id": 1, "agent_secret": "s"},
+        "https://qyapi.weixin.qq.com",
+    ),
+    "feishu_app": ({"app_id": "a", "app_secret": "s", "receive_id": "r"}, "https://open.feishu.cn"),
 }
 
 
@@ -114,6 +124,22 @@ def test_the_config_error_is_a_value_error() -> None:
         ),
         ("discord", {"url": "https://discord.com/api/webhooks/1/abcdefghij"}, ["url"]),
         ("slack", {"url": "https://hooks.slack.com/services/T0/B0/XXXXXXXX"}, ["url"]),
+        (
+            "wechat_test",
+            {"app_id": "wx8a1b2c3d", "app_secret": "0f1e2d3c4b5a6978", "open_id": "oAbc"},
+            ["app_secret"],
+        ),
+        (
+            "wecom_app",
+            {"corp_id": "ww12345678", "agent_id": 1000002, "agent_secret": "s3cr3t-agent-key"},
+            ["agent_secret"],
+        ),
+        ("feishu_app", {"app_id": "cli_a1b2c3", "app_secret": "feishu-secret-01"}, ["app_secret"]),
+        (
+            "onebot",
+            {"base_url": "http://127.0.0.1:3000", "access_token": "onebot-tok-9", "user_id": 1},
+            ["access_token"],
+        ),
     ],
 )
 def test_mask_config_masks_every_secret_field_and_keeps_the_rest(

@@ -1,0 +1,190 @@
+"""The 企业微信应用消息 (WeCom app message) channel: text, markdown or a text card to users, parties, tags.
+
+The app's access token (gettoken) is shared by every process; errcode decides; truncates, never splits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import Field
+
+from messagepusher.actors.channels.app_token import TokenChannel, lifetime
+from messagepusher.actors.channels.base import (
+    ChannelConfig,
+    OutboundMessage,
+    SendResult,
+    register,
+)
+from messagepusher.actors.channels.http_common import (
+    Answer,
+    BaseUrl,
+    Call,
+    body_text,
+    classify_body_code,
+    json_call,
+    message_title,
+    render,
+    truncate,
+    truncation_note,
+    utf8_len,
+)
+from messagepusher.supervisor.access_tokens import credential_key
+
+TEXT_LIMIT_BYTES = 2048
+MARKDOWN_LIMIT_BYTES = 2048
+CARD_TITLE_LIMIT_BYTES = 128
+CARD_DESCRIPTION_LIMIT_BYTES = 512
+TOKEN_REFUSED = frozenset({40014, 42001})  # invalid access_token, access_token expired
+RETRY_CODES: dict[int, float | None] = {-1: None, 45009: 60.0, 45033: 10.0}
+HINTS = {
+    -1: "WeCom is busy",
+    40001: "agent_secret is not valid: copy the app's Secret",
+    40013: "corp_id is not valid: copy 企业ID from My Company",
+    40056: "agent_id is not valid: copy AgentId from the app's page",
+    40091: "agent_secret is not valid: copy the app's Secret",
+    45009: "the API rate limit is reached",
+    45033: "too many concurrent calls",
+    60020: "this server's IP is not in the app's trusted IPs (企业可信IP)",
+    81013: "no recipient is valid: check to_user, to_party and to_tag",
+    82001: "no recipient is within the app's visible range",
+}
+SKIPPED = {  # fields of a successful answer naming recipients WeCom did not reach
+    "invaliduser": "users",
+    "invalidparty": "parties",
+    "invalidtag": "tags",
+    "unlicenseduser": "unlicensed users",
+}
+
+
+class WeComAppConfig(ChannelConfig):
+    corp_id: str = Field(min_length=1, description="企业ID (My Company → Company ID).")
+    agent_id: int = Field(description="The app's AgentId.")
+    agent_secret: str = Field(min_length=1, description="The app's Secret.")
+    to_user: str = Field(
+        "@all", description='Member UserIDs separated by |, or "@all" for everyone.'
+    )
+    to_party: str = Field("", description="Department ids separated by |.")
+    to_tag: str = Field("", description="Tag ids separated by |.")
+    base_url: BaseUrl = Field(
+        "https://qyapi.weixin.qq.com", description="WeCom API root (or a relay)."
+    )
+
+
+def token_call(config: WeComAppConfig) -> Call:
+    query = urlencode({"corpid": config.corp_id, "corpsecret": config.agent_secret})
+    return Call("GET", f"{config.base_url}/cgi-bin/gettoken?{query}")
+
+
+def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
+    """errcode 0 with access_token is a token; any other errcode is classified like a send."""
+    data = answer.json()
+    if answer.status == 200 and isinstance(data, dict) and data.get("access_token"):
+        return str(data["access_token"]), lifetime(data.get("expires_in"))
+    result = classify_answer(answer, now)
+    if result.status == "sent":
+        return SendResult.permanent(
+            f"WeCom answered without an access_token ({answer.short}); check base_url",
+            answer.status,
+            answer.excerpt,
+        )
+    return result
+
+
+def _cut(text: str, limit: int, what: str, notes: list[str]) -> str:
+    cut, was_cut = truncate(text, limit, utf8_len)
+    if was_cut:
+        notes.append(truncation_note(what, utf8_len(text), limit, "bytes"))
+    return cut
+
+
+def build_call(
+    message: OutboundMessage, config: WeComAppConfig, token: str
+) -> tuple[Call, list[str]]:
+    """Markdown as msgtype markdown; a titled message with a link as a textcard; the rest as text.
+
+    The message's own recipients (compat `to`) replace to_user, to_party and to_tag.
+    """
+    notes: list[str] = []
+    payload: dict[str, Any] = {"agentid": config.agent_id}
+    if message.recipients:
+        payload["touser"] = "|".join(message.recipients)
+    else:
+        payload.update(touser=config.to_user, toparty=config.to_party, totag=config.to_tag)
+    if message.format == "markdown":
+        content = _cut(render(message, markdown=True), MARKDOWN_LIMIT_BYTES, "content", notes)
+        payload.update(msgtype="markdown", markdown={"content": content})
+    elif message.title.strip() and message.url:
+        card = {
+            "title": _cut(message_title(message), CARD_TITLE_LIMIT_BYTES, "title", notes),
+            "description": _cut(
+                body_text(message).strip(), CARD_DESCRIPTION_LIMIT_BYTES, "description", notes
+            ),
+            "url": message.url,
+        }
+        payload.update(msgtype="textcard", textcard=card)
+    else:
+        content = _cut(render(message, markdown=False), TEXT_LIMIT_BYTES, "content", notes)
+        payload.update(msgtype="text", text={"content": content})
+    url = f"{config.base_url}/cgi-bin/message/send?{urlencode({'access_token': token})}"
+    return json_call(url, payload), notes
+
+
+def token_refused(answer: Answer) -> bool:
+    data = answer.json()
+    return isinstance(data, dict) and data.get("errcode") in TOKEN_REFUSED
+
+
+def classify_answer(answer: Answer, now: float) -> SendResult:
+    """errcode 0 is sent (msgid kept, invalid recipients noted); -1, 45009 and 45033 retry;
+    any other errcode is permanent."""
+    result = classify_body_code(
+        answer,
+        now,
+        "WeCom",
+        code_key="errcode",
+        message_key="errmsg",
+        ok=0,
+        retry_codes=RETRY_CODES,
+        hints=HINTS,
+    )
+    data = answer.json()
+    if result.status != "sent" or not isinstance(data, dict):
+        return result
+    if data.get("msgid"):
+        result.remote_id = str(data["msgid"])
+    for key, what in SKIPPED.items():
+        if data.get(key):
+            result.notes.append(f"WeCom skipped these {what}: {data[key]}")
+    return result
+
+
+@register
+class WeComAppChannel(TokenChannel):
+    type_name = "wecom_app"
+    Config = WeComAppConfig
+    secret_fields = ("agent_secret",)
+    addresses_recipients = True
+    config: WeComAppConfig
+
+    def token_key(self) -> str:
+        return credential_key(
+            self.type_name, self.config.base_url, self.config.corp_id, self.config.agent_secret
+        )
+
+    def token_call(self) -> Call:
+        return token_call(self.config)
+
+    def read_token(self, answer: Answer) -> tuple[str, float] | SendResult:
+        return read_token(answer, self.now())
+
+    def calls_with(self, message: OutboundMessage, token: str) -> tuple[list[Call], list[str]]:
+        call, notes = build_call(message, self.config, token)
+        return [call], notes
+
+    def token_refused(self, answer: Answer) -> bool:
+        return token_refused(answer)
+
+    def classify(self, answer: Answer) -> SendResult:
+        return classify_answer(answer, self.now())

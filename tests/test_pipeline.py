@@ -5,6 +5,9 @@ Every peer is a real local server: a webhook sink, a page server, an OpenAI-comp
 
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -125,9 +128,14 @@ def test_a_fetched_and_summarised_message_reaches_a_webhook_and_an_email_with_a_
         body = sink.received()[0]["body"]
         assert body["id"] == message_id and body["fetched"]["title"] == "Quarterly Storage Report"
         assert body["ai"]["task"] == "summarize" and body["ai"]["result"] == summary
-        mail = smtp.envelopes[0].content.decode(errors="replace")
-        assert "Quarterly Storage Report" in mail or "Report" in mail
-        assert "storage" in mail.lower()
+        mail = email.message_from_bytes(smtp.envelopes[0].content, policy=email.policy.default)
+        assert mail["Subject"] == "Report"
+        text = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        page = mail.get_body(("html",)).get_content()
+        link = pages.url + "/article"
+        assert f"Quarterly Storage Report\n{link}" in text, text
+        assert f'<a href="{link}">Quarterly Storage Report</a>' in page, page
+        assert summary in text and summary in html.unescape(page)
 
 
 def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_result(

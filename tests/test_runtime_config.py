@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import signal
 
 import pytest
@@ -152,12 +153,27 @@ def test_a_schedule_patch_reschedules_the_job_without_a_restart(api):
     ]["every"] == "1h"
 
 
-def test_a_log_level_patch_takes_effect_at_once(api):
-    api.patch("/api/v1/admin/config", json={"logging": {"level": "DEBUG"}}, headers=CONFIRM)
+def debug_records(api, since: str | None = None) -> list[dict]:
+    params = {"level": "DEBUG", "limit": 5000, **({"since": since} if since else {})}
+    logs = api.get("/api/v1/admin/logs", params=params)
+    assert logs.status_code == 200, logs.text
+    return [r for r in logs.json()["items"] if r["level"] == "DEBUG"]
+
+
+def test_a_log_level_patch_takes_effect_at_once_and_so_does_its_removal(api):
+    assert not debug_records(api), "the default level must not keep DEBUG records"
+    patched = api.patch(
+        "/api/v1/admin/config", json={"logging": {"level": "DEBUG"}}, headers=CONFIRM
+    )
+    assert patched.status_code == 200, patched.text
     api.get("/api/v1/admin/status")
-    debug = api.get("/api/v1/admin/logs", params={"level": "DEBUG", "limit": 5000}).json()["items"]
-    api.patch("/api/v1/admin/config", json={"logging": {"level": None}}, headers=CONFIRM)
-    assert any(r["level"] == "DEBUG" for r in debug)
+    assert debug_records(api)
+    reverted = api.patch("/api/v1/admin/config", json={"logging": {"level": None}}, headers=CONFIRM)
+    assert reverted.status_code == 200, reverted.text
+    since = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    for _ in range(3):
+        api.get("/api/v1/admin/status")
+    assert debug_records(api, since) == []
 
 
 def test_sighup_applies_the_files_run_time_keys_under_the_stored_versions_which_survive_a_restart(

@@ -161,13 +161,19 @@ def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_
     assert request.headers.get("Authorization") == "Bearer sk-test-fake"
 
 
-def test_a_sink_failing_twice_gets_the_message_on_the_third_attempt(api, sink):
+def test_a_sink_failing_twice_gets_the_message_on_the_third_attempt_under_one_delivery_id(
+    api, sink
+):
     sink.script = [500, 500]
     message_id = send(api, title="flaky", channels=[webhook(api, sink)])
     message = api.wait_message(message_id, FINAL)
     assert message["status"] == "delivered"
     assert message["deliveries"][0]["attempts"] == 3
     assert [r["status"] for r in sink.received(None)] == [500, 500, 200]
+    delivery_id = str(message["deliveries"][0]["id"])
+    assert [r["headers"]["X-MessagePusher-Delivery"] for r in sink.received(None)] == [
+        delivery_id
+    ] * 3
     assert [e["type"] for e in message["events"]].count("delivery_retry") == 2
 
 

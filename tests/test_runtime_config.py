@@ -206,3 +206,30 @@ def test_sighup_applies_the_files_run_time_keys_under_the_stored_versions_which_
     server.start()
     api = server.client(api.session.headers["Authorization"].split()[1])
     assert pool(api)["max_workers"] == 6 and pool(api, "ai_pool")["max_workers"] == 3
+
+
+def test_sighup_with_an_invalid_file_keeps_the_running_configuration_and_says_why(
+    server_factory, tmp_path
+):
+    config = tmp_path / "supervisor.yaml"
+    config.write_text("ai_pool:\n  workers: 3\n")
+    server = server_factory(config=config)
+    api = server.client(server.create_key())
+    assert pool(api, "ai_pool")["max_workers"] == 3
+
+    config.write_text("ai_pool:\n  workers: -1\n")
+    server.proc.send_signal(signal.SIGHUP)
+    until(
+        lambda: "reload refused, keeping the running configuration" in server.log(),
+        20,
+        "the refused reload logged",
+    )
+    assert "ai_pool.workers" in server.log()
+    assert pool(api, "ai_pool")["max_workers"] == 3
+    assert api.get("/healthz").status_code == 200
+
+    config.write_text("ai_pool:\n  workers: 1\n")
+    server.proc.send_signal(signal.SIGHUP)
+    until(
+        lambda: pool(api, "ai_pool")["max_workers"] == 1, 20, "a good file applies after a bad one"
+    )

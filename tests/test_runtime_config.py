@@ -233,3 +233,6 @@ def test_sighup_with_an_invalid_file_keeps_the_running_configuration_and_says_wh
     until(
         lambda: pool(api, "ai_pool")["max_workers"] == 1, 20, "a good file applies after a bad one"
     )
+    until(lambda: "configuration reloaded from" in server.log(), 20, "the good reload logged")
+    # The good reload is the barrier: by now the refused one would have logged its own success.
+    assert server.log().count("configuration reloaded from") == 1, server.log()[-3000:]

@@ -49,7 +49,7 @@ def counts(path) -> tuple[int, int]:
 
 def more_writes(statuses: list[int], n: int) -> None:
     target = len(statuses) + n
-    until(lambda: len(statuses) >= target, 10, f"{n} more writes")
+    until(lambda: len(statuses) >= target, 30, f"{n} more writes")
 
 
 def test_a_backup_under_write_load_is_consistent_and_restores_online_and_offline(
@@ -74,7 +74,7 @@ def test_a_backup_under_write_load_is_consistent_and_restores_online_and_offline
         sender.start()
     taken = []
     try:
-        until(lambda: statuses.count(202) >= 30, 15, "a write load")
+        until(lambda: statuses.count(202) >= 30, 30, "a write load")
         for _ in range(3):
             made = api.post("/api/v1/admin/backups")
             assert made.status_code == 201, made.text

@@ -83,7 +83,7 @@ def test_metrics_need_the_token_parse_and_the_queue_gauge_matches_the_mailbox(se
         )
         return seen if seen.get(("messagepusher_process_resident_bytes", ()), 0) > 0 else None
 
-    seen = until(monitored, 10, "process gauges from the monitor")
+    seen = until(monitored, 30, "process gauges from the monitor")
     assert seen[("messagepusher_actor_up", (("actor", "channel_pool"),))] == 1
     assert seen[("messagepusher_data_disk_free_bytes", ())] > 0
 
@@ -137,10 +137,10 @@ def test_readyz_is_503_naming_a_hung_actor_and_200_again_after_its_restart(serve
     api.post("/api/v1/messages", json={"title": "hangs the pool", "channels": ["hook"]})
 
     down = until(
-        lambda: (r := api.get("/readyz")).status_code == 503 and r.json(), 10, "readyz 503"
+        lambda: (r := api.get("/readyz")).status_code == 503 and r.json(), 30, "readyz 503"
     )
     assert "channel_pool" in down["error"]["details"] and api.get("/healthz").status_code == 200
-    until(lambda: api.get("/readyz").status_code == 200, 10, "readyz 200 after the restart")
+    until(lambda: api.get("/readyz").status_code == 200, 30, "readyz 200 after the restart")
     assert api.get("/api/v1/admin/status").json()["components"]["channel_pool"]["restarts"] == 1
 
 

@@ -170,9 +170,9 @@ def test_retention_purge_removes_only_what_is_past_its_age_in_batches_while_send
     sender = threading.Thread(target=keep_sending)
     sender.start()
     try:
-        until(lambda: len(sent) >= 5, 10, "sends under way")
+        until(lambda: len(sent) >= 5, 30, "sends under way")
         run = run_job(api, "retention_purge")
-        until(lambda: len(sent) >= 10, 10, "sends going on after the purge")
+        until(lambda: len(sent) >= 10, 30, "sends going on after the purge")
     finally:
         stop.set()
         sender.join(10)
@@ -228,7 +228,7 @@ def test_retention_purge_removes_old_events_job_runs_supervisor_events_reports_a
         "report": ("created_at", 401),
         "audit_log": ("at", 181),
     }
-    until(lambda: rows(path, "SELECT count(*) FROM audit_log")[0][0], 20, "audit rows written")
+    until(lambda: rows(path, "SELECT count(*) FROM audit_log")[0][0], 30, "audit rows written")
     before = {}
     for table, (column, days) in aged.items():
         count, last = rows(path, f"SELECT count(*), max(id) FROM {table}")[0]

@@ -75,7 +75,7 @@ def web_login(server: ServerProcess, username: str) -> tuple[requests.Session, s
 def audit_rows(admin, wanted, **filters) -> list[dict]:
     """Audit rows matching the filters once `wanted(rows)` holds; the writer flushes every 0.5 s."""
     query = "&".join(f"{k}={v}" for k, v in filters.items())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         rows = admin.get(f"/api/v1/admin/audit?limit=200&{query}").json()["items"]
         if wanted(rows):

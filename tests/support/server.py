@@ -62,7 +62,7 @@ class ServerProcess:
             cmd += ["--config", str(self.config)]
         return cmd + list(args)
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         self.log_path = self.data_dir / f"server-{self.starts}.log"
         self.starts += 1
         log = open(self.log_path, "w")  # noqa: SIM115 - kept open for the child's lifetime
@@ -166,7 +166,7 @@ class Client:
         return self.request("DELETE", path, **kw)
 
     def wait_message(
-        self, message_id: int, statuses: tuple[str, ...], timeout: float = 20.0
+        self, message_id: int, statuses: tuple[str, ...], timeout: float = 60.0
     ) -> dict[str, Any]:
         """Poll a message until its status is one of `statuses` (bounded)."""
         deadline = time.monotonic() + timeout

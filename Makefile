@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n 2 --dist loadfile -q -p no:cacheprovider
+	$(PY) -m pytest -n 2 --dist loadgroup -rs -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

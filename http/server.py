@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 _DEPTH = re.compile(r"Task queue depth is (\d+)")
 
 
+def _proxy_options(trusted_proxy: str) -> dict[str, object]:
+    """Waitress options that take the scheme from a trusted proxy's X-Forwarded-Proto."""
+    if not trusted_proxy:
+        return {}
+    return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-proto"}}
+
+
 class QueueDepthFilter(logging.Filter):
     """Swallows waitress's queue-depth warnings, keeping the depth and one warning a minute."""
 
@@ -66,6 +73,7 @@ class HttpServer:
             ident="MessagePusher",
             max_request_body_size=2 * settings.max_body_bytes + 65_536,
             clear_untrusted_proxy_headers=True,
+            **_proxy_options(settings.trusted_proxy),
         )
         self.port = int(self.server.effective_port)
         self.thread: threading.Thread | None = None

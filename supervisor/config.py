@@ -55,6 +55,9 @@ class ServerSettings(Section):
     connection_limit: int = Field(512, ge=1, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=100 * 1_048_576)
     public_url: str = ""
+    # The reverse proxy (its address, or "*") whose X-Forwarded-Proto is believed: behind a
+    # proxy that terminates TLS, that header is how a request is known to have come over HTTPS.
+    trusted_proxy: str = ""
 
 
 class DatabaseSettings(Section):

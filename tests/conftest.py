@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -10,6 +11,19 @@ from fakes.sink import Sink
 from support.server import ServerProcess
 
 POSTGRES_URL = os.environ.get("MP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, keep each file on one worker unless it names its own group.
+
+    Runs before xdist reads the marks: ungrouped tests would otherwise be spread one by one, and
+    every module-scoped server would start on both workers. The heavy files share the group
+    "heavy" so that they never run at the same time as each other.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
@@ -34,7 +48,7 @@ def server_factory(tmp_path):
     for server in started:
         try:
             server.stop(timeout=15)
-        except Exception:  # noqa: BLE001 - a test that left it hung still gets it killed
+        except subprocess.TimeoutExpired:  # a test that left it hung still gets it killed
             server.kill9()
 
 

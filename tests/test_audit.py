@@ -47,7 +47,7 @@ def new_user(env, scopes: list[str] | None = None) -> tuple[str, object]:
 def rows_of(admin, n: int, **filters) -> list[dict]:
     """The newest audit rows matching the filters, once there are at least n (bounded wait)."""
     query = "&".join(f"{k}={v}" for k, v in filters.items())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         rows = admin.get(f"/api/v1/admin/audit?limit=200&{query}").json()["items"]
         if len(rows) >= n:

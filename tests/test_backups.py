@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import re
 import sqlite3
+import subprocess
 import threading
 
 import pytest
@@ -46,7 +49,7 @@ def counts(path) -> tuple[int, int]:
 
 def more_writes(statuses: list[int], n: int) -> None:
     target = len(statuses) + n
-    until(lambda: len(statuses) >= target, 10, f"{n} more writes")
+    until(lambda: len(statuses) >= target, 30, f"{n} more writes")
 
 
 def test_a_backup_under_write_load_is_consistent_and_restores_online_and_offline(
@@ -71,7 +74,7 @@ def test_a_backup_under_write_load_is_consistent_and_restores_online_and_offline
         sender.start()
     taken = []
     try:
-        until(lambda: statuses.count(202) >= 30, 15, "a write load")
+        until(lambda: statuses.count(202) >= 30, 30, "a write load")
         for _ in range(3):
             made = api.post("/api/v1/admin/backups")
             assert made.status_code == 201, made.text
@@ -162,3 +165,39 @@ def test_an_online_restore_rolls_back_the_data_but_keeps_the_audit_trail(server_
     assert "POST /api/v1/channels ok" in kept and "POST /api/v1/admin/backups ok" in kept, kept
     ids = [r["id"] for r in api.get("/api/v1/admin/audit?limit=200").json()["items"]]
     assert len(ids) == len(set(ids)), "no audit id used twice"
+
+
+def test_backup_create_on_the_command_line_copies_a_running_servers_data(server_factory, sink):
+    server = server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"})
+    api = server.client(server.create_key())
+    webhook(api, sink.url + "/b", name="b")
+    r = api.post("/api/v1/messages", json={"title": "kept in the backup", "channels": ["b"]})
+    assert r.status_code == 202, r.text
+    done = server.cli("backup", "create")
+    assert done.returncode == 0, done.stderr
+    created = re.fullmatch(r"created (\S+) \((\d+) bytes\)", done.stdout.strip())
+    assert created, done.stdout
+    name = created.group(1)
+    listing = server.cli("backup", "list")
+    assert listing.returncode == 0 and name in listing.stdout, (name, listing.stdout)
+    copy = server.data_dir / "backups" / name
+    assert copy.is_file(), (name, sorted((server.data_dir / "backups").iterdir()))
+    with sqlite3.connect(copy) as conn:
+        titles = [t for (t,) in conn.execute("SELECT title FROM message")]
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert "kept in the backup" in titles
+
+
+def test_a_server_refuses_to_start_while_a_restore_holds_the_serving_lock(server_factory):
+    server = server_factory(start=False)
+    lock_path = db_file(server).with_name(db_file(server).name + "-serving.lock")
+    with open(lock_path, "a+") as restore:
+        fcntl.flock(restore, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what an offline restore takes
+        refused = subprocess.run(
+            server.command("serve"), env=server.env, capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 1, (refused.returncode, refused.stderr[-2000:])
+        assert "a restore is running on" in refused.stderr
+        assert "start the server when it has finished" in refused.stderr
+    server.start()  # the restore let go: the same start succeeds
+    assert server.client(None).get("/healthz").status_code == 200

@@ -64,6 +64,42 @@ def test_a_dead_delivery_falls_back_to_the_named_channel_and_the_timeline_says_s
         broken.close()
 
 
+def test_a_fallback_that_fails_too_leaves_the_message_failed_with_both_deliveries_final(api):
+    refusing = Sink()
+    refusing.default_status = 400  # a permanent failure: one attempt each
+    try:
+        channel(api, "ff-backup", "webhook", {"url": refusing.url + "/backup"})
+        channel(
+            api, "ff-primary", "webhook", {"url": refusing.url + "/primary"}, fallback="ff-backup"
+        )
+        message = send(api, title="fallback fails", channels=["ff-primary"])
+        assert message["status"] == "failed", message
+        primary, fallback = message["deliveries"]
+        assert (primary["status"], fallback["status"]) == ("failed", "failed"), message
+        assert fallback["fallback_of"] == primary["id"] and fallback["response_code"] == 400
+        assert [r["path"] for r in refusing.received(None)] == ["/primary", "/backup"]
+    finally:
+        refusing.close()
+
+
+def test_a_message_whose_channels_partly_fail_ends_partially_failed_with_each_outcome_kept(
+    api, sink
+):
+    refusing = Sink()
+    refusing.default_status = 400
+    try:
+        channel(api, "pf-good", "webhook", {"url": sink.url + "/good"})
+        channel(api, "pf-bad", "webhook", {"url": refusing.url + "/bad"})
+        message = send(api, title="half", channels=["pf-good", "pf-bad"])
+        assert message["status"] == "partially_failed", message
+        outcomes = {d["channel"]["name"]: d["status"] for d in message["deliveries"]}
+        assert outcomes == {"pf-good": "sent", "pf-bad": "failed"}
+        assert "partially_failed" in [e["type"] for e in message["events"]]
+        assert [r["path"] for r in sink.received()] == ["/good"]
+    finally:
+        refusing.close()
+
+
 def test_a_group_fans_out_to_one_delivery_per_member(api, sink):
     other = Sink()
     try:

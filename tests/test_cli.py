@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -18,14 +19,25 @@ def test_serve_answers_healthz_within_10_seconds_and_exits_0_on_sigterm(tmp_path
     assert "stopped (exit 0)" in server.log()
 
 
-def test_first_start_without_a_password_generates_one_and_prints_it_once(tmp_path):
+def test_first_start_without_a_password_generates_one_that_logs_in_and_prints_it_once(tmp_path):
     server = ServerProcess(tmp_path / "d", env={"MP_ADMIN_PASSWORD": ""})
     done = server.cli("check-config")
     assert done.returncode == 0
     done = server.cli("key", "create", "--user", "admin")
-    assert "created user admin with password" in done.stderr
+    printed = re.search(r"created user admin with password (\S+) \(shown once\)", done.stderr)
+    assert printed, done.stderr
     again = server.cli("key", "create", "--user", "admin")
     assert "created user admin" not in again.stderr
+    server.start()
+    login = {"username": "admin", "password": printed.group(1)}
+    answer = requests.post(server.url + "/api/v1/session", json=login, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert "mp_session" in answer.cookies
+    wrong = requests.post(
+        server.url + "/api/v1/session", json={**login, "password": "not-it-1234"}, timeout=30
+    )
+    assert wrong.status_code == 401, wrong.text
+    assert server.stop() == 0
 
 
 def test_user_and_key_creation_store_only_a_hash_of_the_key(tmp_path):

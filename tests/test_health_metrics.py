@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import pytest
 import requests
+from fakes.pages import PageServer
+from fakes.sink import Sink
 from prometheus_client.parser import text_string_to_metric_families
-from support.ops import db_file, rows, until, webhook
+from support.ops import db_file, rows, run_job, until, webhook
+
+FINAL = ("delivered", "failed", "partially_failed", "cancelled")
 
 TOKEN = "metrics-token-Test-1"
 
@@ -78,7 +83,7 @@ def test_metrics_need_the_token_parse_and_the_queue_gauge_matches_the_mailbox(se
         )
         return seen if seen.get(("messagepusher_process_resident_bytes", ()), 0) > 0 else None
 
-    seen = until(monitored, 10, "process gauges from the monitor")
+    seen = until(monitored, 30, "process gauges from the monitor")
     assert seen[("messagepusher_actor_up", (("actor", "channel_pool"),))] == 1
     assert seen[("messagepusher_data_disk_free_bytes", ())] > 0
 
@@ -132,8 +137,70 @@ def test_readyz_is_503_naming_a_hung_actor_and_200_again_after_its_restart(serve
     api.post("/api/v1/messages", json={"title": "hangs the pool", "channels": ["hook"]})
 
     down = until(
-        lambda: (r := api.get("/readyz")).status_code == 503 and r.json(), 10, "readyz 503"
+        lambda: (r := api.get("/readyz")).status_code == 503 and r.json(), 30, "readyz 503"
     )
     assert "channel_pool" in down["error"]["details"] and api.get("/healthz").status_code == 200
-    until(lambda: api.get("/readyz").status_code == 200, 10, "readyz 200 after the restart")
+    until(lambda: api.get("/readyz").status_code == 200, 30, "readyz 200 after the restart")
     assert api.get("/api/v1/admin/status").json()["components"]["channel_pool"]["restarts"] == 1
+
+
+def test_the_documented_metrics_count_deliveries_steps_end_to_end_job_runs_and_queued_requests(
+    server_factory, sink
+):
+    """docs/operations.md's metric table, each fed by what it names through the running server."""
+    pages = PageServer()
+    refusing = Sink()
+    refusing.default_status = 400
+    try:
+        server = server_factory(
+            {
+                "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+                "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
+                "MP_RETRY__JITTER": "0",
+                "MP_SERVER__THREADS": "1",  # so concurrent requests queue for the one worker
+            }
+        )
+        api = server.client(server.create_key())
+        webhook(api, sink.url + "/ok", name="ok")
+        webhook(api, refusing.url + "/bad", name="bad")
+        sink.script = [500]  # the first send is retried, then sent
+        fetched = api.post(
+            "/api/v1/messages",
+            json={
+                "title": "metrics",
+                "url": pages.url + "/article",
+                "ai": {"task": "summarize"},
+                "channels": ["ok"],
+            },
+        )
+        refused = api.post("/api/v1/messages", json={"title": "refused", "channels": ["bad"]})
+        assert fetched.status_code == 202 and refused.status_code == 202
+        assert api.wait_message(fetched.json()["id"], FINAL)["status"] == "delivered"
+        assert api.wait_message(refused.json()["id"], FINAL)["status"] == "failed"
+        assert run_job(api, "retention_purge")["outcome"] == "ok"
+
+        def flood() -> None:
+            with concurrent.futures.ThreadPoolExecutor(24) as pool:
+                list(pool.map(lambda _: api.get("/api/v1/admin/status"), range(48)))
+
+        flood()
+        values = samples(requests.get(server.url + "/metrics", timeout=10).text)
+    finally:
+        pages.close()
+        refusing.close()
+
+    def delivered(outcome: str) -> float:
+        key = (("channel_type", "webhook"), ("outcome", outcome))
+        return values.get(("messagepusher_deliveries_total", key), 0)
+
+    assert (delivered("sent"), delivered("pending"), delivered("failed")) == (1, 1, 1), values
+    for step in ("fetch", "ai", "send"):
+        count = values.get(("messagepusher_step_seconds_count", (("step", step),)), 0)
+        assert count >= 1, (step, count)
+    assert values[("messagepusher_step_seconds_count", (("step", "send"),))] == 3
+    assert values[("messagepusher_end_to_end_seconds_count", ())] == 1
+    assert values[("messagepusher_end_to_end_seconds_sum", ())] > 0
+    job = (("job", "retention_purge"), ("outcome", "ok"))
+    assert values[("messagepusher_job_runs_total", job)] == 1
+    assert values[("messagepusher_http_task_queue_depth", ())] >= 1
+    assert "HTTP requests are queueing" in server.log()

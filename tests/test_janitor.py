@@ -170,9 +170,9 @@ def test_retention_purge_removes_only_what_is_past_its_age_in_batches_while_send
     sender = threading.Thread(target=keep_sending)
     sender.start()
     try:
-        until(lambda: len(sent) >= 5, 10, "sends under way")
+        until(lambda: len(sent) >= 5, 30, "sends under way")
         run = run_job(api, "retention_purge")
-        until(lambda: len(sent) >= 10, 10, "sends going on after the purge")
+        until(lambda: len(sent) >= 10, 30, "sends going on after the purge")
     finally:
         stop.set()
         sender.join(10)
@@ -204,3 +204,56 @@ def test_retention_purge_removes_only_what_is_past_its_age_in_batches_while_send
     assert report["outcome"] == "ok" and report["detail"]["day"] == reports.previous_day(
         time.time()
     )
+
+
+def test_retention_purge_removes_old_events_job_runs_supervisor_events_reports_and_audit_rows(
+    server_factory, sink
+):
+    """Each kind past its own age goes; newer rows of the same kind, and a kept message, stay."""
+    server = server_factory({"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"})
+    api = server.client(server.create_key())
+    webhook(api, sink.url + "/in")
+    message_id = api.post("/api/v1/messages", json={"title": "kept", "channels": ["hook"]}).json()[
+        "id"
+    ]
+    api.wait_message(message_id, ("delivered",))
+    assert run_job(api, "daily_report")["outcome"] == "ok"
+    path = db_file(server)
+    now = time.time()
+    # (table, time column, days past its retention in supervisor.yaml's defaults)
+    aged = {
+        "message_event": ("at", 31),
+        "job_run": ("started_at", 31),
+        "supervisor_event": ("at", 31),
+        "report": ("created_at", 401),
+        "audit_log": ("at", 181),
+    }
+    until(lambda: rows(path, "SELECT count(*) FROM audit_log")[0][0], 30, "audit rows written")
+    before = {}
+    for table, (column, days) in aged.items():
+        count, last = rows(path, f"SELECT count(*), max(id) FROM {table}")[0]
+        assert count >= 1, f"{table} has no row to age"
+        rows(path, f"UPDATE {table} SET {column} = ? WHERE id <= ?", now - days * DAY, last)
+        before[table] = count
+    fresh_supervisor_event = rows(
+        path,
+        "INSERT INTO supervisor_event (at, actor, event, detail, node) "
+        "VALUES (?, 'janitor', 'started', '{}', 'test') "
+        "RETURNING id",
+        now,
+    )[0][0]
+
+    run = run_job(api, "retention_purge")
+    assert run["outcome"] == "ok", run
+    removed = run["detail"]["removed"]
+    assert removed["events"] == before["message_event"]
+    assert removed["job_runs"] == before["job_run"]
+    assert removed["supervisor_events"] == before["supervisor_event"]
+    assert removed["reports"] == before["report"]
+    assert removed["audit"] == before["audit_log"]
+    assert removed["messages"] == 0
+    assert rows(path, "SELECT count(*) FROM report") == [(0,)]
+    assert rows(path, "SELECT id FROM supervisor_event") == [(fresh_supervisor_event,)]
+    assert rows(path, "SELECT count(*) FROM message_event WHERE at < ?", now) == [(0,)]
+    assert rows(path, "SELECT id FROM message") == [(message_id,)]
+    assert api.get(f"/api/v1/messages/{message_id}").json()["deliveries"][0]["status"] == "sent"

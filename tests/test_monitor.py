@@ -36,7 +36,7 @@ def test_a_hung_pool_is_found_by_the_monitor_and_restarted_and_its_backlog_alert
 
     until(
         lambda: any(t.startswith("[MessagePusher resolved] backlog") for t in titles()),
-        20,
+        30,
         "a resolved notice",
     )
     api.wait_message(first, ("delivered",))

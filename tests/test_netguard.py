@@ -64,8 +64,18 @@ def test_check_url_refuses_a_name_that_resolves_to_loopback(monkeypatch):
 
 
 def test_check_url_allows_a_name_that_resolves_to_a_public_address(monkeypatch):
-    monkeypatch.setattr(netguard, "resolve", lambda host, port=None: ["93.184.216.34"])
-    netguard.check_url("https://public.example/", allow_private_networks=False)
+    asked: list[str] = []
+
+    def resolve(host: str, port: int | None = None) -> list[str]:
+        asked.append(host)
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(netguard, "resolve", resolve)
+    assert netguard.check_url("https://public.example/", allow_private_networks=False) is None
+    assert asked == ["public.example"]
+    monkeypatch.setattr(netguard, "resolve", lambda host, port=None: ["10.0.0.7"])
+    with pytest.raises(netguard.PrivateNetworkRefused):
+        netguard.check_url("https://public.example/", allow_private_networks=False)
 
 
 def test_check_url_does_not_resolve_when_private_networks_are_allowed(monkeypatch):

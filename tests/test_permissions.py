@@ -135,14 +135,55 @@ def fill(path: str, ids: dict[str, str]) -> str:
     return re.sub(r"{(\w+)}", lambda m: ids.get(OBJECT_PARAMS.get(m.group(1), ""), "1"), path)
 
 
-def call(client, method: str, path: str, ids: dict[str, str]):
+# A valid body for each operation that takes one, and what the owner gets for it (None: the
+# answer depends on state, such as a TOTP code, so only "allowed and no 5xx" is checked). With
+# `{}` most calls would stop at validation (422) and the handler behind it would go untested.
+BODIES = {
+    ("POST", "/api/v1/messages"): (
+        lambda w, ids: {"title": "permission check", "channels": [int(ids["channel"])]},
+        202,
+    ),
+    ("POST", "/api/v1/channels"): (
+        lambda w, ids: {
+            "name": f"perm-{next(serial)}",
+            "type": "webhook",
+            "config": {"url": w.sink.url + "/p"},
+        },
+        201,
+    ),
+    ("PATCH", "/api/v1/channels/{channel_id}"): (lambda w, ids: {"enabled": True}, 200),
+    ("POST", "/api/v1/users"): (
+        lambda w, ids: {"username": f"perm{next(serial)}", "password": "perm-pass-1234"},
+        403,
+    ),
+    ("PATCH", "/api/v1/users/{user_id}"): (lambda w, ids: {"email": "owner@example.com"}, 403),
+    ("PATCH", "/api/v1/me"): (lambda w, ids: {"email": "me@example.com"}, 200),
+    ("POST", "/api/v1/me/totp/confirm"): (lambda w, ids: {"code": "000000"}, None),
+    # A right password would leave a session cookie in the caller's client and make it the owner.
+    ("POST", "/api/v1/session"): (
+        lambda w, ids: {"username": "owner", "password": "not-the-password-1"},
+        401,
+    ),
+    ("POST", "/api/v1/keys"): (
+        lambda w, ids: {"name": f"perm-{next(serial)}", "scopes": ["messages:send"]},
+        201,
+    ),
+    ("PATCH", "/api/v1/keys/{key_id}"): (lambda w, ids: {"name": f"{MARK}-renamed"}, 200),
+    ("PATCH", "/api/v1/admin/config"): (lambda w, ids: {"logging": {"level": "INFO"}}, 403),
+}
+
+
+def call(world: World, client, method: str, path: str, ids: dict[str, str]):
     url = fill(path, ids)
-    body = {"json": {}} if method in ("POST", "PATCH", "PUT") else {}
+    make = BODIES.get((method, path), (lambda w, i: {}, None))[0]
+    body = {"json": make(world, ids)} if method in ("POST", "PATCH", "PUT") else {}
     return client.request(method, url, **body)
 
 
 def allowed(resp, op: dict) -> bool:
-    """Past authentication and permission: anything but 401/403, or the X-Confirm demand of a sensitive op."""
+    """Past authentication and permission without failing: no 401/403/5xx, or the X-Confirm demand."""
+    if resp.status_code >= 500:
+        return False
     if resp.status_code not in (401, 403):
         return True
     mentions = "X-Confirm" in op.get("description", "") + op["summary"]
@@ -172,9 +213,11 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
         if not ok:
             failures.append(f"{who} {method} {path} -> {resp.status_code} {resp.text[:200]}")
 
+    takes_a_body = {(m, p) for m, p, op in ops if "requestBody" in op}
+    assert takes_a_body <= set(BODIES), f"give these a valid body: {takes_a_body - set(BODIES)}"
     for method, path, op in ops:
         permission = op["x-permission"]
-        ids = world.objects() if re.search(r"{\w+}", path) else {}
+        ids = world.objects() if re.search(r"{\w+}", path) or (method, path) in BODIES else {}
         if permission == PUBLIC:
             # Public routes may check a credential of their own (the compat /push takes a token in
             # the body), so only the absence of failures and of the owner's data is asserted.
@@ -185,7 +228,7 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
                 ("owner", world.owner),
                 ("admin", world.admin),
             ):
-                resp = call(client, method, path, ids)
+                resp = call(world, client, method, path, ids)
                 expect(resp.status_code < 500, who, method, path, resp)
                 if who != "owner":
                     expect(no_owner_data(world, resp), f"{who} (data)", method, path, resp)
@@ -196,12 +239,12 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
             ("disabled key", world.disabled),
             ("expired key", world.expired),
         ):
-            resp = call(client, method, path, ids)
+            resp = call(world, client, method, path, ids)
             expect(resp.status_code == 401, who, method, path, resp)
             expect(no_owner_data(world, resp), f"{who} (data)", method, path, resp)
         if permission != AUTHENTICATED:
             lacking = world.owner if permission == ADMIN else world.lacking[permission]
-            resp = call(lacking, method, path, ids)
+            resp = call(world, lacking, method, path, ids)
             expect(
                 resp.status_code == 403 and resp.json()["error"]["code"] != "confirmation_required",
                 "key lacking the scope",
@@ -209,7 +252,7 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
                 path,
                 resp,
             )
-        resp = call(world.other, method, path, ids)
+        resp = call(world, world.other, method, path, ids)
         if permission == ADMIN:
             expect(resp.status_code == 403, "other user", method, path, resp)
         elif owned_item(path):
@@ -217,7 +260,12 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
         else:
             expect(allowed(resp, op), "other user", method, path, resp)
         expect(no_owner_data(world, resp), "other user (data)", method, path, resp)
-        resp = call(world.owner, method, path, ids)
+        resp = call(world, world.owner, method, path, ids)
+        owner_gets = BODIES.get((method, path), (None, None))[1]
+        if owner_gets is not None:
+            expect(
+                resp.status_code == owner_gets, f"owner (expected {owner_gets})", method, path, resp
+            )
         if permission == ADMIN:
             expect(resp.status_code == 403, "owner", method, path, resp)
         else:
@@ -229,7 +277,7 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
                 resp,
             )
         ids = world.objects() if ids else ids
-        resp = call(world.admin, method, path, ids)
+        resp = call(world, world.admin, method, path, ids)
         expect(
             allowed(resp, op) and not (owned_item(path) and resp.status_code == 404),
             "admin",
@@ -238,6 +286,21 @@ def test_every_endpoint_answers_each_kind_of_caller_as_its_permission_says(world
             resp,
         )
     assert not failures, "\n".join(failures)
+
+
+def test_no_method_outside_the_document_is_served_on_any_of_its_paths(world):
+    """A responder the route table does not list would also escape its permission check."""
+    listed: dict[str, set[str]] = {}
+    for method, path, _op in operations(world):
+        listed.setdefault(path, set()).add(method)
+    served = []
+    for path, methods in listed.items():
+        ids = world.objects() if re.search(r"{\w+}", path) else {}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - methods:
+            resp = world.admin.request(method, fill(path, ids), json={})
+            if resp.status_code != 405:
+                served.append(f"{method} {path} -> {resp.status_code} {resp.text[:120]}")
+    assert not served, "\n".join(served)
 
 
 def test_an_admin_sees_one_users_rows_with_the_user_parameter_and_a_user_never_does(world):

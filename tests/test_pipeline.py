@@ -5,6 +5,9 @@ Every peer is a real local server: a webhook sink, a page server, an OpenAI-comp
 
 from __future__ import annotations
 
+import email
+import email.policy
+import html
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -125,9 +128,14 @@ def test_a_fetched_and_summarised_message_reaches_a_webhook_and_an_email_with_a_
         body = sink.received()[0]["body"]
         assert body["id"] == message_id and body["fetched"]["title"] == "Quarterly Storage Report"
         assert body["ai"]["task"] == "summarize" and body["ai"]["result"] == summary
-        mail = smtp.envelopes[0].content.decode(errors="replace")
-        assert "Quarterly Storage Report" in mail or "Report" in mail
-        assert "storage" in mail.lower()
+        mail = email.message_from_bytes(smtp.envelopes[0].content, policy=email.policy.default)
+        assert mail["Subject"] == "Report"
+        text = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        page = mail.get_body(("html",)).get_content()
+        link = pages.url + "/article"
+        assert f"Quarterly Storage Report\n{link}" in text, text
+        assert f'<a href="{link}">Quarterly Storage Report</a>' in page, page
+        assert summary in text and summary in html.unescape(page)
 
 
 def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_result(
@@ -153,13 +161,19 @@ def test_the_openai_provider_gets_the_model_and_text_and_its_answer_lands_in_ai_
     assert request.headers.get("Authorization") == "Bearer sk-test-fake"
 
 
-def test_a_sink_failing_twice_gets_the_message_on_the_third_attempt(api, sink):
+def test_a_sink_failing_twice_gets_the_message_on_the_third_attempt_under_one_delivery_id(
+    api, sink
+):
     sink.script = [500, 500]
     message_id = send(api, title="flaky", channels=[webhook(api, sink)])
     message = api.wait_message(message_id, FINAL)
     assert message["status"] == "delivered"
     assert message["deliveries"][0]["attempts"] == 3
     assert [r["status"] for r in sink.received(None)] == [500, 500, 200]
+    delivery_id = str(message["deliveries"][0]["id"])
+    assert [r["headers"]["X-MessagePusher-Delivery"] for r in sink.received(None)] == [
+        delivery_id
+    ] * 3
     assert [e["type"] for e in message["events"]].count("delivery_retry") == 2
 
 

@@ -26,7 +26,10 @@ from support.ops import until, webhook
 pytestmark = pytest.mark.xdist_group("heavy")
 
 JOB = "retention_purge"
-PERIOD = re.compile(r"^every 1s #(\d+)$")
+# Long enough that a node's stop, begun early in a period, ends within it on a slow machine
+# (here it takes well under a second).
+PERIOD_SECONDS = 3
+PERIOD = re.compile(rf"^every {PERIOD_SECONDS}s #(\d+)$")
 # Channel configs are encrypted at rest: nodes sharing a database share the key.
 SECRET = "shared-secret-of-both-test-nodes"
 
@@ -75,10 +78,10 @@ def node_of(api) -> str:
 
 
 def job_env(url: str, lock_seconds: str) -> dict[str, str]:
-    # The schedule from the environment replaces the default one: only this job, every second.
+    # The schedule from the environment replaces the default one: only this job, every period.
     return shared_env(
         url,
-        MP_SCHEDULE__RETENTION_PURGE__EVERY="1s",
+        MP_SCHEDULE__RETENTION_PURGE__EVERY=f"{PERIOD_SECONDS}s",
         MP_SCHEDULER__LOCK_SECONDS=lock_seconds,
     )
 
@@ -96,7 +99,7 @@ def runs(pg: Pg) -> list[tuple[int, str, str]]:
 
 
 def wait_for_periods(
-    pg: Pg, first: int, last: int, timeout: float = 15.0
+    pg: Pg, first: int, last: int, timeout: float = 60.0
 ) -> list[tuple[int, str, str]]:
     """Poll until periods first..last each have a finished run and a later period has begun.
 
@@ -145,7 +148,7 @@ def test_a_job_both_processes_schedule_runs_once_per_period_while_they_race_for_
     nodes = {node_of(api_a), node_of(api_b)}
     assert len(nodes) == 2
 
-    first = int(both_up) + 1  # the first period both nodes fire for
+    first = int(both_up // PERIOD_SECONDS) + 1  # the first period both nodes fire for
     last = first + 2
     got = wait_for_periods(pg, first, last)
     assert_once_per_period(got, first, last)
@@ -167,7 +170,7 @@ def test_the_lock_holder_runs_every_period_and_hands_the_job_over_on_stop_withou
     assert_both_schedule_the_job(*apis)
     nodes = [node_of(api) for api in apis]
 
-    first = int(both_up) + 1
+    first = int(both_up // PERIOD_SECONDS) + 1
     got = wait_for_periods(pg, first, first)
     holder_node = next(owner for p, owner, _ in got if p == first)
     assert {o for p, o, _ in got if p >= first} == {holder_node}, got
@@ -175,12 +178,17 @@ def test_the_lock_holder_runs_every_period_and_hands_the_job_over_on_stop_withou
     other_node = nodes[1 - nodes.index(holder_node)]
 
     # Stop the holder early in a period (its stop hands the lock back well before the next fire).
-    until(lambda: 0.05 < time.time() % 1 < 0.3, 2, "early in a period", step=0.01)
+    until(
+        lambda: 0.05 < time.time() % PERIOD_SECONDS < 0.3,
+        PERIOD_SECONDS + 2,
+        "early in a period",
+        step=0.01,
+    )
     holder.proc.send_signal(signal.SIGTERM)
     assert holder.proc.wait(30) == 0, holder.log()
     stopped = time.time()
 
-    after = int(stopped) + 1  # the first period after the holder is gone
+    after = int(stopped // PERIOD_SECONDS) + 1  # the first period after the holder is gone
     got = wait_for_periods(pg, first, after)
     assert_once_per_period(got, first, after)
     owners = [o for p, o, _ in got if p >= first]
@@ -309,7 +317,7 @@ def test_an_alert_both_processes_raise_is_sent_once_resolved_once_and_stays_quie
     assert notices(pg) == fired
     until(
         lambda: sunk() == Counter({("firing", k): 1 for k in STUCK}),
-        15,
+        30,
         "one firing notice per queue",
     )
 
@@ -330,6 +338,6 @@ def test_an_alert_both_processes_raise_is_sent_once_resolved_once_and_stays_quie
     )
     assert notices(pg) == {**fired, **resolved}
     expected = Counter({("firing", k): 1 for k in STUCK} | {("resolved", k): 1 for k in STUCK})
-    until(lambda: sunk() == expected, 15, "one firing and one resolved notice per queue")
+    until(lambda: sunk() == expected, 30, "one firing and one resolved notice per queue")
     full_round_on_both(pg, nodes)
     assert sunk() == expected and notices(pg) == {**fired, **resolved}

@@ -77,7 +77,7 @@ def test_two_servers_on_one_database_run_a_job_once_per_period_and_the_survivor_
         "MP_SCHEDULER__LOCK_SECONDS": str(LOCK_SECONDS),
     }
     servers = [server_factory(env), server_factory(env)]
-    until(lambda: len(_runs(shared)) >= 6, 15, "six runs with both servers up")
+    until(lambda: len(_runs(shared)) >= 6, 30, "six runs with both servers up")
     holder_pid = _pid(
         rows(shared, "SELECT owner FROM job_lock WHERE name = 'retention_purge'")[0][0]
     )
@@ -90,7 +90,7 @@ def test_two_servers_on_one_database_run_a_job_once_per_period_and_the_survivor_
         lambda: [
             r for r in _runs(shared) if _pid(r[0]) == survivor.proc.pid and r[2] > last_of_holder
         ],
-        10,
+        30,
         "a run by the survivor after the kill",
     )
     gap = taken[0][2] - last_of_holder

@@ -75,7 +75,7 @@ def web_login(server: ServerProcess, username: str) -> tuple[requests.Session, s
 def audit_rows(admin, wanted, **filters) -> list[dict]:
     """Audit rows matching the filters once `wanted(rows)` holds; the writer flushes every 0.5 s."""
     query = "&".join(f"{k}={v}" for k, v in filters.items())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         rows = admin.get(f"/api/v1/admin/audit?limit=200&{query}").json()["items"]
         if wanted(rows):
@@ -100,6 +100,57 @@ def test_logging_in_sets_an_httponly_strict_cookie_and_stores_only_hashes(env):
     with sqlite3.connect(server.data_dir / "messagepusher.db") as db:
         stored = db.execute("SELECT * FROM web_session").fetchall()
     assert stored and not any(token in str(row) or body["csrf_token"] in str(row) for row in stored)
+
+
+def test_a_password_change_ends_ones_other_sessions_and_keeps_the_one_that_made_it(env):
+    server, _admin = env
+    name = new_user(env)
+    here, csrf = web_login(server, name)
+    elsewhere, _ = web_login(server, name)
+    assert elsewhere.get(server.url + "/api/v1/me").status_code == 200
+    changed = here.patch(
+        server.url + "/api/v1/me",
+        json={"password": "session-pass-2", "current_password": PASSWORD},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert changed.status_code == 200, changed.text
+    assert elsewhere.get(server.url + "/api/v1/me").status_code == 401
+    assert here.get(server.url + "/api/v1/me").status_code == 200
+    again = requests.post(
+        server.url + "/api/v1/session",
+        json={"username": name, "password": "session-pass-2"},
+        timeout=30,
+    )
+    assert again.status_code == 200, again.text
+
+
+def login_cookie(server: ServerProcess, username: str, headers: dict[str, str]) -> str:
+    resp = requests.post(
+        server.url + "/api/v1/session",
+        json={"username": username, "password": PASSWORD},
+        headers=headers,
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.headers["Set-Cookie"]
+
+
+def secure(cookie: str) -> bool:
+    return "secure" in [part.strip().lower() for part in cookie.split(";")]
+
+
+def test_the_cookie_is_secure_only_when_a_trusted_proxy_says_the_request_came_over_https(
+    env, server_factory
+):
+    https = {"X-Forwarded-Proto": "https"}
+    server, _admin = env  # no trusted proxy: anyone could send the header, so it counts for nothing
+    name = new_user(env)
+    assert not secure(login_cookie(server, name, https))
+    behind = server_factory({"MP_SERVER__TRUSTED_PROXY": "127.0.0.1"})
+    behind.create_user("proxied", PASSWORD)
+    assert secure(login_cookie(behind, "proxied", https))
+    assert not secure(login_cookie(behind, "proxied", {}))
+    assert not secure(login_cookie(behind, "proxied", {"X-Forwarded-Proto": "http"}))
 
 
 def test_a_cookie_mutation_needs_the_csrf_token_and_a_read_does_not(env):

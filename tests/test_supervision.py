@@ -64,7 +64,7 @@ def arrivals(sink, message_id: int) -> list[dict]:
     ]
 
 
-def test_a_child_that_crashes_mid_entry_is_restarted_and_takes_work_again_within_a_second(
+def test_a_child_that_crashes_mid_entry_is_restarted_and_takes_work_again_within_3_seconds(
     server_factory, sink
 ):
     server = server_factory({**PRIVATE, "MP_FAULTS__CHANNEL_POOL__RAISE_ON_NTH": "1"})
@@ -82,7 +82,8 @@ def test_a_child_that_crashes_mid_entry_is_restarted_and_takes_work_again_within
     assert "InjectedFault" in error and "incarnation 2" in detail
     working_again = arrival["at"] - crashed_at
     assert crashed_at <= restarted_at <= arrival["at"]
-    assert working_again < 1.0, f"crash to delivery after restart took {working_again:.3f}s"
+    # Well under a second on the 2-core machine; 3 s leaves room for one three times slower.
+    assert working_again < 3.0, f"crash to delivery after restart took {working_again:.3f}s"
 
 
 def test_a_hung_child_is_restarted_and_its_entry_delivered(server_factory, sink):

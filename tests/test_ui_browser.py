@@ -34,7 +34,7 @@ pytestmark = pytest.mark.xdist_group("browser")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-UI_TIMEOUT = 10.0  # a page reaction: one or two API calls on a local server
+UI_TIMEOUT = 30.0  # a page reaction: one or two API calls on a local server (3x+ headroom)
 DELIVERY_TIMEOUT = 20.0  # a message through the pipeline to the sink
 FAILED_LOAD = re.compile(
     r"^(?P<url>\S+) - Failed to load resource: the server responded with a status of (?P<status>\d+)"

@@ -87,9 +87,16 @@ def test_feishu_rate_limit_codes_are_retried(fake, ctx, make_message, code: int)
     assert (result.status, result.retry_after) == ("retry", 60.0)
 
 
-def test_feishu_ip_not_allowed_is_permanent(fake, ctx, make_message) -> None:
-    fake.script(Reply.json({"code": 19024, "msg": "Key Words Not Found", "data": {}}))
-    assert channel(fake).send(make_message(), ctx).status == "permanent"
+@pytest.mark.parametrize(
+    ("code", "msg"), [(19022, "Ip Not Allowed"), (19024, "Key Words Not Found")]
+)
+def test_feishu_ip_not_allowed_and_keyword_not_found_are_permanent_and_name_the_code(
+    fake, ctx, make_message, code: int, msg: str
+) -> None:
+    fake.script(Reply.json({"code": code, "msg": msg, "data": {}}))
+    result = channel(fake).send(make_message(), ctx)
+    assert result.status == "permanent"
+    assert str(code) in result.detail and msg in result.detail
 
 
 def test_feishu_legacy_statuscode_answer_is_understood() -> None:

@@ -87,8 +87,13 @@ def test_a_config_that_is_not_an_object_is_refused() -> None:
         build_channel("wecom", ["key"])  # type: ignore[arg-type]
 
 
-def test_the_config_error_is_a_value_error() -> None:
-    assert issubclass(ChannelConfigError, ValueError)
+def test_the_config_error_is_a_value_error_that_names_the_field_the_value_and_the_fix() -> None:
+    with pytest.raises(ValueError) as raised:
+        build_channel("ntfy", {"topic": "bad topic!"})
+    error = raised.value
+    assert isinstance(error, ChannelConfigError)
+    assert error.field == "config.topic" and error.value == "bad topic!"
+    assert str(error).startswith("config.topic: ") and "'bad topic!'" in str(error)
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # arrival, for pacing and retry-after
 
     def json(self) -> Any:
         return json.loads(self.body)

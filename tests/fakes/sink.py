@@ -75,7 +75,7 @@ class Sink:
         with self.lock:
             return [r for r in self.requests if status is None or r["status"] == status]
 
-    def wait_for(self, predicate, timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait_for(self, predicate, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Block until predicate(requests) is true; returns the requests or raises AssertionError."""
         deadline = time.monotonic() + timeout
         with self.lock:

@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 def until(
-    predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition", step: float = 0.05
+    predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition", step: float = 0.05
 ) -> T:
     """The first truthy value of predicate(), polled every `step` seconds for at most `timeout`."""
     deadline = time.monotonic() + timeout
@@ -51,7 +51,7 @@ def webhook(api: Client, url: str, name: str = "hook", default: bool = False) ->
     return made.json()
 
 
-def run_job(api: Client, job: str, timeout: float = 20.0) -> dict[str, Any]:
+def run_job(api: Client, job: str, timeout: float = 60.0) -> dict[str, Any]:
     """Run a job now and return its finished run as GET /api/v1/admin/jobs shows it."""
     started = api.post(f"/api/v1/admin/jobs/{job}/run")
     assert started.status_code == 202, started.text

@@ -19,6 +19,14 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "admin-pass-Test-1"
 LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
+API_KEY = re.compile(r"mp_[0-9a-f]{12}_[A-Za-z0-9_-]{20,}")
+# Every password the tests of this suite use follows the pattern <word>-pass-<rest>.
+TEST_PASSWORD = re.compile(r"\b[a-z]+(?:-[a-z]+)?-pass-[A-Za-z0-9-]+")
+
+
+def secrets_in(text: str) -> list[str]:
+    """API keys and test passwords found in a log text (none may ever be there)."""
+    return API_KEY.findall(text) + TEST_PASSWORD.findall(text)
 
 
 class ServerProcess:
@@ -54,7 +62,7 @@ class ServerProcess:
             cmd += ["--config", str(self.config)]
         return cmd + list(args)
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
         self.log_path = self.data_dir / f"server-{self.starts}.log"
         self.starts += 1
         log = open(self.log_path, "w")  # noqa: SIM115 - kept open for the child's lifetime
@@ -77,15 +85,27 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is not None:
+            self.check_logs_hold_no_secret()
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self.check_logs_hold_no_secret()
+        return code
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+            self.check_logs_hold_no_secret()
+
+    def check_logs_hold_no_secret(self) -> None:
+        """Every server's logs are scanned when it ends, so no test depends on running last."""
+        for path in sorted(self.data_dir.glob("*.log")):
+            found = secrets_in(path.read_text(errors="replace"))
+            assert not found, f"{path} holds secrets: {found[:3]}"
 
     def cli(
         self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
@@ -146,7 +166,7 @@ class Client:
         return self.request("DELETE", path, **kw)
 
     def wait_message(
-        self, message_id: int, statuses: tuple[str, ...], timeout: float = 20.0
+        self, message_id: int, statuses: tuple[str, ...], timeout: float = 60.0
     ) -> dict[str, Any]:
         """Poll a message until its status is one of `statuses` (bounded)."""
         deadline = time.monotonic() + timeout

@@ -171,7 +171,7 @@ class Installed:
 
 def _run(cmd: list[str], cwd: Path) -> tuple[bool, str]:
     done = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
     )
     return (
         done.returncode == 0,
@@ -284,7 +284,7 @@ def _start(cmd: list[str], workdir: Path, log_path: Path) -> tuple[subprocess.Po
 
 
 @pytest.mark.xdist_group("install")
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)  # the first one waits for all four installs: minutes on a busy box
 @pytest.mark.parametrize("label", list(INSTALLS))
 def test_an_install_as_documented_passes_pip_check_and_delivers_a_fetched_summary(
     label, installs, pristine, tmp_path

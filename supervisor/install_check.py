@@ -79,7 +79,7 @@ def installed_requires(name: str) -> list[str] | None:
     """The Requires-Dist lines of an installed distribution, None when it is not installed.
 
     Runs in the caller's thread; reads metadata files only, and of METADATA only the headers:
-    parsing whole files (long descriptions included) took ten times as long. Unreadable
+    parsing whole files (long descriptions included) took several times as long. Unreadable
     metadata counts as not installed, since pip would have to reinstall it either way.
     """
     try:
@@ -98,7 +98,7 @@ def installed_requires(name: str) -> list[str] | None:
 
 
 def problem(repo: Path, python: str = sys.executable) -> str | None:
-    """One line naming the first missing package and the command that installs it, or None.
+    """One line naming every missing package and the command that installs them, or None.
 
     Runs in the main thread before anything else is imported; never raises for a broken
     install, which is what it reports.

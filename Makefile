@@ -1,10 +1,11 @@
-# The two commands of the README: `make run` and `make test`. Both create .venv when missing.
+# The two commands of the README: `make run` and `make test`. Both create .venv when missing
+# and resolve dependencies afresh, so new releases show up; `make lock` pins them for production.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/mailbox.py
 	$(PY) bench/load.py
+
+# requirements.lock: the exact versions for production installs (docs/operations.md, the
+# Dockerfile), resolved anew from pyproject.toml. Run `make test` after it: the install test
+# installs from the lock.
+lock: $(PY)
+	$(PY) -m pip install --quiet 'pip-tools>=7.5'
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --upgrade --strip-extras \
+		--no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) data

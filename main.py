@@ -12,11 +12,33 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from messagepusher.supervisor.config import ConfigError, Settings, load_settings, masked
+if TYPE_CHECKING:
+    from messagepusher.supervisor.config import Settings
 
 EXIT_CONFIG = 2
+EXIT_INSTALL = 3
+REPO = Path(__file__).resolve().parent
 log = logging.getLogger("messagepusher")
+
+
+def install_problem() -> str | None:
+    """One line naming a missing package and the command that installs it, or None.
+
+    Runs in the main thread before any dependency is imported, so a broken install is one
+    line and an exit, not a traceback or a server whose actors can never start.
+    """
+    try:
+        from messagepusher.supervisor.install_check import problem
+    except ModuleNotFoundError as exc:
+        lock = REPO / "requirements.lock"
+        fix = f"{sys.executable} -m pip install {f'-c {lock} ' if lock.is_file() else ''}{REPO}"
+        if exc.name == "messagepusher.supervisor.install_check":
+            return f"error: the messagepusher installed in {sys.executable} is older than {REPO}; reinstall it with: {fix}"
+        return f"error: package 'messagepusher' is not installed in {sys.executable}; install it with: {fix}"
+    return problem(REPO)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from messagepusher.supervisor.config import load_settings
+
     return load_settings(getattr(args, "config", None))
 
 
@@ -81,6 +105,8 @@ def _open(settings: Settings):
 
 
 def cmd_check_config(settings: Settings) -> int:
+    from messagepusher.supervisor.config import masked
+
     effective = masked(settings.model_dump())
     effective["database"]["url"] = masked({"u": settings.database_url})["u"]
     print(json.dumps(effective, indent=2, ensure_ascii=False))
@@ -219,6 +245,12 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problem = install_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_INSTALL
+    from messagepusher.supervisor.config import ConfigError
+
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import certifi
-import requests
 import urllib3
 
 from messagepusher.supervisor.http_session import environment_has_proxies, new_session
+
+if TYPE_CHECKING:
+    import requests
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
 READ_CHUNK = 16 * 1024
@@ -119,6 +122,8 @@ class Transport:
         timeout: float,
         proxy: str | None,
     ) -> RawAnswer:
+        import requests  # only proxied requests need it: not imported at start-up
+
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = new_session(self.pool_size)

@@ -6,8 +6,12 @@ The real server as a subprocess; python's own import log (PYTHONPROFILEIMPORTTIM
 from __future__ import annotations
 
 import re
+import resource
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 from fakes.pages import PageServer
 from support.ops import until
@@ -25,17 +29,43 @@ LAZY = {
     "markdown",
     "cryptography",
     "requests",
+    "urllib3",
 }
 IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)$", re.MULTILINE)
 
 
-def ready_after(server, timeout: float = 20.0) -> float:
-    """Start `server` and poll /readyz; seconds from the start to the first 200."""
+def ready_after(server, timeout: float = 20.0) -> tuple[float, float]:
+    """Start `server` and poll /readyz: seconds from the start to the first 200, and the CPU
+    seconds the server used to get there."""
     started = time.monotonic()
     server.start(timeout)
     client = server.client(None)
     until(lambda: client.get("/readyz", timeout=5).status_code == 200, timeout, "/readyz 200")
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    times = psutil.Process(server.proc.pid).cpu_times()
+    return seconds, times.user + times.system
+
+
+def slowdown() -> float:
+    """How much longer than its CPU time a CPU-bound Python start takes now (1.0: an idle core).
+
+    The same imports as the server's largest, run just before the server starts.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pydantic, falcon, peewee, apscheduler.schedulers.background",
+        ],
+        check=True,
+        timeout=60,
+    )
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return max(1.0, wall / max(cpu, 0.01))
 
 
 def top_level_imports(log: str) -> set[str]:
@@ -43,14 +73,21 @@ def top_level_imports(log: str) -> set[str]:
 
 
 def test_a_restarted_server_is_ready_within_three_seconds(server_factory):
+    """On a machine other work keeps busy the server waits for a core; that wait, estimated
+    from a reference start just before, is taken off. Sleeps and waits of its own are not."""
     server = server_factory()  # the first start creates the schema and the admin
     assert server.stop() == 0
-    # The fastest of three restarts: a busy machine slows some, a slow start slows all.
-    seconds = []
+    runs = []
     for _ in range(3):
-        seconds.append(ready_after(server))
+        factor = slowdown()
+        seconds, cpu = ready_after(server)
+        runs.append((seconds - cpu * (factor - 1), seconds, cpu, factor))
         assert server.stop() == 0
-    assert min(seconds) <= READY_BOUND_SECONDS, f"start to /readyz took {seconds}"
+    # The fastest of three restarts: a busy moment slows one, a slow start slows all.
+    assert min(runs)[0] <= READY_BOUND_SECONDS, (
+        "start to /readyz: (idle estimate, seconds, CPU seconds, machine slowdown) "
+        + repr([tuple(round(v, 2) for v in run) for run in runs])
+    )
 
 
 def test_a_fresh_server_imports_the_heavy_libraries_only_for_the_first_message_that_needs_them(
@@ -95,6 +132,6 @@ def test_a_fresh_server_imports_the_heavy_libraries_only_for_the_first_message_t
     assert arrival["path"] == "/apprise" and arrival["body"]["title"] == "Report"
     assert message["ai"]["result"] in arrival["body"]["message"]
     after_use = top_level_imports(server.log())
-    assert {"apprise", "trafilatura", "lxml", "cryptography", "requests"} <= after_use
+    assert {"apprise", "trafilatura", "lxml", "cryptography", "requests", "urllib3"} <= after_use
     assert server.stop() == 0
     assert "Traceback" not in server.log()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
-from load import PY, ROOT, BenchError, Child, free_port, http_call, source_version
+from load import PY, ROOT, Bench, BenchError, Child, free_port, http_call, source_version
 
 BENCH = Path(__file__).resolve().parent
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -136,6 +136,18 @@ def main() -> int:
         help="do not byte-compile the project first (pip install does; an editable install "
         "run with PYTHONDONTWRITEBYTECODE=1 compiles every module at every start)",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="first wait up to this long for other processes to calm down (0: don't)",
+    )
+    parser.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.15,
+        help="'calm': other processes use fewer cores than this for 3 s",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="per start, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = parser.parse_args()
@@ -165,6 +177,9 @@ def main() -> int:
         + (f"; server env {' '.join(args.server_env)}" if args.server_env else ""),
         flush=True,
     )
+    if args.quiet_wait > 0:
+        others = Bench(args, workdir).wait_quiet()
+        print(f"other processes used {others:.2f} cores just before the first start", flush=True)
     ours: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
     children: list[Child] = []

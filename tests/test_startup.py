@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import resource
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,10 @@ import psutil
 import pytest
 from fakes.pages import PageServer
 from support.ops import until
+
+from messagepusher.supervisor.db import make_database
+from messagepusher.supervisor.migrations import migrate
+from messagepusher.supervisor.models import database
 
 pytestmark = pytest.mark.xdist_group("heavy")
 
@@ -135,3 +140,21 @@ def test_a_fresh_server_imports_the_heavy_libraries_only_for_the_first_message_t
     assert {"apprise", "trafilatura", "lxml", "cryptography", "requests", "urllib3"} <= after_use
     assert server.stop() == 0
     assert "Traceback" not in server.log()
+
+
+def test_an_up_to_date_database_is_checked_without_waiting_for_the_write_lock(tmp_path):
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    db = make_database(url, busy_timeout_ms=2_000)
+    database.initialize(db)
+    db.connect()
+    migrate(db)
+    other = sqlite3.connect(tmp_path / "current.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process of this node is writing
+    try:
+        started = time.monotonic()
+        assert migrate(db) == []
+        assert time.monotonic() - started < 1.0  # the busy timeout is 2 s
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        db.close()

@@ -11,19 +11,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin, urlsplit
-
-import charset_normalizer
-import lxml.html
-import requests
-import trafilatura
-from lxml.etree import ParserError
-from requests.utils import requote_uri
-from urllib3.exceptions import ReadTimeoutError
 
 from messagepusher.actors import netguard
 from messagepusher.supervisor.config import FetcherSettings
+
+# trafilatura, lxml, charset_normalizer and requests are imported where they are first
+# used, not here: they were the largest share of every start (docs/benchmarks.md).
+if TYPE_CHECKING:
+    import lxml.html
+    import requests
 
 ACCEPTED_TYPES = ("text/html", "text/plain")
 _ACCEPT = "text/html,text/plain;q=0.9,*/*;q=0.1"
@@ -81,6 +79,9 @@ def fetch_page(
     that trickles bytes cannot hold a worker for long. A body over `max_bytes` is cut there
     and the text extracted from what was read (`truncated`). `clock` is only for the tests.
     """
+    import requests
+    from requests.utils import requote_uri
+
     deadline = clock() + settings.connect_timeout_seconds + settings.read_timeout_seconds
     current = url
     for _ in range(settings.max_redirects + 1):
@@ -152,6 +153,8 @@ def _read_page(
     deadline: float,
     clock: Callable[[], float],
 ) -> FetchResult:
+    import requests
+
     status = response.status_code
     mime, declared = parse_content_type(response.headers.get("Content-Type", ""))
     if status >= 400:
@@ -246,6 +249,8 @@ def decode_body(body: bytes, declared: str | None, sniff_meta: bool) -> str:
             return body.decode(name, errors="replace")
         except LookupError:
             continue
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(body).best()
     if best is not None:
         return str(best)
@@ -258,6 +263,8 @@ def extract_html(html: str) -> tuple[str | None, str]:
     Pure CPU work; never raises. trafilatura favours recall and drops comments; when it
     finds no main content (short or unusual pages) every visible text node is used.
     """
+    import trafilatura
+
     tree = trafilatura.load_html(html) if html.strip() else None
     if tree is None:
         return None, ""
@@ -274,6 +281,9 @@ def _title_element(tree: lxml.html.HtmlElement) -> str:
 
 
 def _all_text(html: str) -> str:
+    import lxml.html
+    from lxml.etree import ParserError
+
     try:
         root = lxml.html.fromstring(html)
     except (ParserError, ValueError):
@@ -297,6 +307,9 @@ def _deadline_error(url: str, settings: FetcherSettings) -> str:
 
 
 def _request_error(url: str, exc: requests.RequestException, settings: FetcherSettings) -> str:
+    import requests
+    from urllib3.exceptions import ReadTimeoutError
+
     host = urlsplit(url).hostname or url
     if isinstance(exc, requests.ConnectTimeout):
         return (

@@ -7,8 +7,10 @@ environment; without proxy variables there is nothing to find, so the session sk
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -20,6 +22,8 @@ def environment_has_proxies(environ: dict[str, str] | None = None) -> bool:
 
 def new_session(pool_size: int = 32) -> requests.Session:
     """A session for one worker thread. Proxy variables, when set, are still honoured."""
+    import requests  # here, on a worker's first request: not at start-up
+
     session = requests.Session()
     session.trust_env = environment_has_proxies()
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)

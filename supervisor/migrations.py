@@ -122,6 +122,10 @@ def migrate(db: peewee.Database, target: int = LATEST) -> list[int]:
     advisory lock keeps two starting processes from migrating at once.
     """
     applied: list[int] = []
+    if current_version(db) >= target:
+        # Every start but the first after an upgrade: one read, no write lock to wait for
+        # while another process of this node holds it.
+        return applied
     if isinstance(db, peewee.PostgresqlDatabase):
         db.execute_sql("SELECT pg_advisory_lock(8080001)")
     try:

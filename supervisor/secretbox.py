@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.fernet import Fernet, InvalidToken
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 KEY_FILE = "secret.key"
 
@@ -40,7 +41,7 @@ def load_or_create_key(configured: str, data_dir: Path) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
+    key = base64.urlsafe_b64encode(os.urandom(32))  # what Fernet.generate_key() does
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key)
@@ -48,15 +49,37 @@ def load_or_create_key(configured: str, data_dir: Path) -> bytes:
 
 
 class SecretBox:
+    """Encrypts and decrypts in the caller's thread; safe to share between threads.
+
+    cryptography is imported on the first encrypt or decrypt, not at start-up; the key's
+    form is checked here, so a damaged key file still stops the start (ValueError).
+    """
+
     def __init__(self, key: bytes):
-        self._fernet = Fernet(key)
+        try:
+            valid = len(base64.urlsafe_b64decode(key)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("Fernet key must be 32 url-safe base64-encoded bytes.")
+        self._key = key
+        self._fernet: Fernet | None = None
+
+    def _box(self) -> Fernet:
+        if self._fernet is None:  # two first callers may each build one: they are equal
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(self._key)
+        return self._fernet
 
     def encrypt(self, value: Any) -> str:
-        return self._fernet.encrypt(json.dumps(value, ensure_ascii=False).encode()).decode()
+        return self._box().encrypt(json.dumps(value, ensure_ascii=False).encode()).decode()
 
     def decrypt(self, token: str) -> Any:
+        from cryptography.fernet import InvalidToken
+
         try:
-            return json.loads(self._fernet.decrypt(token.encode()))
+            return json.loads(self._box().decrypt(token.encode()))
         except InvalidToken:
             raise SecretBoxError(
                 "a stored secret cannot be decrypted: security.secret_key (or data/secret.key) "

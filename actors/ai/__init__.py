@@ -7,14 +7,16 @@ rule on its base URL; the providers themselves live in local.py and openai.py.
 from __future__ import annotations
 
 from dataclasses import replace
-
-import requests
+from typing import TYPE_CHECKING
 
 from messagepusher.actors import netguard
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult, Provider
 from messagepusher.actors.ai.local import LocalProvider
 from messagepusher.actors.ai.openai import OpenAIProvider
 from messagepusher.supervisor.config import AISettings
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["AIError", "AIRequest", "AIResult", "run_task"]
 

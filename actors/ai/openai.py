@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult, classification_text
 from messagepusher.supervisor.config import AIProviderSettings
+
+if TYPE_CHECKING:
+    import requests
 
 _TEMPERATURE = {"summarize": 0.2, "translate": 0.2, "classify": 0.0}
 _FENCE = re.compile(r"^\s*```[\w-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -45,6 +46,8 @@ class OpenAIProvider:
         retryable for timeouts, connection errors, 429, 408 and 5xx; not retryable for
         other answers (bad key, unknown model, malformed reply) and for a missing key.
         """
+        import requests  # loaded already by the session; not at start-up
+
         payload = build_payload(request, self.settings.model, self.summary_sentences)
         try:
             response = self.session.post(

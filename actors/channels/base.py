@@ -90,7 +90,7 @@ class SendResult:
 class ChannelConfig(BaseModel):
     """Base of every channel's config schema: unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     proxy: str | None = Field(
         None, description="Outbound proxy for this channel, e.g. http://proxy:3128."

@@ -12,7 +12,6 @@ import ssl
 from email.message import EmailMessage
 from typing import Literal
 
-import markdown as markdown_lib
 from pydantic import Field, ValidationInfo, field_validator
 
 from messagepusher.actors import netguard
@@ -110,6 +109,8 @@ def render_html(message: OutboundMessage) -> str:
             f"<p><strong>{html.escape(ai_label(message.ai))}:</strong> {html.escape(ai_text)}</p>"
         )
     if message.format == "markdown":
+        import markdown as markdown_lib  # only markdown mail needs it: not imported at start-up
+
         sections.append(markdown_lib.markdown(message.body, extensions=["extra", "sane_lists"]))
     elif message.format == "html":
         sections.append(message.body)

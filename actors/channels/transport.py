@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import certifi
-import requests
-import urllib3
 
 from messagepusher.supervisor.http_session import environment_has_proxies, new_session
+
+# urllib3 and requests are imported on the first request, not at start-up.
+if TYPE_CHECKING:
+    import requests
+    import urllib3
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
 READ_CHUNK = 16 * 1024
@@ -54,17 +58,29 @@ class Transport:
         # The CA bundle requests uses (certifi), not the system's: a host without CA
         # certificates installed verifies HTTPS services as it did through requests.
         self.ca_certs = ca_certs or certifi.where()
-        self.pool = urllib3.PoolManager(
-            num_pools=64,
-            maxsize=pool_size,
-            block=False,
-            retries=False,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=self.ca_certs,
-        )
         self.pool_size = pool_size
         self.trust_env = environment_has_proxies() if trust_env is None else trust_env
         self._local = threading.local()
+        self._pool: urllib3.PoolManager | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def pool(self) -> urllib3.PoolManager:
+        """The keep-alive pools of every host, made by the first request in any thread."""
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    import urllib3
+
+                    self._pool = urllib3.PoolManager(
+                        num_pools=64,
+                        maxsize=self.pool_size,
+                        block=False,
+                        retries=False,
+                        cert_reqs="CERT_REQUIRED",
+                        ca_certs=self.ca_certs,
+                    )
+        return self._pool
 
     def request(
         self,
@@ -78,8 +94,11 @@ class Transport:
         """Blocking I/O in the caller's thread. Raises CallTimeout, CallFailed or CallInvalid."""
         if proxy or self.trust_env:
             return self._through_requests(method, url, body, headers, timeout, proxy)
+        pool = self.pool
+        import urllib3  # loaded by self.pool: a look-up, not an import
+
         try:
-            response = self.pool.request(
+            response = pool.request(
                 method,
                 url,
                 body=body,
@@ -119,6 +138,8 @@ class Transport:
         timeout: float,
         proxy: str | None,
     ) -> RawAnswer:
+        import requests  # only proxied requests need it: not imported at start-up
+
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = new_session(self.pool_size)
@@ -146,7 +167,8 @@ class Transport:
         return RawAnswer(response.status_code, dict(response.headers), data)
 
     def close(self) -> None:
-        self.pool.clear()
+        if self._pool is not None:
+            self._pool.clear()
 
 
 def _read_capped(response: requests.Response) -> bytes:

@@ -136,10 +136,10 @@ class Channels:
         resp.status = falcon.HTTP_201
         resp.media = view(self.runtime, row)
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         resp.media = view(self.runtime, get_owned(req, Channel, channel_id, "channel"))
 
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         body = read_model(req, ChannelPatch)
         changes: dict[str, Any] = {"updated_at": time.time()}
@@ -169,7 +169,7 @@ class Channels:
             ) from None
         resp.media = view(self.runtime, Channel.get_by_id(row.id))
 
-    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         row.delete_instance()
         resp.status = falcon.HTTP_204
@@ -181,7 +181,7 @@ class ChannelTest:
     def __init__(self, runtime):
         self.runtime = runtime
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         if row.type == GROUP:
             raise APIError(409, "group_channel", "test the group's members one by one")

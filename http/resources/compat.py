@@ -6,14 +6,11 @@ and answers {"success", "message", "uuid"}.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-from urllib.parse import parse_qsl
-
 import falcon
 
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.errors import APIError
+from messagepusher.http.resources.common import check_values, read_json
 from messagepusher.http.routes import PUBLIC, Op, Route
 
 FIELDS = ("title", "description", "content", "channel", "token", "url")
@@ -21,31 +18,12 @@ FIELDS = ("title", "description", "content", "channel", "token", "url")
 
 def _fields(req: falcon.Request) -> dict[str, str]:
     """The compat fields from the query string, then a form or JSON body (the body wins)."""
-    values = {k: v for k, v in req.params.items() if k in FIELDS and isinstance(v, str)}
+    values = check_values(
+        {k: v for k, v in req.params.items() if k in FIELDS and isinstance(v, str)}
+    )
     if req.method != "POST":
         return values
-    limit = req.context.runtime.settings.server.max_body_bytes
-    raw = req.bounded_stream.read(limit + 1)
-    if len(raw) > limit:
-        raise APIError(
-            413, "too_large", f"the body is over the limit of {limit} bytes (server.max_body_bytes)"
-        )
-    content_type = (req.content_type or "").split(";")[0].strip().lower()
-    body: Any = {}
-    if raw.strip():
-        try:
-            if content_type == "application/json" or (
-                not content_type and raw.lstrip()[:1] == b"{"
-            ):
-                body = json.loads(raw)
-            else:
-                body = dict(
-                    parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
-                )
-        except ValueError as exc:
-            raise APIError(
-                400, "malformed_body", f"the body is neither a form nor JSON: {exc}"
-            ) from None
+    body = read_json(req, forms=True)
     if not isinstance(body, dict):
         raise APIError(400, "malformed_body", "the body must be a JSON object or a form")
     values.update({k: str(v) for k, v in body.items() if k in FIELDS and v is not None})

@@ -12,12 +12,14 @@ from typing import Any
 
 import falcon
 
-from messagepusher.http.errors import not_found, unprocessable
+from messagepusher.http.errors import APIError, unprocessable
+from messagepusher.http.schemas import TIME_SCHEMA
 from messagepusher.supervisor.timefmt import parse_rfc3339
 
 MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in SQLite and PostgreSQL
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"  # a username (supervisor/accounts allows exactly these)
+_REF = r"^([1-9][0-9]{0,17}|[A-Za-z0-9_.-]*[A-Za-z_.-][A-Za-z0-9_.-]*)$"
 
 
 class ParamError(ValueError):
@@ -77,11 +79,11 @@ class Param:
         if self.kind == "enum":
             return {"type": "string", "enum": list(self.choices)}
         if self.kind == "time":
-            return {"type": "string", "format": "date-time"}
+            return TIME_SCHEMA
         if self.kind == "cursor":
             return {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,28}$"}
-        if self.kind == "ref":
-            return {"type": "string", "pattern": _NAME}
+        if self.kind == "ref":  # an id of up to 18 digits (all below MAX_ID), or a name
+            return {"type": "string", "maxLength": 64, "pattern": _REF}
         return {
             "type": "string",
             "minLength": 1,
@@ -184,8 +186,13 @@ class ParamsMiddleware:
         for name, raw in list(params.items()):
             try:
                 params[name] = path_param(name).parse(raw)
-            except ParamError:
-                raise not_found(f"{name} {raw[:80]!r}") from None
+            except ParamError as exc:
+                raise APIError(
+                    404,
+                    "not_found",
+                    f"{name} {raw[:80]!r} not found: it {exc}",
+                    [{"field": name, "message": str(exc), "value": raw[:80]}],
+                ) from None
         op = self.ops.get((req.uri_template, req.method))
         checked: dict[str, Any] = {}
         for declared in op.query if op is not None else ():

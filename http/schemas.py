@@ -18,6 +18,7 @@ from pydantic import (
     RootModel,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -30,9 +31,20 @@ def _in_window(value: datetime) -> datetime:
     return value
 
 
+# The document's picture of a time: RFC 3339 in years 1971 to 9998, which lie inside the window
+# of supervisor/timefmt whatever the zone offset. The server takes the whole window.
+_YEAR = r"(19[7-9][1-9]|19[89]0|[2-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])"
+_DAY = r"(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])"  # days past the 28th are left to the server
+TIME_SCHEMA = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": rf"^{_YEAR}-{_DAY}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{{1,9}})?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$",
+}
+
 # Every time a body carries: RFC 3339 with a zone, and inside the window of supervisor/timefmt,
 # so that it can be stored and rendered in UTC. Per-field limits (how far ahead) come on top.
-ApiTime = Annotated[AwareDatetime, AfterValidator(_in_window)]
+ApiTime = Annotated[AwareDatetime, AfterValidator(_in_window), WithJsonSchema(TIME_SCHEMA)]
 
 
 class Strict(BaseModel):

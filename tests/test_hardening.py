@@ -14,6 +14,8 @@ from support.server import Client, ServerProcess
 
 HUGE = "1" + "0" * 30  # beyond 64 bits
 DEEP = "[" * 1000 + "]" * 1000
+PRIVATE = {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"}
+NOWHERE = "http://127.0.0.1:9/hook"  # a channel target no test ever sends to
 LISTINGS = (
     "/api/v1/messages",
     "/api/v1/messages?status=scheduled",
@@ -26,7 +28,8 @@ LISTINGS = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("hardening")).start()
+    # Private targets allowed so that channels point at 127.0.0.1 (never the internet).
+    srv = ServerProcess(tmp_path_factory.mktemp("hardening"), PRIVATE).start()
     yield srv
     assert srv.stop() == 0
 
@@ -140,7 +143,7 @@ def test_lone_surrogates_and_nuls_are_refused_naming_the_field(server, admin, bo
     refused(
         bob.post(
             "/api/v1/channels",
-            json={"name": "nul", "type": "webhook", "config": {"url": "https://e.com/\x00"}},
+            json={"name": "nul", "type": "webhook", "config": {"url": NOWHERE + "\x00"}},
         ),
         422,
         "config.url",
@@ -152,6 +155,21 @@ def test_lone_surrogates_and_nuls_are_refused_naming_the_field(server, admin, bo
     )
     assert push.status_code == 422 and "title" in push.json()["message"], push.text
     refused(bob.post("/api/v1/messages", data='{"priority": 1e999}', headers=raw), 422, "priority")
+    for ref in ("²", HUGE, 2**63 - 1):
+        made = bob.post(
+            "/api/v1/channels", json={"name": "grp", "type": "group", "config": {"members": [ref]}}
+        )
+        refused(made, 422, "config.members")
+        made = bob.post(
+            "/api/v1/channels",
+            json={
+                "name": "fb",
+                "type": "webhook",
+                "config": {"url": NOWHERE},
+                "fallback": ref,
+            },
+        )
+        refused(made, 422, "fallback")
     refused(bob.post("/api/v1/messages", data=b'{"title": "\xff"}', headers=raw), 400)
     listings_answer(admin)
     no_errors_logged(server)
@@ -206,7 +224,7 @@ def test_only_an_admin_makes_a_key_for_another_user(server, admin, bob):
 def test_a_patch_without_a_body_is_a_400_as_the_document_says(server, admin, bob):
     channel = bob.post(
         "/api/v1/channels",
-        json={"name": "patched", "type": "webhook", "config": {"url": "https://example.com/h"}},
+        json={"name": "patched", "type": "webhook", "config": {"url": NOWHERE}},
     ).json()
     document = admin.get("/openapi.json").json()
     for path, template in (
@@ -266,9 +284,9 @@ def test_a_refused_callback_is_on_the_timeline_and_in_the_log(server_factory, si
 
 
 def test_a_database_holding_out_of_range_times_lists_after_a_restart(server_factory):
-    srv = server_factory()
+    srv = server_factory(PRIVATE)
     api = srv.client(srv.create_key())
-    webhook(api, "https://example.com/hook", default=True)  # never called: the sends wait a day
+    webhook(api, NOWHERE, default=True)  # never called: the sends wait a day
     soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     scheduled = api.post("/api/v1/messages", json={"title": "later", "send_at": soon}).json()
     early = api.post("/api/v1/messages", json={"title": "early", "send_at": soon}).json()

@@ -17,6 +17,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable
+from messagepusher.http.params import as_id
 from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
@@ -86,8 +87,9 @@ def validate_config(
 
 def _find(user_id: int, ref: str | int) -> Channel | None:
     query = Channel.select().where(Channel.user == user_id)
-    if isinstance(ref, int) or str(ref).isdigit():
-        return query.where((Channel.id == int(ref)) | (Channel.name == str(ref))).first()
+    ident = ref if isinstance(ref, int) else as_id(ref)
+    if ident is not None:
+        return query.where((Channel.id == ident) | (Channel.name == str(ref))).first()
     return query.where(Channel.name == ref).first()
 
 

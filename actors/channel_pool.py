@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from messagepusher.actors import lifecycle, netguard
 from messagepusher.actors.channels import REGISTRY, build_channel
@@ -316,7 +317,7 @@ class ChannelPoolActor(PoolActor):
                 else SendResult.retry(f"{type(job.error).__name__}: {job.error}")
             )
             if isinstance(job.task, CallbackTask):
-                self._settle_entry(job.entry, result)
+                self._settle_callback(job, result, now)
             else:
                 sends.append((job, result))
         if not sends:
@@ -385,17 +386,38 @@ class ChannelPoolActor(PoolActor):
             wake |= self._fallback(Delivery.get_by_id(delivery_id), now)
         return wake | finish_if_final(self.mailbox, {job.task.message_id for job, _ in sends}, now)
 
-    def _settle_entry(self, entry: Entry, result: SendResult) -> None:
+    def _settle_callback(self, job: Job, result: SendResult, now: float) -> None:
+        """Ack or nack a callback entry and put the outcome on the message's timeline (actor
+        thread, inside apply_batch's transaction). A refused or failed callback is also logged
+        (the URL's host only: its path or query may hold a token)."""
+        task: CallbackTask = job.task
+        detail: dict[str, Any] = {"attempt": job.entry.attempts}
+        if result.response_code is not None:
+            detail["response_code"] = result.response_code
         if result.status == "sent":
-            self.mailbox.ack(entry.id, self.owner)
+            self.mailbox.ack(job.entry.id, self.owner)
+            kind = "callback_sent"
         else:
-            self.mailbox.nack(
-                entry,
+            state = self.mailbox.nack(
+                job.entry,
                 self.owner,
                 result.detail,
                 result.retry_after,
                 permanent=result.status == "permanent",
             )
+            if state == "lost":
+                return  # another worker holds the entry now; it records its own outcome
+            kind = "callback_retry" if state == "failed" else "callback_failed"
+            detail["error"] = (result.detail or "")[:500]
+            log.warning(
+                "callback of message %d to %s %s: %s",
+                task.message_id,
+                urlsplit(task.url).hostname,
+                "will be retried" if state == "failed" else "failed for good",
+                result.detail,
+            )
+        if Message.select().where(Message.id == task.message_id).exists():  # not purged meanwhile
+            MessageEvent.create(message=task.message_id, at=now, type=kind, detail=detail)
 
     def _fallback(self, delivery: Delivery, now: float) -> set[str]:
         """Hand a finally failed delivery to its channel's fallback, once per channel in a chain."""

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import json
+from typing import Any
 
 import falcon
+import falcon.media
 
 from messagepusher.http import errors
 from messagepusher.http.audit import AuditMiddleware, AuditWriter
 from messagepusher.http.auth import AuthMiddleware, KeyAuthenticator, KeyCache, SessionAuthenticator
 from messagepusher.http.confirm import ConfirmMiddleware
 from messagepusher.http.errors import APIError
+from messagepusher.http.params import ParamsMiddleware
 from messagepusher.http.routes import all_routes
 from messagepusher.http.throttle import ThrottleMiddleware
 
@@ -46,6 +50,16 @@ class RuntimeMiddleware:
         req.context.principal = None
 
 
+def dumps_json(media: Any) -> bytes:
+    """UTF-8 JSON of an answer; text that cannot be UTF-8 (a lone surrogate stored before the
+    body reader refused them) is escaped as \\uXXXX instead of failing the answer."""
+    text = json.dumps(media, ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(media).encode()
+
+
 def _resource(path: str, runtime):
     module, _, cls = path.partition(":")
     return getattr(importlib.import_module(f"messagepusher.http.resources.{module}"), cls)(runtime)
@@ -70,9 +84,11 @@ def create_app(runtime) -> falcon.App:
         AuditMiddleware(routes, runtime.audit),
         runtime.auth,
         throttle,
+        ParamsMiddleware(routes),
         ConfirmMiddleware(),
     ]
     app = falcon.App(middleware=middleware)
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps_json)
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.secure_cookies_by_default = False
     errors.install(app)

@@ -172,6 +172,8 @@ class AuditMiddleware:
         target = getattr(req.context, "audit_target", None)
         if target is None:
             target = ",".join(str(v) for v in getattr(req.context, "audit_params", {}).values())
+        # A refused path value is recorded too; PostgreSQL text cannot hold its NUL.
+        target = target.replace("\x00", "\\x00")
         self.writer.record(
             {
                 "at": time.time(),

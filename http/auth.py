@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import falcon
 import peewee
 
+from messagepusher.http import params
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
 from messagepusher.supervisor.accounts import find_session
@@ -267,12 +268,13 @@ def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expre
     principal: Principal = req.context.principal
     if not principal.is_admin:
         return model.user == principal.user_id
-    wanted = req.get_param("user")
+    wanted = params.value(req, "user")
     if not wanted:
         return None
+    ident = params.as_id(wanted)
     user = (
-        User.get_or_none(User.id == int(wanted))
-        if wanted.isdigit()
+        User.get_or_none(User.id == ident)
+        if ident is not None
         else User.get_or_none(User.username == wanted)
     )
     if user is None:
@@ -281,13 +283,12 @@ def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expre
 
 
 def get_owned(
-    req: falcon.Request, model: type[peewee.Model], object_id: str, what: str
+    req: falcon.Request, model: type[peewee.Model], object_id: int | str, what: str
 ) -> peewee.Model:
     """One row by id if the caller may see it; another user's row is a 404, like a missing one."""
-    try:
-        ident = int(object_id)
-    except (TypeError, ValueError):
-        raise not_found(what) from None
+    ident = object_id if isinstance(object_id, int) else params.as_id(object_id)
+    if ident is None:
+        raise not_found(what)
     principal: Principal = req.context.principal
     query = model.select().where(model.id == ident)
     if not principal.is_admin:

@@ -1,6 +1,6 @@
-"""The OpenAPI 3.1 document, built from the route table and the pydantic request models.
+"""The OpenAPI 3.1 document, built from the route table, its parameter declarations and models.
 
-The same models validate the requests, so the document cannot drift from the server.
+The same declarations and models check the requests, so the document cannot drift from the server.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from messagepusher.http.params import path_param, query_param
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Route
 
 ERROR_SCHEMA = {
@@ -38,8 +39,7 @@ def build(
     for route in routes:
         item = paths.setdefault(route.template, {})
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"{(\w+)}", route.template)
+            path_param(name).document("path") for name in re.findall(r"{(\w+)}", route.template)
         ]
         for method, op in route.ops.items():
             operation: dict[str, Any] = {
@@ -56,10 +56,7 @@ def build(
                     },
                 },
             }
-            parameters = list(params) + [
-                {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
-                for q in op.query
-            ]
+            parameters = list(params) + [query_param(q).document("query") for q in op.query]
             if parameters:
                 operation["parameters"] = parameters
             if op.permission != PUBLIC:

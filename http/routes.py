@@ -6,6 +6,7 @@ The app, the permission check and the OpenAPI document are all built from this o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PUBLIC = "public"  # no credentials
 AUTHENTICATED = "authenticated"  # any valid credential, no particular scope
@@ -19,7 +20,9 @@ class Op:
     status: int = 200
     sensitive: bool = False  # needs X-Confirm (second verification)
     audit: str = ""  # audit action name for a sensitive read; mutations are audited anyway
-    query: tuple[str, ...] = ()
+    # Query parameters: a name from params.COMMON, or a params.Param. ParamsMiddleware checks
+    # them and the OpenAPI document declares them, so declaring is all a route has to do.
+    query: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,46 @@ Field limits here are the API's limits; errors name the field that broke them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     StrictBool,
     StrictInt,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+
+from messagepusher.supervisor.timefmt import from_datetime
+
+
+def _in_window(value: datetime) -> datetime:
+    from_datetime(value)  # TimeOutOfRange (a ValueError) names the window
+    return value
+
+
+# The document's picture of a time: RFC 3339 in years 1971 to 9998, which lie inside the window
+# of supervisor/timefmt whatever the zone offset. The server takes the whole window.
+_YEAR = r"(19[7-9][1-9]|19[89]0|[2-8]\d{3}|9[0-8]\d{2}|99[0-8]\d|999[0-8])"
+_DAY = r"(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])"  # days past the 28th are left to the server
+TIME_SCHEMA = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": rf"^{_YEAR}-{_DAY}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{{1,9}})?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$",
+}
+
+# Every time a body carries: RFC 3339 with a zone, and inside the window of supervisor/timefmt,
+# so that it can be stored and rendered in UTC. Per-field limits (how far ahead) come on top.
+ApiTime = Annotated[AwareDatetime, AfterValidator(_in_window), WithJsonSchema(TIME_SCHEMA)]
 
 
 class Strict(BaseModel):
@@ -59,8 +86,10 @@ class MessageIn(Strict):
         None, max_length=50, description="names or ids; default: your default channels"
     )
     ai: AIOptions | None = None
-    send_at: AwareDatetime | None = Field(
-        None, description="RFC 3339 with a time zone, e.g. 2026-11-28T09:00:00+08:00"
+    send_at: ApiTime | None = Field(
+        None,
+        description="RFC 3339 with a time zone, e.g. 2026-11-28T09:00:00+08:00; at most "
+        "limits.max_schedule_days ahead",
     )
     callback_url: str | None = Field(None, max_length=2048)
 
@@ -104,3 +133,8 @@ class ChannelPatch(Strict):
 
 class GroupConfig(Strict):
     members: list[str | StrictInt] = Field(min_length=1, max_length=50)
+
+
+class ConfigPatch(RootModel[dict[str, Any]]):
+    """Run-time config keys to change, as dotted names or nested objects; null removes an
+    override. supervisor/runtime_config checks names and values."""

@@ -323,6 +323,11 @@ class MetricsSettings(Section):
     token: str = ""
 
 
+class LimitSettings(Section):
+    max_schedule_days: int = Field(366, ge=1, le=36_500)
+    max_key_days: int = Field(3660, ge=1, le=36_500)
+
+
 class FaultSpec(Section):
     raise_on_nth: int = Field(0, ge=0)
     hang_on_nth: int = Field(0, ge=0)
@@ -351,6 +356,7 @@ class Settings(Section):
     maintenance: MaintenanceSettings = MaintenanceSettings()
     monitor: MonitorSettings = MonitorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    limits: LimitSettings = LimitSettings()
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
 
     @property

@@ -13,12 +13,14 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_columns
 
+from messagepusher.supervisor import timefmt
 from messagepusher.supervisor.access_tokens import AccessToken
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
+    ApiKey,
     AuditLog,
     JobRun,
     Message,
@@ -88,12 +90,22 @@ def _access_tokens_and_recipients(db: peewee.Database) -> None:
     )
 
 
+def _times_into_window(db: peewee.Database) -> None:
+    # Before the one time rule, send_at and a key's expires_at could be any year 1 to 9999 in
+    # any zone, i.e. outside what renders in UTC. Clamping keeps each one's meaning: a send far
+    # in the past is due now, one beyond year 9999 never comes, an expiry likewise.
+    for model, column in ((Message, Message.send_at), (ApiKey, ApiKey.expires_at)):
+        model.update({column: timefmt.LATEST}).where(column > timefmt.LATEST).execute()
+        model.update({column: timefmt.EARLIEST}).where(column < timefmt.EARLIEST).execute()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
     (3, "audit log: index on action", _audit_action_index),
     (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
     (5, "users: last used TOTP time step", _user_totp_last_step),
+    (6, "send_at and key expiry clamped into the time window", _times_into_window),
     (7, "shared access-token cache; message recipients", _access_tokens_and_recipients),
 ]
 

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import falcon
-from pydantic import AwareDatetime, Field, StrictBool, field_validator
+from pydantic import Field, StrictBool, field_validator
 
+from messagepusher.http import params
 from messagepusher.http.audit import OUTCOMES, note
 from messagepusher.http.auth import (
     SESSION_COOKIE,
@@ -23,14 +24,10 @@ from messagepusher.http.auth import (
 )
 from messagepusher.http.confirm import check_secret, require_confirmation, use_totp_code
 from messagepusher.http.errors import APIError, not_found, unprocessable
-from messagepusher.http.resources.common import (
-    enum_param,
-    newest_page,
-    read_model,
-    time_param,
-)
+from messagepusher.http.params import Param
+from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
-from messagepusher.http.schemas import Strict
+from messagepusher.http.schemas import ApiTime, Strict
 from messagepusher.supervisor import accounts
 from messagepusher.supervisor.accounts import AccountError
 from messagepusher.supervisor.credentials import (
@@ -122,16 +119,19 @@ class KeyIn(Strict):
         max_length=len(ALL_SCOPES),
         description=f"any of {', '.join(ALL_SCOPES)}; default: all your role allows",
     )
-    expires_at: AwareDatetime | None = Field(
-        None, description="RFC 3339 with a time zone; default: never"
+    expires_at: ApiTime | None = Field(
+        None,
+        description="RFC 3339 with a time zone, at most limits.max_key_days ahead; default: never",
     )
 
 
 class KeyPatch(Strict):
     name: str | None = Field(None, max_length=64)
     scopes: list[str] | None = Field(None, max_length=len(ALL_SCOPES))
-    expires_at: AwareDatetime | None = Field(
-        None, description="null removes the expiry; a past time expires it now"
+    expires_at: ApiTime | None = Field(
+        None,
+        description="null removes the expiry; a past time expires it now; at most "
+        "limits.max_key_days ahead",
     )
     enabled: StrictBool | None = None
 
@@ -194,8 +194,8 @@ def account_error(exc: AccountError) -> APIError:
     )
 
 
-def _user_or_404(user_id: str) -> User:
-    user = User.get_or_none(User.id == int(user_id)) if str(user_id).isdigit() else None
+def _user_or_404(user_id: int) -> User:
+    user = User.get_or_none(User.id == user_id)
     if user is None:
         raise not_found("user")
     return user
@@ -224,12 +224,20 @@ def _profile_changes(user: User, body: UserPatch | MePatch) -> dict[str, Any]:
     return changes
 
 
-def _expiry(value: datetime | None, allow_past: bool) -> float | None:
+def _expiry(req: falcon.Request, value: datetime | None, allow_past: bool) -> float | None:
+    """Epoch seconds of a key's expiry; 422 when past (unless allowed) or too far ahead."""
     if value is None:
         return None
     ts = value.timestamp()
     if not allow_past and ts <= time.time():
         raise unprocessable("expires_at", "must be in the future", value.isoformat())
+    days = req.context.runtime.settings.limits.max_key_days
+    if ts > time.time() + days * 86400:
+        raise unprocessable(
+            "expires_at",
+            f"must be at most {days} days ahead (limits.max_key_days)",
+            value.isoformat(),
+        )
     return ts
 
 
@@ -281,10 +289,10 @@ class Users:
         resp.status = falcon.HTTP_201
         resp.media = user_view(User.get_by_id(user.id))
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, user_id: str) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         resp.media = user_view(_user_or_404(user_id))
 
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, user_id: str) -> None:
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         user = _user_or_404(user_id)
         body = read_model(req, UserPatch)
         role_change = body.role is not None and body.role != user.role
@@ -321,17 +329,10 @@ class Users:
         note(req, changed=sorted(body.model_fields_set))
         resp.media = user_view(User.get_by_id(user.id))
 
-    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, user_id: str) -> None:
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, user_id: int) -> None:
         user = _user_or_404(user_id)
         principal: Principal = req.context.principal
-        data = req.get_param("data") or "delete"
-        if data not in ("delete", "reassign"):
-            raise unprocessable(
-                "data",
-                "must be delete (remove their messages and channels) or reassign "
-                "(move them to the user named by ?to=)",
-                data,
-            )
+        data = params.value(req, "data") or "delete"
         if user.id == principal.user_id:
             raise APIError(
                 409, "cannot_delete_self", "you cannot delete your own account; ask another admin"
@@ -344,7 +345,7 @@ class Users:
             )
         target = None
         if data == "reassign":
-            ref = req.get_param("to")
+            ref = params.value(req, "to")
             if not ref:
                 raise unprocessable(
                     "to", "data=reassign needs ?to=<user id or name> to receive the data"
@@ -579,13 +580,21 @@ class Session:
 def _key_owner(req: falcon.Request) -> User:
     """Whose key is being made: the caller, or for an admin the user named by ?user=."""
     principal: Principal = req.context.principal
-    wanted = req.get_param("user")
-    if wanted and principal.is_admin:
-        user = accounts.find_user(wanted)
-        if user is None:
-            raise not_found("user")
-        return user
-    return User.get_by_id(principal.user_id)
+    wanted = params.value(req, "user")
+    if not wanted:
+        return User.get_by_id(principal.user_id)
+    if not principal.is_admin:
+        raise APIError(
+            403,
+            "forbidden",
+            "user: only an admin may create a key for another user; leave ?user= out to "
+            "create one for yourself",
+            [{"field": "user", "message": "admins only", "value": wanted}],
+        )
+    user = accounts.find_user(wanted)
+    if user is None:
+        raise not_found("user")
+    return user
 
 
 def _grantable(req: falcon.Request, owner: User, requested: list[str] | None) -> list[str]:
@@ -630,7 +639,7 @@ class Keys:
         body = read_model(req, KeyIn)
         owner = _key_owner(req)
         scopes = _grantable(req, owner, body.scopes)
-        expires_at = _expiry(body.expires_at, allow_past=False)
+        expires_at = _expiry(req, body.expires_at, allow_past=False)
         if "admin" in scopes:
             require_confirmation(req, "creating a key with the admin scope")
         row, plaintext = accounts.create_key(
@@ -640,10 +649,10 @@ class Keys:
         resp.status = falcon.HTTP_201
         resp.media = {**key_view(row), "key": plaintext}
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, key_id: int) -> None:
         resp.media = key_view(get_owned(req, ApiKey, key_id, "key"))
 
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, key_id: int) -> None:
         row = get_owned(req, ApiKey, key_id, "key")
         body = read_model(req, KeyPatch)
         changes: dict[str, Any] = {}
@@ -655,7 +664,7 @@ class Keys:
         else:
             _require_held(req, [s for s in row.scopes if s in ROLE_SCOPES[owner.role]])
         if "expires_at" in body.model_fields_set:
-            changes["expires_at"] = _expiry(body.expires_at, allow_past=True)
+            changes["expires_at"] = _expiry(req, body.expires_at, allow_past=True)
         if body.enabled is not None:
             changes["enabled"] = body.enabled
         was_admin = row.enabled and "admin" in row.scopes
@@ -670,7 +679,7 @@ class Keys:
         note(req, changed=sorted(body.model_fields_set))
         resp.media = key_view(ApiKey.get_by_id(row.id))
 
-    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: str) -> None:
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, key_id: int) -> None:
         row = get_owned(req, ApiKey, key_id, "key")
         ApiKey.delete().where(ApiKey.id == row.id).execute()
         self.runtime.key_authenticator.forget(row.id)
@@ -682,9 +691,9 @@ class Keys:
 
 def _audit_page(req: falcon.Request, whose: Any) -> dict[str, Any]:
     """One page of audit rows matching the query's filters and `whose` (None: everyone's)."""
-    action, target = req.get_param("action"), req.get_param("target")
-    outcome = enum_param(req, "outcome", OUTCOMES)
-    since, until = time_param(req, "since"), time_param(req, "until")
+    action, target = params.value(req, "action"), params.value(req, "target")
+    outcome = params.value(req, "outcome")
+    since, until = params.value(req, "since"), params.value(req, "until")
     return newest_page(
         req,
         AuditLog,
@@ -708,7 +717,7 @@ class AdminAudit:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        wanted = req.get_param("user")
+        wanted = params.value(req, "user")
         whose = None
         if wanted:
             user = accounts.find_user(wanted)
@@ -726,7 +735,15 @@ class MeAudit:
         resp.media = _audit_page(req, AuditLog.user_id == req.context.principal.user_id)
 
 
-AUDIT_FILTERS = ("action", "target", "outcome", "since", "until", "limit", "cursor")
+AUDIT_FILTERS = (
+    Param("action", max_length=64),
+    Param("target", max_length=128),
+    Param("outcome", "enum", choices=OUTCOMES),
+    "since",
+    "until",
+    "limit",
+    "cursor",
+)
 
 ROUTES = [
     Route(
@@ -758,7 +775,10 @@ ROUTES = [
                 "Delete a user; ?data=delete (default) removes their data, ?data=reassign&to=<user> "
                 "moves it",
                 sensitive=True,
-                query=("data", "to"),
+                query=(
+                    Param("data", "enum", choices=("delete", "reassign")),
+                    Param("to", "ref", description="data=reassign: the user who gets the data"),
+                ),
             ),
         },
         tag="users",

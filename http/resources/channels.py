@@ -17,6 +17,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable
+from messagepusher.http.params import as_id
 from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
@@ -86,8 +87,9 @@ def validate_config(
 
 def _find(user_id: int, ref: str | int) -> Channel | None:
     query = Channel.select().where(Channel.user == user_id)
-    if isinstance(ref, int) or str(ref).isdigit():
-        return query.where((Channel.id == int(ref)) | (Channel.name == str(ref))).first()
+    ident = ref if isinstance(ref, int) else as_id(ref)
+    if ident is not None:
+        return query.where((Channel.id == ident) | (Channel.name == str(ref))).first()
     return query.where(Channel.name == ref).first()
 
 
@@ -136,10 +138,10 @@ class Channels:
         resp.status = falcon.HTTP_201
         resp.media = view(self.runtime, row)
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         resp.media = view(self.runtime, get_owned(req, Channel, channel_id, "channel"))
 
-    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         body = read_model(req, ChannelPatch)
         changes: dict[str, Any] = {"updated_at": time.time()}
@@ -169,7 +171,7 @@ class Channels:
             ) from None
         resp.media = view(self.runtime, Channel.get_by_id(row.id))
 
-    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         row.delete_instance()
         resp.status = falcon.HTTP_204
@@ -181,7 +183,7 @@ class ChannelTest:
     def __init__(self, runtime):
         self.runtime = runtime
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, channel_id: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         if row.type == GROUP:
             raise APIError(409, "group_channel", "test the group's members one by one")

@@ -14,7 +14,7 @@ import falcon
 from messagepusher.actors.channels import REGISTRY
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.errors import APIError
-from messagepusher.http.resources.common import read_json
+from messagepusher.http.resources.common import check_values, read_json
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.supervisor.models import Channel
 
@@ -104,7 +104,7 @@ def _body_fields(req: falcon.Request) -> dict[str, str]:
         try:
             body = read_json(req)
         except APIError as exc:
-            if exc.code == "too_large":
+            if exc.code in ("too_large", "too_deep"):  # limits keep their 4xx, as on every route
                 raise
             raise APIError(
                 FAILED, "malformed_json", f"the body is not valid JSON: {exc.message}"
@@ -133,12 +133,14 @@ def _body_fields(req: falcon.Request) -> dict[str, str]:
                 [{"field": name, "message": "must be a string", "value": None}],
             )
     fields = {k: _text(v) for k, v in body.items() if k in FIELDS}
-    return {k: v for k, v in fields.items() if v is not None}
+    return check_values({k: v for k, v in fields.items() if v is not None})
 
 
 def _fields(req: falcon.Request) -> dict[str, str]:
     """GET reads the query; POST reads the body, and the query only for a token it lacks."""
-    query = {k: v for k, v in req.params.items() if k in FIELDS and isinstance(v, str)}
+    query = check_values(
+        {k: v for k, v in req.params.items() if k in FIELDS and isinstance(v, str)}
+    )
     if req.method != "POST":
         return query
     values = _body_fields(req)

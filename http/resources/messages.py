@@ -17,14 +17,11 @@ from messagepusher.actors import lifecycle
 from messagepusher.actors.channel_pool import delivery_view, finish_if_final
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
+from messagepusher.http import params
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable, validation_error
-from messagepusher.http.resources.common import (
-    enum_param,
-    newest_page,
-    read_json,
-    time_param,
-)
+from messagepusher.http.params import Param
+from messagepusher.http.resources.common import newest_page, read_object
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import MessageIn
 from messagepusher.supervisor.db import write_transaction
@@ -91,10 +88,16 @@ class Messages:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raw = read_json(req)
-        if not isinstance(raw, dict):
-            raise APIError(400, "malformed_json", "the body must be a JSON object")
+        raw = read_object(req)
         body = _validate(raw)
+        send_at = body.send_at.timestamp() if body.send_at else None
+        days = self.runtime.settings.limits.max_schedule_days
+        if send_at is not None and send_at > time.time() + days * 86400:
+            raise unprocessable(
+                "send_at",
+                f"must be at most {days} days from now (limits.max_schedule_days)",
+                body.send_at.isoformat(),
+            )
         if (
             body.ai
             and body.ai.provider
@@ -124,7 +127,7 @@ class Messages:
             priority=body.priority,
             channels=body.channels,
             ai=body.ai.model_dump(exclude_none=True) if body.ai else None,
-            send_at=body.send_at.timestamp() if body.send_at else None,
+            send_at=send_at,
             callback_url=body.callback_url,
             idempotency_key=key,
             request_hash=request_hash(raw) if key else None,
@@ -144,17 +147,17 @@ class Messages:
         resp.media = {"id": accepted.id, "status": accepted.status}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        status = enum_param(req, "status", STATUSES)
-        channel = req.get_param("channel")
+        status = params.value(req, "status")
+        channel = params.value(req, "channel")
         through = None
         if channel:
             through = Message.id.in_(
                 Delivery.select(Delivery.message).where(
                     (Delivery.channel_name == channel)
-                    | (Delivery.channel == (int(channel) if channel.isdigit() else -1))
+                    | (Delivery.channel == (params.as_id(channel) or -1))
                 )
             )
-        since, until = time_param(req, "since"), time_param(req, "until")
+        since, until = params.value(req, "since"), params.value(req, "until")
         resp.media = newest_page(
             req,
             Message,
@@ -166,7 +169,7 @@ class Messages:
             Message.created_at < until if until is not None else None,
         )
 
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
         resp.media = detail(get_owned(req, Message, message_id, "message"))
 
 
@@ -181,7 +184,7 @@ class MessageRetry:
     def __init__(self, runtime):
         self.runtime = runtime
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
         message = get_owned(req, Message, message_id, "message")
         now = time.time()
         with write_transaction():
@@ -230,7 +233,7 @@ class MessageCancel:
     def __init__(self, runtime):
         self.runtime = runtime
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: str) -> None:
+    def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
         message = get_owned(req, Message, message_id, "message")
         now = time.time()
         with write_transaction():
@@ -261,7 +264,15 @@ ROUTES = [
             "GET": Op(
                 "messages:read",
                 "List messages, newest first",
-                query=("status", "channel", "since", "until", "limit", "cursor", "user"),
+                query=(
+                    Param("status", "enum", choices=STATUSES),
+                    Param("channel", max_length=64, description="a channel name or id"),
+                    "since",
+                    "until",
+                    "limit",
+                    "cursor",
+                    "user",
+                ),
             ),
         },
         tag="messages",

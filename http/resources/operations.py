@@ -17,17 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from messagepusher.actors import backups, reports
 from messagepusher.actors.monitor import refresh_process_gauges, refresh_queue_gauges
+from messagepusher.http import params
 from messagepusher.http.auth import UNAUTHORIZED_HEADERS
-from messagepusher.http.errors import APIError, not_found, unprocessable
-from messagepusher.http.resources.common import (
-    enum_param,
-    listing,
-    newest_page,
-    read_json,
-    time_param,
-)
+from messagepusher.http.errors import APIError, not_found
+from messagepusher.http.params import Param
+from messagepusher.http.resources.common import listing, newest_page, read_object
 from messagepusher.http.resources.health import readiness
 from messagepusher.http.routes import PUBLIC, Op, Route
+from messagepusher.http.schemas import ConfigPatch
 from messagepusher.supervisor import logs
 from messagepusher.supervisor.actor import PoolActor, PoolInfo
 from messagepusher.supervisor.models import Alert, ConfigVersion, SupervisorEvent
@@ -40,15 +37,6 @@ ADMIN = "admin"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALERT_STATES = ("firing", "resolved")
 _process = psutil.Process()
-
-
-def _int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = req.get_param(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise unprocessable(name, f"must be a whole number from {low} to {high}", raw)
-    return int(raw)
 
 
 def _backup_error(exc: backups.BackupError) -> APIError:
@@ -102,7 +90,7 @@ class Config(Resource):
         principal = req.context.principal
         try:
             resp.media = self.runtime.runtime_config.patch(
-                read_json(req), principal.user_id, principal.username
+                read_object(req), principal.user_id, principal.username
             )
         except RuntimeConfigError as exc:
             raise _config_error(exc) from None
@@ -123,13 +111,11 @@ class ConfigVersions(Resource):
 
 
 class ConfigRollback(Resource):
-    def on_post(self, req: falcon.Request, resp: falcon.Response, version: str) -> None:
-        if not version.isdigit():
-            raise not_found("configuration version")
+    def on_post(self, req: falcon.Request, resp: falcon.Response, version: int) -> None:
         principal = req.context.principal
         try:
             resp.media = self.runtime.runtime_config.rollback(
-                int(version), principal.user_id, principal.username
+                version, principal.user_id, principal.username
             )
         except LookupError:
             raise not_found(f"configuration version {version}") from None
@@ -196,8 +182,7 @@ def alert_view(a: Alert) -> dict[str, Any]:
 
 class Alerts(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        state = enum_param(req, "state", ALERT_STATES)
-        rule = req.get_param("rule")
+        state, rule = params.value(req, "state"), params.value(req, "rule")
         resp.media = newest_page(
             req,
             Alert,
@@ -208,8 +193,8 @@ class Alerts(Resource):
 
 
 class AlertAck(Resource):
-    def on_post(self, req: falcon.Request, resp: falcon.Response, alert_id: str) -> None:
-        alert = Alert.get_or_none(Alert.id == int(alert_id)) if alert_id.isdigit() else None
+    def on_post(self, req: falcon.Request, resp: falcon.Response, alert_id: int) -> None:
+        alert = Alert.get_or_none(Alert.id == alert_id)
         if alert is None:
             raise not_found("alert")
         Alert.update(
@@ -220,12 +205,11 @@ class AlertAck(Resource):
 
 class Logs(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        level = enum_param(req, "level", LOG_LEVELS, upper=True)
         records = logs.ring.query(
-            level,
-            time_param(req, "since"),
-            req.get_param("q"),
-            _int_param(req, "limit", 200, 1, 5000),
+            params.value(req, "level"),
+            params.value(req, "since"),
+            params.value(req, "q"),
+            params.value(req, "limit") or 200,
         )
         resp.media = listing([{**r, "at": to_rfc3339(r["at"])} for r in records], None)
 
@@ -243,7 +227,7 @@ def supervisor_event_view(e: SupervisorEvent) -> dict[str, Any]:
 
 class SupervisorEvents(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        actor, event = req.get_param("actor"), req.get_param("event")
+        actor, event = params.value(req, "actor"), params.value(req, "event")
         resp.media = newest_page(
             req,
             SupervisorEvent,
@@ -261,7 +245,7 @@ class Stats(Resource):
         start, end = reports.today_bounds(time.time())
         resp.media = {
             "today": {"day": reports.day_of(start), **reports.user_figures(start, end, user_id)},
-            "days": reports.stored("user", user_id, _int_param(req, "days", 7, 1, 366)),
+            "days": reports.stored("user", user_id, params.value(req, "days") or 7),
         }
 
 
@@ -272,7 +256,7 @@ class AdminStats(Resource):
         start, end = reports.today_bounds(time.time())
         resp.media = {
             "today": {"day": reports.day_of(start), **reports.system_figures(start, end)},
-            "days": reports.stored("system", None, _int_param(req, "days", 7, 1, 366)),
+            "days": reports.stored("system", None, params.value(req, "days") or 7),
         }
 
 
@@ -317,6 +301,7 @@ ROUTES = [
             "PATCH": Op(
                 ADMIN,
                 "Change run-time keys live (a new version); null removes an override",
+                ConfigPatch,
                 sensitive=True,
             ),
         },
@@ -387,7 +372,16 @@ ROUTES = [
         "/api/v1/admin/alerts",
         "operations:Alerts",
         {
-            "GET": Op(ADMIN, "Alerts, newest first", query=("state", "rule", "limit", "cursor")),
+            "GET": Op(
+                ADMIN,
+                "Alerts, newest first",
+                query=(
+                    Param("state", "enum", choices=ALERT_STATES),
+                    Param("rule", max_length=64),
+                    "limit",
+                    "cursor",
+                ),
+            ),
         },
         tag="admin",
     ),
@@ -404,7 +398,14 @@ ROUTES = [
         "operations:Logs",
         {
             "GET": Op(
-                ADMIN, "Recent log records of this process", query=("level", "since", "q", "limit")
+                ADMIN,
+                "Recent log records of this process",
+                query=(
+                    Param("level", "enum", choices=LOG_LEVELS, upper=True),
+                    "since",
+                    Param("q", max_length=256, description="text the record contains"),
+                    Param("limit", "integer", 1, 5000, description="1 to 5000 (default 200)"),
+                ),
             ),
         },
         tag="admin",
@@ -416,7 +417,12 @@ ROUTES = [
             "GET": Op(
                 ADMIN,
                 "Actor starts, crashes, hangs and restarts",
-                query=("actor", "event", "limit", "cursor"),
+                query=(
+                    Param("actor", max_length=64),
+                    Param("event", max_length=64),
+                    "limit",
+                    "cursor",
+                ),
             ),
         },
         tag="admin",

@@ -19,6 +19,7 @@ from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
     AuditLog,
+    InboxItem,
     JobRun,
     SchemaVersion,
     User,
@@ -79,12 +80,17 @@ def _audit_action_index(db: peewee.Database) -> None:
     AuditLog._schema.create_indexes(safe=True)
 
 
+def _inbox_table(db: peewee.Database) -> None:
+    db.create_tables([InboxItem], safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
     (3, "audit log: index on action", _audit_action_index),
     (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
     (5, "users: last used TOTP time step", _user_totp_last_step),
+    (8, "inbox: messages stored for the client channel's devices", _inbox_table),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from messagepusher.actors.channels import (  # noqa: F401 - imported to register their types
     apprise_channel,
     bark,
+    client,
     dingtalk,
     discord,
     feishu,
     gotify,
+    none,
     ntfy,
     pushplus,
     serverchan,

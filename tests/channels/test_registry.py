@@ -15,7 +15,7 @@ from messagepusher.actors.channels import (
 
 EXPECTED_TYPES = {
     "webhook", "email", "wecom", "dingtalk", "feishu", "lark", "bark", "serverchan",
-    "pushplus", "telegram", "discord", "slack", "ntfy", "gotify", "apprise",
+    "pushplus", "telegram", "discord", "slack", "ntfy", "gotify", "apprise", "client", "none",
 }  # fmt: skip
 
 DEFAULT_BASE_URLS = {

@@ -40,10 +40,17 @@ class StreamSlots:
     successful acquire must be paired with one `release` (the stream's finally).
     """
 
-    def __init__(self, per_user: int, total: int, retry_after: float):
+    def __init__(
+        self,
+        per_user: int,
+        total: int,
+        retry_after: float,
+        on_change: Callable[[int], None] = lambda _open: None,
+    ):
         self.per_user = per_user
         self.total = total
         self.retry_after = retry_after
+        self.on_change = on_change  # told the number of open streams (a metrics gauge)
         self._open: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -65,6 +72,7 @@ class StreamSlots:
                     self.total,
                 )
             self._open[user_id] = mine + 1
+            self.on_change(sum(self._open.values()))
 
     def release(self, user_id: int) -> None:
         with self._lock:
@@ -73,6 +81,7 @@ class StreamSlots:
                 self._open[user_id] = left
             else:
                 self._open.pop(user_id, None)
+            self.on_change(sum(self._open.values()))
 
     def _refused(self, message: str, setting: str, limit: int) -> APIError:
         wait = max(1, math.ceil(self.retry_after))

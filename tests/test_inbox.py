@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import requests
@@ -243,3 +244,37 @@ def test_the_events_stream_shows_own_status_changes_and_admins_see_everyones(ser
     assert {e["message_id"] for e in bob_seen} == {bob_id}
     assert {e["message_id"] for e in admin_seen} == {alice_id, bob_id}
     assert alice_seen[-1]["message_status"] == "delivered"
+
+
+def test_listen_prints_messages_as_they_arrive_and_resumes_from_its_state_file(
+    server_factory, tmp_path
+):
+    server = server_factory(FAST_STREAMS)
+    key, api = user_with_channel(server, "frank")
+    state = tmp_path / "listen.state"
+    listen = ["listen", "--key", key, "--url", server.url, "--state", str(state), "--count", "2"]
+    first = subprocess.Popen(server.command(*listen), stdout=subprocess.PIPE, text=True)
+    try:
+        # A stream is open once the server counts it; then the two messages are sent.
+        until(lambda: _streams(server) > 0, what="listen connected")
+        send(api, "one")
+        send(api, "two")
+        out, _ = first.communicate(timeout=30)
+    finally:
+        first.kill()
+    assert first.returncode == 0
+    assert "one\nbody of one" in out and "two\nbody of two" in out
+    send(api, "three")  # sent while nobody listens
+    again = server.cli(*listen[:-1], "1")
+    assert again.returncode == 0, again.stderr
+    assert "three" in again.stdout and "two" not in again.stdout
+    refused = server.cli("listen", "--key", "mp_x_wrong", "--url", server.url)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: HTTP 401")
+
+
+def _streams(server: ServerProcess) -> int:
+    metrics = requests.get(server.url + "/metrics", timeout=5).text
+    for line in metrics.splitlines():
+        if line.startswith("messagepusher_sse_streams "):
+            return int(float(line.split()[1]))
+    return 0

@@ -72,6 +72,7 @@ class StreamResource:
                 settings.streams.max_per_user,
                 min(settings.streams.max_total, max(1, settings.server.threads // 2)),
                 settings.streams.keepalive_seconds,
+                runtime.metrics.sse_streams.set,
             )
         self.slots: StreamSlots = runtime.stream_slots
 

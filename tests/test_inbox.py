@@ -12,7 +12,11 @@ from support.server import Client, ServerProcess
 
 from messagepusher.actors.listen import parse_events
 
-FAST_STREAMS = {"MP_STREAMS__KEEPALIVE_SECONDS": "0.3", "MP_STREAMS__POLL_SECONDS": "0.1"}
+FAST_STREAMS = {
+    "MP_STREAMS__KEEPALIVE_SECONDS": "0.3",
+    "MP_STREAMS__POLL_SECONDS": "0.1",
+    "MP_STREAMS__MAX_SECONDS": "20",  # a stream that never gets its events ends the test
+}
 
 
 class Stream:

@@ -207,13 +207,21 @@ def test_a_last_event_id_this_api_never_sent_is_a_422_naming_it(server_factory):
     server = server_factory()
     key, _ = user_with_channel(server, "erin")
     for path in ("/api/v1/inbox/stream", "/api/v1/events/stream"):
-        resp = requests.get(
+        for bad in ("yesterday", "²", "-1", "1.2.3.4", "9" * 40):
+            resp = requests.get(
+                server.url + path,
+                headers={"Authorization": f"Bearer {key}", "Last-Event-ID": bad},
+                timeout=10,
+            )
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+        query = requests.get(
             server.url + path,
-            headers={"Authorization": f"Bearer {key}", "Last-Event-ID": "yesterday"},
+            params={"last_event_id": "x"},
+            headers={"Authorization": f"Bearer {key}"},
             timeout=10,
         )
-        assert resp.status_code == 422, resp.text
-        assert resp.json()["error"]["details"][0]["field"] == "Last-Event-ID"
+        assert query.json()["error"]["details"][0]["field"] == "last_event_id"
     no_key = requests.get(server.url + "/api/v1/inbox/stream", timeout=10)
     assert no_key.status_code == 401
 
@@ -282,3 +290,27 @@ def _streams(server: ServerProcess) -> int:
         if line.startswith("messagepusher_sse_streams "):
             return int(float(line.split()[1]))
     return 0
+
+
+def test_on_postgresql_a_subscriber_resumes_after_kill_9_without_gaps(server_factory, postgres_url):
+    url, _schema = postgres_url
+    server = server_factory({**FAST_STREAMS, "MP_DATABASE__URL": url})
+    key, api = user_with_channel(server, "pg")
+    events = Stream(server, key, "/api/v1/events/stream")
+    stream = Stream(server, key, "/api/v1/inbox/stream")
+    send(api, "first")
+    (first,) = stream.take(1)
+    (event,) = events.take(1)
+    assert json.loads(event.data)["type"] == "accepted"
+    stream.close()
+    events.close()
+    sent = [send(api, f"pg{i}") for i in range(20)]
+    for message_id in sent:
+        api.wait_message(message_id, ("delivered",))
+    server.kill9()
+    server.start()
+    stream = Stream(server, key, "/api/v1/inbox/stream", first.id)
+    got = stream.take(20)
+    stream.close()
+    assert sorted(json.loads(e.data)["message_id"] for e in got) == sent
+    assert [int(e.id) for e in got] == sorted(int(e.id) for e in got)

@@ -51,7 +51,7 @@ def resume_point(req: falcon.Request, parts: int) -> list[int] | None:
     if raw is None or not raw.strip():
         return None
     pieces = raw.strip().split(".")
-    if len(pieces) > parts or not all(p.isdigit() and len(p) <= 18 for p in pieces):
+    if len(pieces) > parts or not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in pieces):
         example = ".".join(["42"] * parts)
         raise unprocessable(
             field,

@@ -93,6 +93,7 @@ class Importer:
         self.dry_run = dry_run
         self.out: TextIO = out
         self.tally = Tally()
+        self.planned: dict[str, str] = {}  # token prefix -> the username it goes to in this run
         self.options = {str(o.get("key")): str(o.get("value") or "") for o in source["options"]}
 
     def say(self, line: str) -> None:
@@ -176,7 +177,17 @@ class Importer:
             )
             return
         prefix = token_prefix(token)
-        if ApiKey.select().where(ApiKey.prefix == prefix).exists():
+        row_key = ApiKey.select(ApiKey, User).join(User).where(ApiKey.prefix == prefix).first()
+        holder = row_key.user.username if row_key is not None else self.planned.get(prefix)
+        if holder is not None and holder != name:
+            self.tally.skipped += 1
+            self.say(
+                f"  push token {mask(token)}: NOT IMPORTED: user {holder} already has the same "
+                f"token; create a key for {name}"
+            )
+            return
+        self.planned[prefix] = name
+        if row_key is not None:
             self.tally.existing += 1
             self.say(f"  push token {mask(token)} -> key {KEY_NAME!r}: exists")
             return

@@ -250,3 +250,16 @@ def test_rows_that_cannot_be_mapped_say_why():
         map_channel({"type": "email"}, {"email": "a@example.com"}, {})
     with pytest.raises(Unmappable, match="no key="):
         map_channel({"type": "corp", "url": "https://qyapi.weixin.qq.com/send"}, {}, {})
+
+
+def test_a_token_two_users_share_goes_to_the_first_and_the_second_is_told(server_factory, tmp_path):
+    server = server_factory(start=False)
+    source = tmp_path / "message-pusher.db"
+    build_database(source, "https://example.com/hook")
+    conn = sqlite3.connect(source)
+    conn.execute("UPDATE users SET token = ? WHERE username = 'carol'", (ALICE_TOKEN,))
+    conn.commit()
+    conn.close()
+    for flags in (("--dry-run",), ()):
+        out = imported(server, source, *flags)
+        assert "push token ****-123: NOT IMPORTED: user alice already has the same token" in out

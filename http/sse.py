@@ -6,6 +6,7 @@ Pure apart from the clock and the wait passed in; the resources in resources/str
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from messagepusher.http.errors import APIError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,19 @@ def run_stream(
     Runs in the HTTP worker thread serving the stream, which it holds until the stream ends:
     after `max_seconds`, when `wait` returns True (the server is stopping), or when the client
     has gone (waitress raises out of the yield and closes the generator). `on_close` runs
-    exactly once in every case. An exception from `poll` ends the stream; the client
-    reconnects with its Last-Event-ID and misses nothing.
+    exactly once in every case. An exception from `poll` is logged and ends the stream
+    cleanly; the client reconnects with its Last-Event-ID and misses nothing.
     """
     started = last_sent = now()
     try:
         # The reconnection delay a client should wait, and the headers go out with this chunk.
         yield f"retry: {int(poll_seconds * 1000) + 1000}\n\n".encode()
         while now() - started < max_seconds:
-            events = poll()
+            try:
+                events = poll()
+            except Exception:  # noqa: BLE001 - a busy or lost database ends this stream only
+                log.warning("an event stream ended: reading its rows failed", exc_info=True)
+                return
             for event in events:
                 yield encode(event)
             if events:

@@ -86,3 +86,15 @@ def test_events_round_trip_through_the_listen_parser_even_with_newlines_in_the_d
     assert render({"title": "t", "body": "b", "url": "https://x", "created_at": "T"}) == (
         "[T] t\nb\nhttps://x\n"
     )
+
+
+def test_a_failing_read_ends_the_stream_cleanly_and_frees_its_slot():
+    closed = []
+
+    def broken() -> list:
+        raise OSError("database is locked")
+
+    body = list(
+        run_stream(broken, 10, 60, 0.5, lambda s: False, lambda: 0.0, lambda: closed.append(1))
+    )
+    assert body == [b"retry: 1500\n\n"] and closed == [1]

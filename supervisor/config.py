@@ -61,7 +61,7 @@ class StreamSettings(Section):
     """Server-Sent Event streams; each open stream holds one of server.threads."""
 
     max_per_user: int = Field(4, ge=1, le=1000)
-    # Never more than half of server.threads, whatever is set here.
+    # Never more than half of server.threads (but at least one), whatever is set here.
     max_total: int = Field(8, ge=1, le=10_000)
     keepalive_seconds: float = Field(15.0, gt=0, le=600)
     max_seconds: float = Field(300.0, gt=0, le=86_400)

@@ -314,3 +314,18 @@ def test_on_postgresql_a_subscriber_resumes_after_kill_9_without_gaps(server_fac
     stream.close()
     assert sorted(json.loads(e.data)["message_id"] for e in got) == sent
     assert [int(e.id) for e in got] == sorted(int(e.id) for e in got)
+
+
+def test_admins_also_get_component_events_and_users_never_do(server_factory):
+    server = server_factory(FAST_STREAMS)
+    user_key, api = user_with_channel(server, "gina")
+    admin = Stream(server, server.create_key(), "/api/v1/events/stream", "0.0.0")
+    (event,) = admin.take(1)  # the actors' start events of this server, from the beginning
+    admin.close()
+    assert event.name == "component" and json.loads(event.data)["event"] == "start"
+    mine = Stream(server, user_key, "/api/v1/events/stream", "0.0.0")
+    message_id = send(api, "own")
+    seen = [mine.take(1)[0] for _ in range(2)]
+    mine.close()
+    assert [e.name for e in seen] == ["message", "message"]
+    assert {json.loads(e.data)["message_id"] for e in seen} == {message_id}

@@ -1,4 +1,4 @@
-"""MessagePusher command line: serve (default), check-config, user, key, backup.
+"""MessagePusher command line: serve (default), check-config, user, key, backup, listen, import.
 
 Every error a user can cause is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -82,6 +82,24 @@ def _parser() -> argparse.ArgumentParser:
         "restore", parents=[common], help="restore a backup (the service must be stopped)"
     )
     restore.add_argument("name")
+
+    listen = sub.add_parser(
+        "listen", parents=[common], help="print your client-channel messages as they arrive"
+    )
+    listen.add_argument("--key", required=True, help="an API key with messages:read")
+    listen.add_argument("--url", default=None, help="the server (default: server.host and port)")
+    listen.add_argument("--channel", default=None, help="only this client channel (by name)")
+    listen.add_argument("--state", default=None, help="keep the last event id in this file")
+    listen.add_argument("--count", type=int, default=0, help="exit after this many messages")
+
+    imports = sub.add_parser("import", parents=[common], help="import another service's data")
+    importer = imports.add_subparsers(dest="source", required=True)
+    mp = importer.add_parser(
+        "message-pusher", parents=[common], help="songquanpeng/message-pusher's SQLite database"
+    )
+    mp.add_argument("path", help="its SQLite file, e.g. data/message-pusher.db")
+    mp.add_argument("--dry-run", action="store_true", help="print the mapping, change nothing")
+    mp.add_argument("--with-messages", action="store_true", help="also import its message history")
     return parser
 
 
@@ -182,6 +200,36 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from messagepusher.actors.listen import Listener, ListenError
+
+    url = args.url or f"http://{settings.server.host}:{settings.server.port}"
+    state = Path(args.state) if args.state else None
+    listener = Listener(url, args.key, sys.stdout, args.channel, state, args.count)
+    try:
+        return listener.run()
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from messagepusher.actors.mp_import import SourceError, run_import
+
+    runtime = _open(settings)
+    try:
+        return run_import(runtime, args.path, args.dry_run, args.with_messages, sys.stdout)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.db.close()
+
+
 def cmd_serve(settings: Settings, config_path: str | None) -> int:
     from messagepusher.actors.backups import BackupError, hold_serving_lock
     from messagepusher.supervisor import logs, sd_notify
@@ -265,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_key(args, settings)
     if command == "backup":
         return cmd_backup(args, settings)
+    if command == "listen":
+        return cmd_listen(args, settings)
+    if command == "import":
+        return cmd_import(args, settings)
     return cmd_serve(settings, getattr(args, "config", None))
 
 

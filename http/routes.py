@@ -44,11 +44,12 @@ def all_routes() -> list[Route]:
         health,
         messages,
         operations,
+        streams,
         ui,
     )
 
     routes: list[Route] = []
-    for module in (health, docs, ui, messages, channels, accounts, operations, compat):
+    for module in (health, docs, ui, messages, channels, accounts, operations, compat, streams):
         routes.extend(module.ROUTES)
     return routes
 

@@ -60,6 +60,17 @@ class ServerSettings(Section):
     trusted_proxy: str = ""
 
 
+class StreamSettings(Section):
+    """Server-Sent Event streams; each open stream holds one of server.threads."""
+
+    max_per_user: int = Field(4, ge=1, le=1000)
+    # Never more than half of server.threads (but at least one), whatever is set here.
+    max_total: int = Field(8, ge=1, le=10_000)
+    keepalive_seconds: float = Field(15.0, gt=0, le=600)
+    max_seconds: float = Field(300.0, gt=0, le=86_400)
+    poll_seconds: float = Field(0.5, gt=0, le=60)
+
+
 class DatabaseSettings(Section):
     url: str = ""
     busy_timeout_ms: int = Field(10_000, ge=0, le=600_000)
@@ -338,6 +349,7 @@ class Settings(Section):
     data_dir: str = "./data"
     shutdown_grace_seconds: float = Field(10.0, ge=0, le=600)
     server: ServerSettings = ServerSettings()
+    streams: StreamSettings = StreamSettings()
     database: DatabaseSettings = DatabaseSettings()
     logging: LoggingSettings = LoggingSettings()
     security: SecuritySettings = SecuritySettings()

@@ -1,7 +1,8 @@
 """Secrets and their checks: passwords (argon2), API keys, session tokens, TOTP codes.
 
 A key reads `mp_<prefix>_<secret>`: the prefix finds the row, the secret is compared in
-constant time; keys and session tokens are stored only as SHA-256 hashes.
+constant time; keys and session tokens are stored only as SHA-256 hashes. A push token
+imported from message-pusher has no prefix: a digest of the whole token stands in for it.
 """
 
 from __future__ import annotations
@@ -71,12 +72,23 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+LEGACY_PREFIX = "legacy-"
+
+
+def legacy_prefix(token: str) -> str:
+    """The prefix column of an imported message-pusher token (31 characters, never mp_-shaped)."""
+    return LEGACY_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
 def split_key(presented: str) -> tuple[str, str] | None:
-    """(prefix, secret) of a well-formed key, else None."""
-    parts = presented.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != "mp" or not parts[1] or not parts[2]:
+    """(prefix, secret) of a key; any other non-empty string may be an imported token. None if empty."""
+    token = presented.strip()
+    parts = token.split("_", 2)
+    if len(parts) == 3 and parts[0] == "mp" and parts[1] and parts[2]:
+        return parts[1], parts[2]
+    if not token:
         return None
-    return parts[1], parts[2]
+    return legacy_prefix(token), token
 
 
 def secret_matches(stored_hash: str, secret: str) -> bool:

@@ -36,6 +36,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.sse_streams = Gauge(
+            "messagepusher_sse_streams", "Open Server-Sent Event streams", registry=r
+        )
         self.restarts = Counter(
             "messagepusher_actor_restarts", "Actor restarts", ["actor"], registry=r
         )

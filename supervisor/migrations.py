@@ -22,6 +22,7 @@ from messagepusher.supervisor.models import (
     V2_MODELS,
     ApiKey,
     AuditLog,
+    InboxItem,
     JobRun,
     Message,
     SchemaVersion,
@@ -99,6 +100,10 @@ def _times_into_window(db: peewee.Database) -> None:
         model.update({column: timefmt.EARLIEST}).where(column < timefmt.EARLIEST).execute()
 
 
+def _inbox_table(db: peewee.Database) -> None:
+    db.create_tables([InboxItem], safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -107,6 +112,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (5, "users: last used TOTP time step", _user_totp_last_step),
     (6, "send_at and key expiry clamped into the time window", _times_into_window),
     (7, "shared access-token cache; message recipients", _access_tokens_and_recipients),
+    (8, "inbox: messages stored for the client channel's devices", _inbox_table),
 ]
 
 LATEST = MIGRATIONS[-1][0]

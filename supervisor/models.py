@@ -262,6 +262,31 @@ class Report(BaseModel):
         indexes = ((("day", "scope", "user_id"), False),)
 
 
+# --- table added by migration 8 (the client channel's inbox) ---
+
+
+class InboxItem(BaseModel):
+    """One message stored for a user's own devices; the id is the SSE event id they resume from."""
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    message = peewee.ForeignKeyField(Message, on_delete="CASCADE")
+    delivery_id = peewee.IntegerField(unique=True)  # a replayed send stores nothing twice
+    channel_id = peewee.IntegerField(null=True)
+    channel_name = peewee.CharField(default="")
+    channel_type = peewee.CharField(max_length=32)
+    title = peewee.TextField(default="")
+    body = peewee.TextField(default="")
+    format = peewee.CharField(max_length=16, default="text")
+    url = peewee.TextField(null=True)
+    priority = peewee.SmallIntegerField(default=3)
+    created_at = Time()
+    read_at = Time(null=True)
+
+    class Meta:
+        table_name = "inbox"
+        indexes = ((("user", "id"), False),)
+
+
 V1_MODELS = [
     SchemaVersion,
     User,
@@ -277,4 +302,5 @@ V1_MODELS = [
     AuditLog,
 ]
 V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
-ALL_MODELS = V1_MODELS + V2_MODELS
+INBOX_MODELS = [InboxItem]
+ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS

@@ -177,7 +177,12 @@ def call(world: World, client, method: str, path: str, ids: dict[str, str]):
     url = fill(path, ids)
     make = BODIES.get((method, path), (lambda w, i: {}, None))[0]
     body = {"json": make(world, ids)} if method in ("POST", "PATCH", "PUT") else {}
-    return client.request(method, url, **body)
+    resp = client.request(method, url, stream=True, **body)
+    if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+        # An event stream never ends by itself: its status and first chunk are the answer.
+        resp._content = next(resp.iter_content(chunk_size=None), b"")
+        resp.close()
+    return resp
 
 
 def allowed(resp, op: dict) -> bool:

@@ -13,11 +13,13 @@ from pydantic import ValidationError
 from messagepusher.actors.channels import (  # noqa: F401 - imported to register their types
     apprise_channel,
     bark,
+    client,
     dingtalk,
     discord,
     feishu,
     feishu_app,
     gotify,
+    none,
     ntfy,
     onebot,
     pushplus,

@@ -170,7 +170,7 @@ def case(request: pytest.FixtureRequest) -> Iterator[tuple[str, Case, FakeServic
 
 
 def test_every_registered_type_is_covered_here_or_by_its_own_non_http_tests() -> None:
-    assert set(REGISTRY) == set(HTTP_CASES) | {"email", "apprise"}
+    assert set(REGISTRY) == set(HTTP_CASES) | {"email", "apprise", "client", "none"}
 
 
 def test_a_success_answer_is_sent_after_the_fake_checked_path_shape_and_signature(

@@ -17,6 +17,7 @@ EXPECTED_TYPES = {
     "webhook", "email", "wecom", "dingtalk", "feishu", "lark", "bark", "serverchan",
     "pushplus", "telegram", "discord", "slack", "ntfy", "gotify", "apprise",
     "wechat_test", "wecom_app", "feishu_app", "onebot",
+    "client", "none",
 }  # fmt: skip
 
 DEFAULT_BASE_URLS = {

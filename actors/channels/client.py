@@ -1,0 +1,43 @@
+"""The client channel: the user's own devices, which follow the inbox over Server-Sent Events.
+
+A send stores the message in the user's inbox and is `sent` once stored; devices read it from there.
+"""
+
+from __future__ import annotations
+
+from messagepusher.actors import inbox
+from messagepusher.actors.channels.base import (
+    Channel,
+    ChannelConfig,
+    OutboundMessage,
+    SendContext,
+    SendResult,
+    register,
+)
+
+TEST_NOTE = "a channel test is not stored in the inbox; send a message to see it on your devices"
+
+
+class ClientConfig(ChannelConfig):
+    """No settings: devices subscribe with an API key of the channel's owner."""
+
+
+def store_in_inbox(delivery_id: int, now: float) -> SendResult:
+    """Sent once the delivery's message is in the owner's inbox; permanent if the delivery is gone."""
+    if delivery_id == 0:
+        return SendResult.sent(notes=[TEST_NOTE])
+    item_id = inbox.store(delivery_id, now)
+    if item_id is None:
+        return SendResult.permanent("the delivery no longer exists (its message was deleted)")
+    return SendResult.sent(response=f"inbox item {item_id}")
+
+
+@register
+class ClientChannel(Channel):
+    """Runs in a channel-pool worker thread; a database error escapes and the pool retries."""
+
+    type_name = "client"
+    Config = ClientConfig
+
+    def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
+        return store_in_inbox(ctx.delivery_id, self.now())

@@ -140,7 +140,10 @@ def test_import_dry_run_real_run_rerun_and_the_old_token_pushes_through_the_defa
         "channel mail (email) -> mail (email: from, host, password, port, security, to, username)"
         in plan
     )
-    assert "channel wx (test): NOT IMPORTED: type: unknown channel type" in plan
+    assert (
+        "channel wx (test) -> wx (wechat_test: app_id, app_secret, open_id, template_id): "
+        "would create" in plan
+    )
     assert (
         "channel alarm (tencent_alarm): NOT IMPORTED: message-pusher type 'tencent_alarm'" in plan
     )
@@ -148,14 +151,14 @@ def test_import_dry_run_real_run_rerun_and_the_old_token_pushes_through_the_defa
     assert "webhook 'gh' of user id 1: NOT IMPORTED" in plan
     assert "push token ****-123 -> key 'message-pusher push token'" in plan
     assert (
-        "summary: would create 3 users, 2 keys, 10 channels; 0 already here; 3 not imported" in plan
+        "summary: would create 3 users, 2 keys, 11 channels; 0 already here; 2 not imported" in plan
     )
     assert plan.rstrip().endswith("dry run: nothing was changed")
     users = [u["username"] for u in admin.get("/api/v1/users").json()["items"]]
     assert "alice" not in users
 
     first = imported(server, source)
-    assert "summary: created 3 users, 2 keys, 10 channels; 0 already here; 3 not imported" in first
+    assert "summary: created 3 users, 2 keys, 11 channels; 0 already here; 2 not imported" in first
     database = db_file(server)
     stored = rows(database, "SELECT c.name, c.type, c.is_default, c.enabled, c.config FROM channel c"
                   " JOIN user u ON u.id = c.user_id WHERE u.username = 'bob' ORDER BY c.name")  # fmt: skip
@@ -172,7 +175,7 @@ def test_import_dry_run_real_run_rerun_and_the_old_token_pushes_through_the_defa
                   " (SELECT COUNT(*) FROM api_key)")  # fmt: skip
 
     second = imported(server, source)
-    assert "summary: created nothing; 15 already here; 3 not imported" in second
+    assert "summary: created nothing; 16 already here; 2 not imported" in second
     assert rows(database, "SELECT (SELECT COUNT(*) FROM user), (SELECT COUNT(*) FROM channel),"
                 " (SELECT COUNT(*) FROM api_key)") == counts  # fmt: skip
 

@@ -41,11 +41,22 @@ def all_routes() -> list[Route]:
         health,
         messages,
         operations,
+        schedules,
         ui,
     )
 
     routes: list[Route] = []
-    for module in (health, docs, ui, messages, channels, accounts, operations, compat):
+    for module in (
+        health,
+        docs,
+        ui,
+        messages,
+        schedules,
+        channels,
+        accounts,
+        operations,
+        compat,
+    ):
         routes.extend(module.ROUTES)
     return routes
 

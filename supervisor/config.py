@@ -55,6 +55,22 @@ class ServerSettings(Section):
     connection_limit: int = Field(512, ge=1, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=100 * 1_048_576)
     public_url: str = ""
+    # IANA time zone of schedules that name none; "" is the host's own.
+    timezone: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    "must be an IANA time zone such as Europe/Berlin or Asia/Shanghai"
+                ) from None
+        return value
 
 
 class DatabaseSettings(Section):
@@ -142,7 +158,16 @@ class ChildSpec(Section):
 
 DEFAULT_CHILDREN = [
     ChildSpec(name=n)
-    for n in ("ingest", "channel_pool", "ai_pool", "fetcher", "dispatcher", "janitor", "monitor")
+    for n in (
+        "ingest",
+        "channel_pool",
+        "ai_pool",
+        "fetcher",
+        "dispatcher",
+        "schedules",
+        "janitor",
+        "monitor",
+    )
 ]
 
 

@@ -18,7 +18,9 @@ from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
+    V9_MODELS,
     AuditLog,
+    Delivery,
     JobRun,
     SchemaVersion,
     User,
@@ -79,12 +81,20 @@ def _audit_action_index(db: peewee.Database) -> None:
     AuditLog._schema.create_indexes(safe=True)
 
 
+def _schedules_hooks_remote_ids(db: peewee.Database) -> None:
+    db.create_tables(V9_MODELS, safe=True)
+    _add_missing_columns(
+        db, Delivery._meta.table_name, (("remote_id", peewee.CharField(null=True)),)
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
     (3, "audit log: index on action", _audit_action_index),
     (4, "job runs: period key and outcome detail", _job_run_period_and_detail),
     (5, "users: last used TOTP time step", _user_totp_last_step),
+    (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -314,6 +314,9 @@ class Hook(BaseModel):
     created_at = Time()
     updated_at = Time()
     last_used_at = Time(null=True)
+    # The latest payload the template failed on (its message went out with the raw payload).
+    last_error = peewee.TextField(null=True)
+    last_error_at = Time(null=True)
 
     class Meta:
         indexes = ((("user", "name"), True),)

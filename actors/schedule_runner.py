@@ -16,7 +16,7 @@ from messagepusher.actors.ingest import Draft, IngestError
 from messagepusher.supervisor.actor import SerialActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import Entry, Mailbox
-from messagepusher.supervisor.models import Schedule, ScheduleFire
+from messagepusher.supervisor.models import Message, Schedule, ScheduleFire
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 if TYPE_CHECKING:
@@ -88,6 +88,19 @@ def submit(runtime: Runtime, schedule: Schedule, key: str) -> tuple[str, int | N
     return "sent", accepted.id, None
 
 
+def sent_before(schedule: Schedule, fire_at: float) -> int | None:
+    """The message an earlier run of this fire already stored, if one did."""
+    row = (
+        Message.select(Message.id)
+        .where(
+            (Message.user == schedule.user_id)
+            & (Message.idempotency_key == fire_key(schedule.id, fire_at))
+        )
+        .first()
+    )
+    return row.id if row else None
+
+
 def record(schedule: Schedule, fire_at: float, outcome: str, message_id, detail, now: float):
     """Store what became of a fire; a second record of the same fire (a re-run) is ignored."""
     ScheduleFire.insert(
@@ -136,6 +149,9 @@ def run_fire(runtime: Runtime, payload: dict[str, Any], now: float) -> str | Non
     message_id, detail = None, None
     if decision.send:
         outcome, message_id, detail = submit(runtime, schedule, fire_key(schedule.id, fire_at))
+    elif (earlier := sent_before(schedule, fire_at)) is not None:
+        # A run that crashed after ingest's commit: the message exists, so the fire was sent.
+        outcome, message_id = "sent", earlier
     else:
         outcome = "missed"
         detail = {

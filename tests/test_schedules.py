@@ -143,6 +143,10 @@ def test_schedules_are_owned_run_now_sends_and_another_user_sees_404(private_ser
     assert eve.get("/api/v1/schedules").json()["items"] == []
     ran = api.post(f"/api/v1/schedules/{schedule['id']}/run")
     assert ran.status_code == 202, ran.text
+    assert (
+        ran.json()["next_runs"]
+        == api.get(f"/api/v1/schedules/{schedule['id']}").json()["next_runs"]
+    )
     message = api.wait_message(ran.json()["message_id"], ("delivered", "failed"))
     assert message["status"] == "delivered" and message["title"] == "tick"
     shown = api.get(f"/api/v1/schedules/{schedule['id']}").json()

@@ -234,7 +234,12 @@ class ScheduleRun:
                 [{"field": "message", "message": detail["error"], "value": None}],
             )
         resp.status = falcon.HTTP_202
-        resp.media = {"schedule_id": row.id, "message_id": message_id, "fire_at": to_rfc3339(now)}
+        resp.media = {
+            "schedule_id": row.id,
+            "message_id": message_id,
+            "fire_at": to_rfc3339(now),
+            "next_runs": view(row)["next_runs"],
+        }
 
 
 ROUTES = [

@@ -98,9 +98,9 @@ def test_a_disabled_schedule_stops_firing_and_enabling_it_resumes(private_server
     sink.wait_for(lambda got: len(got) >= 2, timeout=15)
     off = api.patch(f"/api/v1/schedules/{schedule['id']}", json={"enabled": False})
     assert off.status_code == 200
-    time.sleep(1.5)  # a fire claimed just before the change may still land
+    settle(api, schedule["id"], sink)
     settled = len(sink.received())
-    time.sleep(4)
+    time.sleep(4)  # four periods of the schedule: none may fire
     assert len(sink.received()) == settled
     on = api.patch(f"/api/v1/schedules/{schedule['id']}", json={"enabled": True})
     assert len(on.json()["next_runs"]) == 5

@@ -366,6 +366,7 @@ class ChannelPoolActor(PoolActor):
                     response,
                     error,
                     now if status == "sent" else None,
+                    result.remote_id if status == "sent" else None,
                     now,
                     task.delivery_id,
                 )
@@ -375,7 +376,8 @@ class ChannelPoolActor(PoolActor):
         self.mailbox.ack_many(acks, self.owner)
         execute_many(
             "UPDATE delivery SET status = ?, attempts = ?, response_code = ?, response = ?, last_error = ?, "
-            "sent_at = COALESCE(?, sent_at), updated_at = ? WHERE id = ?",
+            "sent_at = COALESCE(?, sent_at), remote_id = COALESCE(?, remote_id), updated_at = ? "
+            "WHERE id = ?",
             updates,
         )
         execute_many(

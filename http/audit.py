@@ -142,7 +142,8 @@ class AuditMiddleware:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource, params
     ) -> None:
-        req.context.audit_params = dict(params or {})
+        # A path token (an incoming hook's URL) is a secret: never an audit target.
+        req.context.audit_params = {k: v for k, v in (params or {}).items() if k != "token"}
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool

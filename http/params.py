@@ -38,6 +38,7 @@ class Param:
     choices: tuple[str, ...] = ()
     upper: bool = False  # enum values are matched after upper-casing (log levels)
     max_length: int = 256
+    pattern: str = ""  # text: a regular expression the whole value must match
     description: str = ""
 
     def parse(self, raw: str) -> Any:
@@ -70,6 +71,8 @@ class Param:
             raise ParamError(f"must be at most {self.max_length} characters")
         if _CONTROL.search(raw):
             raise ParamError("must not contain control characters such as NUL")
+        if self.pattern and not re.fullmatch(self.pattern, raw):
+            raise ParamError(f"must match {self.pattern}")
         return raw
 
     def schema(self) -> dict[str, Any]:
@@ -88,7 +91,7 @@ class Param:
             "type": "string",
             "minLength": 1,
             "maxLength": self.max_length,
-            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+            "pattern": f"^{self.pattern}$" if self.pattern else "^[^\\x00-\\x1f\\x7f]*$",
         }
 
     def document(self, where: str) -> dict[str, Any]:

@@ -42,14 +42,28 @@ def all_routes() -> list[Route]:
         compat,
         docs,
         health,
+        hooks,
         messages,
         operations,
+        schedules,
         streams,
         ui,
     )
 
     routes: list[Route] = []
-    for module in (health, docs, ui, messages, channels, accounts, operations, compat, streams):
+    for module in (
+        health,
+        docs,
+        ui,
+        messages,
+        schedules,
+        hooks,
+        channels,
+        accounts,
+        operations,
+        compat,
+        streams,
+    ):
         routes.extend(module.ROUTES)
     return routes
 

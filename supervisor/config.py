@@ -58,6 +58,22 @@ class ServerSettings(Section):
     # The reverse proxy (its address, or "*") whose X-Forwarded-Proto is believed: behind a
     # proxy that terminates TLS, that header is how a request is known to have come over HTTPS.
     trusted_proxy: str = ""
+    # IANA time zone of schedules that name none; "" is the host's own.
+    timezone: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    "must be an IANA time zone such as Europe/Berlin or Asia/Shanghai"
+                ) from None
+        return value
 
 
 class StreamSettings(Section):
@@ -156,7 +172,16 @@ class ChildSpec(Section):
 
 DEFAULT_CHILDREN = [
     ChildSpec(name=n)
-    for n in ("ingest", "channel_pool", "ai_pool", "fetcher", "dispatcher", "janitor", "monitor")
+    for n in (
+        "ingest",
+        "channel_pool",
+        "ai_pool",
+        "fetcher",
+        "dispatcher",
+        "schedules",
+        "janitor",
+        "monitor",
+    )
 ]
 
 

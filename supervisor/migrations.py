@@ -20,8 +20,10 @@ from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
+    V9_MODELS,
     ApiKey,
     AuditLog,
+    Delivery,
     InboxItem,
     JobRun,
     Message,
@@ -104,6 +106,13 @@ def _inbox_table(db: peewee.Database) -> None:
     db.create_tables([InboxItem], safe=True)
 
 
+def _schedules_hooks_remote_ids(db: peewee.Database) -> None:
+    db.create_tables(V9_MODELS, safe=True)
+    _add_missing_columns(
+        db, Delivery._meta.table_name, (("remote_id", peewee.CharField(null=True)),)
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -113,6 +122,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (6, "send_at and key expiry clamped into the time window", _times_into_window),
     (7, "shared access-token cache; message recipients", _access_tokens_and_recipients),
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
+    (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
 ]
 
 LATEST = MIGRATIONS[-1][0]

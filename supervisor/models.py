@@ -143,6 +143,8 @@ class Delivery(BaseModel):
     created_at = Time()
     updated_at = Time()
     sent_at = Time(null=True)
+    # added by migration 9: the id the service gave the message, for recall and edit
+    remote_id = peewee.CharField(null=True)
 
     class Meta:
         indexes = ((("channel", "status"), False),)
@@ -287,6 +289,65 @@ class InboxItem(BaseModel):
         indexes = ((("user", "id"), False),)
 
 
+# --- tables added by migration 9 (recurring messages, incoming webhooks) ---
+
+
+class Schedule(BaseModel):
+    """A recurring message: `message` is a POST /api/v1/messages body, sent at each fire."""
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="schedules")
+    name = peewee.CharField(max_length=64)
+    cron = peewee.CharField(null=True)
+    every_seconds = peewee.IntegerField(null=True)
+    timezone = peewee.CharField(max_length=64)
+    message = JSONField(default=dict)
+    enabled = peewee.BooleanField(default=True)
+    misfire_grace_seconds = peewee.IntegerField(default=300)
+    # Bumped by every change of timing or state; a queued fire of an older revision is dropped.
+    revision = peewee.IntegerField(default=1)
+    last_fire_at = Time(null=True)
+    created_at = Time()
+    updated_at = Time()
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class ScheduleFire(BaseModel):
+    """What became of one fire time: sent (with its message), failed, or missed."""
+
+    schedule = peewee.ForeignKeyField(Schedule, on_delete="CASCADE", backref="fires")
+    fire_at = Time()
+    outcome = peewee.CharField(max_length=16)
+    message_id = peewee.IntegerField(null=True)
+    detail = JSONField(null=True)
+    at = Time()
+
+    class Meta:
+        indexes = ((("schedule", "fire_at"), True),)
+
+
+class Hook(BaseModel):
+    """An incoming webhook: a secret URL whose payloads a template or preset turns into messages."""
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="hooks")
+    name = peewee.CharField(max_length=64)
+    token_hash = peewee.CharField(unique=True)
+    template = JSONField(null=True)
+    preset = peewee.CharField(max_length=32, null=True)
+    channels = JSONField(null=True)
+    priority = peewee.SmallIntegerField(null=True)
+    created_at = Time()
+    updated_at = Time()
+    last_used_at = Time(null=True)
+    # The latest payload the template failed on (its message went out with the raw payload).
+    last_error = peewee.TextField(null=True)
+    last_error_at = Time(null=True)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
 V1_MODELS = [
     SchemaVersion,
     User,
@@ -303,4 +364,5 @@ V1_MODELS = [
 ]
 V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
 INBOX_MODELS = [InboxItem]
-ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS
+V9_MODELS = [Schedule, ScheduleFire, Hook]
+ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CHILD_CLASSES = {
     "ingest": "messagepusher.actors.ingest:IngestActor",
     "dispatcher": "messagepusher.actors.dispatcher:DispatcherActor",
+    "schedules": "messagepusher.actors.schedule_runner:ScheduleRunnerActor",
     "channel_pool": "messagepusher.actors.channel_pool:ChannelPoolActor",
     "ai_pool": "messagepusher.actors.ai_pool:AIPoolActor",
     "fetcher": "messagepusher.actors.fetcher:FetcherActor",

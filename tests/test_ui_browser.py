@@ -1,7 +1,8 @@
 """The web UI driven in a real headless Chromium through Selenium, against the real server.
 
 Log-in and log-out, a webhook channel, a message sent and delivered, its timeline, an API key
-that works against the API, the admin panel (status, run-time configuration with a live pool
+that works against the API, schedules with their next runs, hooks with their URL shown once and a
+preview, Recall and Edit of a sent message, the admin panel (status, run-time configuration with a live pool
 resize and a rollback, users, alerts, jobs, backups and a restore, supervisor events, the audit
 log, logs) and the language toggle. Every flow ends by checking the browser console: no SEVERE entry
 other than the HTTP errors the flow provoked.
@@ -716,3 +717,119 @@ def test_the_admin_panel_changes_the_run_time_config_live_refuses_a_bad_value_an
     ui.assert_console_clean(
         ("/api/v1/me", 401), ("/api/v1/admin/config", 403), ("/api/v1/admin/config", 422)
     )
+
+
+def _screenshots(ui: UI, tmp_path, name: str) -> list[str]:
+    """The current view at desktop (1366) and phone (390) widths; the window is put back after."""
+    paths = []
+    for width, height in ((1366, 900), (390, 844)):
+        ui.driver.set_window_size(width, height)
+        path = tmp_path / f"{name}-{width}.png"
+        ui.driver.save_screenshot(str(path))
+        paths.append(str(path))
+    ui.driver.set_window_size(1280, 1024)
+    return paths
+
+
+def test_schedules_show_next_runs_and_hooks_show_their_url_once_with_a_preview(ui, sink, tmp_path):
+    ui.open()
+    ui.login()
+    api = ui.server.client(ui.server.create_key())
+    made = api.post(
+        "/api/v1/channels", json={"name": "sink", "type": "webhook", "config": {"url": sink.url}}
+    )
+    assert made.status_code == 201, made.text
+
+    ui.go("schedules")
+    ui.wait(lambda d: ui.find('#schedule-channels option[value="sink"]'), "channel choices")
+    ui.fill(
+        "#schedule-form",
+        name="standup",
+        cron="30 9 * * mon-fri",
+        timezone="Asia/Shanghai",
+        title="Stand-up",
+        body="in 5 minutes",
+    )
+    Select(ui.find("#schedule-channels")).select_by_value("sink")
+    ui.submit("#schedule-form")
+    row = '//tbody[@id="schedules-body"]/tr[td[2]="standup"]'
+    ui.wait(EC.presence_of_element_located((By.XPATH, row)), "the new schedule listed")
+    runs = ui.driver.find_element(By.XPATH, row + "/td[4]").text.splitlines()
+    api_runs = api.get("/api/v1/schedules").json()["items"][0]["next_runs"]
+    assert runs == api_runs[:3] and all(r.endswith("T09:30:00+08:00") for r in runs), runs
+    shots = _screenshots(ui, tmp_path, "schedules")
+    ui.driver.find_element(By.XPATH, row + "//button[@data-disable-schedule]").click()
+    ui.wait(
+        lambda d: d.find_element(By.XPATH, row + "/td[4]").text == "off", "disabled: no next runs"
+    )
+
+    ui.go("hooks")
+    ui.wait(lambda d: ui.find('#hook-channels option[value="sink"]'), "channel choices")
+    ui.fill(
+        "#hook-form", name="ci", title="Build {{ payload.status }}", body="by {{ payload.who }}"
+    )
+    Select(ui.find("#hook-channels")).select_by_value("sink")
+    ui.submit("#hook-form")
+    url = ui.visible("#new-hook-url").text
+    assert url.startswith(ui.server.url + "/hooks/")
+    token = url.rsplit("/", 1)[1]
+    ui.wait(lambda d: ui.find("#preview-hooks option").text == "ci", "the hook to preview")
+    ui.fill("#preview-form", payload=json.dumps({"status": "green", "who": "ci-bot"}))
+    ui.submit("#preview-form")
+    ui.wait(lambda d: '"title": "Build green"' in ui.find("#preview-result").text, "the preview")
+    assert sink.received() == []  # a preview sends nothing
+    ui.driver.execute_script("document.getElementById('new-hook').scrollIntoView()")
+    shots += _screenshots(ui, tmp_path, "hooks")
+    posted = requests.post(url, json={"status": "red", "who": "ci-bot"}, timeout=30)
+    assert posted.status_code == 202, posted.text
+    sink.wait_for(lambda reqs: [r for r in reqs if r["body"]["title"] == "Build red"], timeout=20)
+    ui.driver.refresh()
+    ui.visible("#hooks-view")
+    ui.wait(lambda d: [r[3] for r in ui.table("#hooks-body") if r[1] == "ci"] != [""], "last use")
+    assert token not in ui.driver.page_source  # shown once, gone after a reload
+
+    ui.find("#lang").click()
+    ui.text('#nav a[href="#hooks"]', "Webhook 接入")
+    assert ui.mislabelled(english=False) == []
+    ui.find("#lang").click()
+    assert all(os.path.getsize(p) > 0 for p in shots)
+    ui.assert_console_clean(("/api/v1/me", 401))
+
+
+def test_recall_and_edit_a_sent_message_from_its_detail(ui, tmp_path):
+    from fakes.recall_services import DiscordRecallFake
+
+    with DiscordRecallFake("42", "dc-token") as discord:
+        api = ui.server.client(ui.server.create_key())
+        made = api.post(
+            "/api/v1/channels",
+            json={
+                "name": "dc",
+                "type": "discord",
+                "config": {"url": f"{discord.url}/api/webhooks/42/dc-token"},
+                "default": True,
+            },
+        )
+        assert made.status_code == 201, made.text
+        sent = api.post("/api/v1/messages", json={"title": "Deploy", "body": "v1 is out"}).json()
+        api.wait_message(sent["id"], ("delivered", "failed"))
+        remote = next(iter(discord.sent))
+        ui.open()
+        ui.login()
+        ui.go("messages")
+        ui.click(f'[data-show="{sent["id"]}"]')
+        ui.visible("#edit-form")
+        ui.fill("#edit-form", body="v1 is out (fixed)")
+        ui.submit("#edit-form")
+        ui.wait(lambda d: "edit: edited" in ui.find("#message-detail ul").text, "edited")
+        assert [i for i, _ in discord.edited] == [remote] and "fixed" in discord.edited[0][1]
+        ui.click(f'[data-recall="{sent["id"]}"]')
+        ui.wait(lambda d: "recall: recalled" in ui.find("#message-detail ul").text, "recalled")
+        assert discord.deleted == [remote]
+        shots = _screenshots(ui, tmp_path, "recall")
+        assert all(os.path.getsize(p) > 0 for p in shots)
+        ui.find("#lang").click()
+        ui.text(f'[data-recall="{sent["id"]}"]', "撤回")
+        assert ui.mislabelled(english=False) == []
+        ui.find("#lang").click()
+    ui.assert_console_clean(("/api/v1/me", 401))

@@ -87,6 +87,17 @@ class SendResult:
         return cls("permanent", detail, code, response)
 
 
+ChangeStatus = Literal["recalled", "edited", "not_supported", "failed"]
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """What became of one recall or edit of a delivery already sent; `detail` says why not."""
+
+    status: ChangeStatus
+    detail: str = ""
+
+
 class ChannelConfig(BaseModel):
     """Base of every channel's config schema: unknown fields are refused."""
 
@@ -123,6 +134,19 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     def send(self, message: OutboundMessage, ctx: SendContext) -> SendResult:
         """Deliver `message` through the service; a pool worker thread runs it."""
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        """Take a sent message back from the service (HTTP worker thread); never raises.
+
+        The default: the service has no way to, or this channel does not use it.
+        """
+        return ChangeResult("not_supported", f"{self.type_name} cannot take back a message")
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        """Replace a sent message's text with `message`'s (HTTP worker thread); never raises."""
+        return ChangeResult("not_supported", f"{self.type_name} cannot change a sent message")
 
 
 REGISTRY: dict[str, type[Channel]] = {}

@@ -1,13 +1,18 @@
 """The Discord channel: one message through a channel webhook URL.
 
 Truncates (never splits) content to 2000 characters and says so in the result's notes.
+Posts with ?wait=true so Discord answers the message id; recall and edit use the webhook's
+/messages/{id}.
 """
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from pydantic import Field
 
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
     SendContext,
@@ -19,6 +24,7 @@ from messagepusher.actors.channels.http_common import (
     Call,
     HttpUrl,
     OneRequestChannel,
+    change_answer,
     classify_status,
     json_call,
     parse_retry_after,
@@ -50,13 +56,28 @@ def build_call(message: OutboundMessage, config: DiscordConfig) -> tuple[Call, l
     payload: dict = {"content": content, "allowed_mentions": {"parse": []}}
     if config.username:
         payload["username"] = config.username
-    return json_call(config.url, payload), notes
+    return json_call(webhook_url(config.url, wait="true"), payload), notes
+
+
+def webhook_url(url: str, suffix: str = "", **query: str) -> str:
+    """The webhook URL with `suffix` on its path and `query` added (its thread_id kept)."""
+    parts = urlsplit(url)
+    params = [*parse_qsl(parts.query), *query.items()]
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix, query=urlencode(params)))
+
+
+def message_id_of(answer: Answer) -> str | None:
+    data = answer.json()
+    return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
 
 
 def classify_answer(answer: Answer, now: float) -> SendResult:
     """2xx is sent; 429 retries after the body's retry_after (seconds); 5xx retries; other 4xx are permanent."""
     if answer.status != 429:
-        return classify_status(answer, now, "Discord", HINTS)
+        result = classify_status(answer, now, "Discord", HINTS)
+        if result.status == "sent":
+            result.remote_id = message_id_of(answer)
+        return result
     delay = retry_after_from_json(answer.json(), "retry_after")
     if delay is None:
         delay = parse_retry_after(answer.header("Retry-After"), now)
@@ -78,3 +99,25 @@ class DiscordChannel(OneRequestChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        """DELETE the webhook's message; Discord answers 204."""
+        if not remote_id:
+            return ChangeResult("not_supported", "Discord gave no message id for this delivery")
+        call = Call("DELETE", webhook_url(self.config.url, f"/messages/{remote_id}"))
+        return change_answer(self.exchange(ctx, call), "recalled", "Discord")
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        """PATCH the webhook's message with the new content (truncated like a send)."""
+        if not remote_id:
+            return ChangeResult("not_supported", "Discord gave no message id for this delivery")
+        built, _ = build_call(message, self.config)
+        call = Call(
+            "PATCH",
+            webhook_url(self.config.url, f"/messages/{remote_id}"),
+            built.body,
+            built.headers,
+        )
+        return change_answer(self.exchange(ctx, call), "edited", "Discord")

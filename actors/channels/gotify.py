@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
     SendContext,
@@ -56,7 +57,11 @@ def build_call(message: OutboundMessage, config: GotifyConfig) -> tuple[Call, li
 
 def classify_answer(answer: Answer, now: float) -> SendResult:
     """2xx is sent; 429 and 5xx retry; other 4xx (a bad token, a bad payload) are permanent."""
-    return classify_status(answer, now, "Gotify", HINTS)
+    result = classify_status(answer, now, "Gotify", HINTS)
+    data = answer.json()
+    if result.status == "sent" and isinstance(data, dict) and data.get("id") is not None:
+        result.remote_id = str(data["id"])
+    return result
 
 
 @register
@@ -71,3 +76,9 @@ class GotifyChannel(OneRequestChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        return ChangeResult(
+            "not_supported",
+            "deleting a Gotify message needs a client token; this channel holds an application token",
+        )

@@ -18,6 +18,7 @@ from pydantic import AfterValidator
 
 from messagepusher.actors import netguard
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     Channel,
     ChannelConfig,
     OutboundMessage,
@@ -207,6 +208,15 @@ def retry_after_from_json(data: Any, *path: str) -> float | None:
     if isinstance(data, int | float) and not isinstance(data, bool):
         return max(0.0, float(data))
     return None
+
+
+def change_answer(answer: Answer | SendResult, done: str, service: str) -> ChangeResult:
+    """A recall or edit answer: 2xx is `done`, anything else failed with the service's words."""
+    if isinstance(answer, SendResult):
+        return ChangeResult("failed", answer.detail)
+    if 200 <= answer.status < 300:
+        return ChangeResult(done)  # type: ignore[arg-type]  # done is recalled or edited
+    return ChangeResult("failed", f"{service} answered HTTP {answer.status}: {answer.short}")
 
 
 def classify_status(
@@ -483,9 +493,12 @@ class HttpChannel(Channel):
         retry sends them again.
         """
         calls, notes = self.calls(message, ctx)
+        remote_ids: list[str] = []
         for number, call in enumerate(calls, start=1):
             answer = self.exchange(ctx, call)
             result = answer if isinstance(answer, SendResult) else self.classify(answer)
+            if result.remote_id:
+                remote_ids.append(result.remote_id)
             if result.status != "sent" and number > 1:
                 result.notes.append(
                     f"part {number} of {len(calls)} failed; parts 1–{number - 1} were sent"
@@ -495,6 +508,8 @@ class HttpChannel(Channel):
                 break
         result.parts = len(calls)
         result.notes.extend(notes)
+        # A message split into parts is recalled part by part: keep every part's id.
+        result.remote_id = ",".join(remote_ids) or None
         return result
 
 

@@ -10,6 +10,7 @@ import re
 from pydantic import Field, field_validator
 
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
     SendContext,
@@ -78,7 +79,11 @@ def build_call(message: OutboundMessage, config: NtfyConfig) -> tuple[Call, list
 
 def classify_answer(answer: Answer, now: float) -> SendResult:
     """2xx is sent; 429 (Retry-After honoured) and 5xx retry; other 4xx are permanent."""
-    return classify_status(answer, now, "ntfy", HINTS)
+    result = classify_status(answer, now, "ntfy", HINTS)
+    data = answer.json()
+    if result.status == "sent" and isinstance(data, dict) and data.get("id") is not None:
+        result.remote_id = str(data["id"])
+    return result
 
 
 @register
@@ -93,3 +98,9 @@ class NtfyChannel(OneRequestChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        return ChangeResult(
+            "not_supported",
+            "ntfy keeps a published message until it expires; its API has no delete for it",
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
     SendContext,
@@ -74,3 +75,19 @@ class SlackChannel(OneRequestChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        return ChangeResult(
+            "not_supported",
+            "a Slack incoming webhook cannot delete what it posted (that needs a bot token "
+            "and chat.delete)",
+        )
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        return ChangeResult(
+            "not_supported",
+            "a Slack incoming webhook cannot edit what it posted (that needs a bot token "
+            "and chat.update)",
+        )

@@ -1,6 +1,7 @@
 """The Telegram bot channel: sendMessage to a chat, split into several messages when long.
 
 Splits (never truncates) at 4096 UTF-16 units; `ok` decides, 429 waits `parameters.retry_after`.
+Recall is deleteMessage of every part, edit is editMessageText of a one-part message.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import html
 from pydantic import Field
 
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
     SendContext,
@@ -83,7 +85,13 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
             )
         return classify_status(answer, now, "Telegram")
     if data["ok"] is True:
-        return SendResult.sent(answer.status, answer.excerpt)
+        sent = data.get("result") if isinstance(data.get("result"), dict) else {}
+        message_id = sent.get("message_id")
+        return SendResult.sent(
+            answer.status,
+            answer.excerpt,
+            remote_id=str(message_id) if message_id is not None else None,
+        )
     code = data.get("error_code", answer.status)
     detail = f"Telegram error {code}: {data.get('description', '')}"
     parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
@@ -101,6 +109,36 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
     elif code in HINTS:
         detail += f" ({HINTS[code]})"
     return SendResult.permanent(detail, answer.status, answer.excerpt)
+
+
+def delete_call(config: TelegramConfig, message_id: str) -> Call:
+    return json_call(
+        f"{config.base_url}/bot{config.bot_token}/deleteMessage",
+        {"chat_id": config.chat_id, "message_id": int(message_id)},
+    )
+
+
+def edit_call(config: TelegramConfig, message_id: str, text: str) -> Call:
+    return json_call(
+        f"{config.base_url}/bot{config.bot_token}/editMessageText",
+        {
+            "chat_id": config.chat_id,
+            "message_id": int(message_id),
+            "text": text,
+            "parse_mode": "HTML",
+        },
+    )
+
+
+def change_answer(answer: Answer | SendResult, done: str) -> ChangeResult:
+    """`ok` true is `done`; otherwise failed with Telegram's description."""
+    if isinstance(answer, SendResult):
+        return ChangeResult("failed", answer.detail)
+    data = answer.json()
+    if isinstance(data, dict) and data.get("ok") is True:
+        return ChangeResult(done)  # type: ignore[arg-type]  # recalled or edited
+    description = data.get("description", answer.short) if isinstance(data, dict) else answer.short
+    return ChangeResult("failed", f"Telegram answered HTTP {answer.status}: {description}")
 
 
 @register
@@ -123,3 +161,34 @@ class TelegramChannel(HttpChannel):
             else []
         )
         return [build_call(self.config, text, message.priority) for text in parts], notes
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        """deleteMessage for each part, in order; the first failure is the answer.
+
+        Telegram lets a bot delete its messages for 48 hours; after that it answers 400.
+        """
+        if not remote_id:
+            return ChangeResult("not_supported", "Telegram gave no message_id for this delivery")
+        for message_id in remote_id.split(","):
+            result = change_answer(
+                self.exchange(ctx, delete_call(self.config, message_id)), "recalled"
+            )
+            if result.status != "recalled":
+                return result
+        return ChangeResult("recalled")
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        """editMessageText of the first part; a text that needs more parts cannot be edited in."""
+        if not remote_id:
+            return ChangeResult("not_supported", "Telegram gave no message_id for this delivery")
+        ids = remote_id.split(",")
+        parts = parts_of(message)
+        if len(parts) > 1 or len(ids) > 1:
+            return ChangeResult(
+                "not_supported",
+                f"Telegram edits one message at a time; this one is {max(len(parts), len(ids))} "
+                f"messages of at most {PART_LIMIT} characters",
+            )
+        return change_answer(self.exchange(ctx, edit_call(self.config, ids[0], parts[0])), "edited")

@@ -1,4 +1,4 @@
-"""/api/v1/messages: send, list, show, retry and cancel messages.
+"""/api/v1/messages: send, list, show, retry, cancel, recall and edit messages.
 
 Sending hands a Draft to the ingest actor and answers 202 only after its commit.
 """
@@ -11,19 +11,19 @@ import time
 from typing import Any
 
 import falcon
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from messagepusher.actors import lifecycle
-from messagepusher.actors.channel_pool import delivery_view, finish_if_final
+from messagepusher.actors import lifecycle, recall
+from messagepusher.actors.channel_pool import delivery_view
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http import params
 from messagepusher.http.auth import get_owned, owner_filter
 from messagepusher.http.errors import APIError, unprocessable, validation_error
 from messagepusher.http.params import Param
-from messagepusher.http.resources.common import newest_page, read_object
+from messagepusher.http.resources.common import newest_page, read_model, read_object
 from messagepusher.http.routes import Op, Route
-from messagepusher.http.schemas import MessageIn
+from messagepusher.http.schemas import MessageIn, Strict
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import Delivery, Message, MessageEvent
 from messagepusher.supervisor.timefmt import to_rfc3339
@@ -76,6 +76,25 @@ def detail(m: Message) -> dict[str, Any]:
         }
     else:
         out["ai"] = None
+    return out
+
+
+class MessageEdit(Strict):
+    title: str | None = Field(None, max_length=256)
+    body: str | None = Field(None, max_length=65_536)
+
+    @model_validator(mode="after")
+    def _something_new(self) -> MessageEdit:
+        if self.title is None and self.body is None:
+            raise ValueError("give a new title or body")
+        return self
+
+
+def with_changes(m: Message, changes: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The message as GET shows it, each delivery carrying the `change` just made to it."""
+    out = detail(m)
+    for delivery in out["deliveries"]:
+        delivery["change"] = changes.get(delivery["id"])
     return out
 
 
@@ -172,6 +191,29 @@ class Messages:
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
         resp.media = detail(get_owned(req, Message, message_id, "message"))
 
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
+        """Recall: cancel what is not sent, take back what was where the channel can.
+
+        HTTP worker thread; waits on each channel's service (its timeout bounds each call).
+        """
+        message = get_owned(req, Message, message_id, "message")
+        changes = recall.change(self.runtime, message, "recall", req.context.principal.username)
+        resp.media = with_changes(Message.get_by_id(message.id), changes)
+
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
+        """Edit: the new title/body replace the sent text where the channel can change it."""
+        message = get_owned(req, Message, message_id, "message")
+        body = read_model(req, MessageEdit)
+        changes = recall.change(
+            self.runtime,
+            message,
+            "edit",
+            req.context.principal.username,
+            title=body.title,
+            body=body.body,
+        )
+        resp.media = with_changes(Message.get_by_id(message.id), changes)
+
 
 def _validate(raw: dict[str, Any]) -> MessageIn:
     try:
@@ -235,23 +277,11 @@ class MessageCancel:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
         message = get_owned(req, Message, message_id, "message")
-        now = time.time()
-        with write_transaction():
-            message = Message.get_by_id(message.id)
-            if not lifecycle.can_cancel(message.status):
-                raise APIError(
-                    409, "already_final", f"message {message.id} is already {message.status}"
-                )
-            Delivery.update(status="cancelled", updated_at=now).where(
-                (Delivery.message == message.id) & Delivery.status.in_(("pending", "sending"))
-            ).execute()
-            MessageEvent.create(
-                message=message.id,
-                at=now,
-                type="cancel_requested",
-                detail={"by": req.context.principal.username},
-            )
-            finish_if_final(self.runtime.mailbox, message.id, now, forced="cancelled")
+        if not recall.cancel_unsent(
+            self.runtime, message.id, req.context.principal.username, time.time()
+        ):
+            status = Message.get_by_id(message.id).status
+            raise APIError(409, "already_final", f"message {message.id} is already {status}")
         resp.media = detail(Message.get_by_id(message.id))
 
 
@@ -285,6 +315,11 @@ ROUTES = [
                 "messages:read",
                 "One message with its deliveries, timeline, fetched text and AI result",
             ),
+            "DELETE": Op(
+                "messages:send",
+                "Recall: cancel what is not sent, take back what was where the channel can",
+            ),
+            "PATCH": Op("messages:send", "Edit the sent text where the channel can", MessageEdit),
         },
         tag="messages",
         suffix="item",

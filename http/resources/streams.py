@@ -11,9 +11,11 @@ from typing import Any
 import falcon
 
 from messagepusher.actors import inbox
+from messagepusher.http import params
 from messagepusher.http.auth import Principal, get_owned, owner_filter
 from messagepusher.http.errors import unprocessable
-from messagepusher.http.resources.common import enum_param, newest_page
+from messagepusher.http.params import Param
+from messagepusher.http.resources.common import newest_page
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.sse import Event, StreamSlots, run_stream
 from messagepusher.supervisor.db import select_rows
@@ -102,7 +104,7 @@ class Inbox:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        state = enum_param(req, "state", ("read", "unread"))
+        state = params.value(req, STATE)
         condition = None
         if state == "read":
             condition = InboxItem.read_at.is_null(False)
@@ -110,7 +112,7 @@ class Inbox:
             condition = InboxItem.read_at.is_null()
         resp.media = newest_page(req, InboxItem, item_view, owner_filter(req, InboxItem), condition)
 
-    def on_post_read(self, req: falcon.Request, resp: falcon.Response, item_id: str) -> None:
+    def on_post_read(self, req: falcon.Request, resp: falcon.Response, item_id: int) -> None:
         row = get_owned(req, InboxItem, item_id, "inbox item")
         inbox.mark_read(row.id)
         resp.media = item_view(InboxItem.get_by_id(row.id))
@@ -123,7 +125,7 @@ class InboxStream(StreamResource):
         principal: Principal = req.context.principal
         resume = resume_point(req, 1)
         cursor = [resume[0] if resume is not None else inbox.last_id()]
-        channel = req.get_param("channel") or None
+        channel = params.value(req, CHANNEL)
 
         def poll() -> list[Event]:
             rows = inbox.streamed_after(principal.user_id, cursor[0], BATCH, channel)
@@ -226,6 +228,21 @@ def _component(row: tuple) -> dict[str, Any]:
     }
 
 
+STATE = Param("state", "enum", choices=("read", "unread"), description="read or unread items only")
+CHANNEL = Param("channel", "text", max_length=64, description="one client channel, by name")
+
+
+def _resume_param(parts: int) -> Param:
+    """?last_event_id=: the id a stream sent, for clients that cannot set Last-Event-ID."""
+    return Param(
+        "last_event_id",
+        "text",
+        max_length=18 * parts + parts - 1,
+        pattern=rf"[0-9]{{1,18}}(\.[0-9]{{1,18}}){{0,{parts - 1}}}",
+        description="the last event id received (the Last-Event-ID header does the same)",
+    )
+
+
 ROUTES = [
     Route(
         "/api/v1/inbox",
@@ -234,7 +251,7 @@ ROUTES = [
             "GET": Op(
                 "messages:read",
                 "Your inbox (client and none channels), newest first",
-                query=("limit", "cursor", "state", "user"),
+                query=("limit", "cursor", STATE, "user"),
             )
         },
         tag="inbox",
@@ -253,7 +270,7 @@ ROUTES = [
             "GET": Op(
                 "messages:read",
                 "Server-Sent Events: your client-channel messages as they arrive; resume with Last-Event-ID",
-                query=("channel", "last_event_id"),
+                query=(CHANNEL, _resume_param(1)),
             )
         },
         tag="inbox",
@@ -265,7 +282,7 @@ ROUTES = [
             "GET": Op(
                 "messages:read",
                 "Server-Sent Events: status changes of your messages (admins: all, alerts, components)",
-                query=("last_event_id",),
+                query=(_resume_param(len(TABLES)),),
             )
         },
         tag="inbox",

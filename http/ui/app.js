@@ -28,6 +28,12 @@ const TEXT = {
     config_values: "可在运行时修改的键（JSON；只发送你改动的部分）", save_config: "保存为新版本", version: "版本",
     change: "变更", what_changed: "改动内容", rollback: "回滚", overrides: "覆盖项", file_alone: "仅用配置文件",
     config_saved: "已保存为版本", config_unchanged: "没有值被改动，当前版本：",
+    schedules: "定时消息", hooks: "Webhook 接入", when: "时间规则", next_runs: "接下来运行", last_fires: "最近触发",
+    new_schedule: "新建定时消息", cron: "Cron（分 时 日 月 星期）", every_seconds: "或每 N 秒", timezone: "时区",
+    template: "模板", new_hook: "新建 Webhook 接入", preset: "预设", own_template: "自定义模板", title_template: "标题模板",
+    body_template: "正文模板", hook_once: "向这个地址 POST（只显示这一次）：", preview: "预览", hook: "接入",
+    sample_payload: "示例载荷 (JSON)", recall: "撤回", edit: "编辑", save_edit: "保存修改", every: "每",
+    seconds: "秒",
   },
 };
 const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null, auditAsked: 0, config: null };
@@ -98,7 +104,9 @@ function showLogin() {
   $("new-key").hidden = true; $("new-key-value").textContent = "";
   ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail", "admin-summary", "admin-components",
     "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-backups", "admin-events", "admin-audit", "audit-actions",
-    "backup-result", "config-summary", "admin-config-versions", "config-result"].forEach((id) => { $(id).innerHTML = ""; });
+    "backup-result", "config-summary", "admin-config-versions", "config-result", "schedules-body", "schedule-channels",
+    "hooks-body", "hook-channels", "preview-hooks", "preview-result", "new-hook-url"].forEach((id) => { $(id).innerHTML = ""; });
+  $("new-hook").hidden = true;
   delete $("message-detail").dataset.id;
   $("admin-status").textContent = ""; $("admin-logs").textContent = "";
   $("backup-result").hidden = true; $("config-result").hidden = true; state.config = null;
@@ -113,6 +121,8 @@ async function route() {
   show(view);
   if (view === "send") await loadChannelChoices();
   if (view === "messages") await loadMessages(true);
+  if (view === "schedules") await loadSchedules();
+  if (view === "hooks") await loadHooks();
   if (view === "channels") await loadChannels();
   if (view === "keys") await loadKeys();
   if (view === "admin") await loadAdmin();
@@ -132,9 +142,36 @@ async function start() {
   await route();
 }
 
-async function loadChannelChoices() {
+async function loadChannelChoices(selectId = "send-channels") {
   const channels = await api("GET", "/api/v1/channels?limit=200");
-  $("send-channels").innerHTML = channels.items.map((c) => `<option value="${esc(c.name)}" ${c.default ? "selected" : ""}>${esc(c.name)} (${esc(c.type)})</option>`).join("");
+  $(selectId).innerHTML = channels.items.map((c) => `<option value="${esc(c.name)}" ${c.default ? "selected" : ""}>${esc(c.name)} (${esc(c.type)})</option>`).join("");
+}
+
+async function loadSchedules() {
+  const page = await api("GET", "/api/v1/schedules?limit=200");
+  const when = (s) => (s.cron ? `<code>${esc(s.cron)}</code> ${esc(s.timezone)}` : `${label("every", "every")} ${s.every_seconds} ${label("seconds", "s")}`);
+  const fires = (s) => s.recent_fires.slice(0, 3).map((f) => `<span class="status-${esc(f.outcome)}">${esc(f.fire_at)} ${esc(f.outcome)}</span>`).join("<br>");
+  $("schedules-body").innerHTML = rowsOr(page.items.map((s) => `<tr data-schedule="${s.id}"><td>${s.id}</td><td>${esc(s.name)}</td><td>${when(s)}</td>
+    <td class="next-runs">${s.next_runs.slice(0, 3).map(esc).join("<br>") || label("off", "off")}</td><td>${fires(s)}</td>
+    <td>${button("run-schedule", s.id, "run_now", "Run now")}
+    ${s.enabled ? button("disable-schedule", s.id, "disable", "Disable") : button("enable-schedule", s.id, "enable", "Enable")}
+    ${button("delete-schedule", s.id, "delete", "Delete")}</td></tr>`), 6);
+  await loadChannelChoices("schedule-channels");
+}
+
+async function loadHooks() {
+  const page = await api("GET", "/api/v1/hooks?limit=200");
+  $("hooks-body").innerHTML = rowsOr(page.items.map((h) => `<tr><td>${h.id}</td><td>${esc(h.name)}</td>
+    <td>${esc(h.preset || (h.template && h.template.title) || "")}</td><td>${esc(h.last_used_at || "")}</td>
+    <td>${esc(h.last_error || "")}</td><td>${button("delete-hook", h.id, "delete", "Delete")}</td></tr>`), 6);
+  $("preview-hooks").innerHTML = page.items.map((h) => `<option value="${h.id}">${esc(h.name)}</option>`).join("");
+  await loadChannelChoices("hook-channels");
+}
+
+// A recall or edit answers each delivery's change: shown beside the delivery until the next load.
+async function changeMessage(id, method, body) {
+  const m = await api(method, `/api/v1/messages/${id}`, body);
+  await showMessage(id, m);
 }
 
 // The first page replaces the rows (so overlapping reloads cannot duplicate them); "More" appends.
@@ -151,10 +188,11 @@ async function loadMessages(fromStart) {
   $("more-messages").hidden = !page.next_cursor;
 }
 
-async function showMessage(id) {
-  const m = await api("GET", `/api/v1/messages/${id}`);
+async function showMessage(id, changed) {
+  const m = changed || await api("GET", `/api/v1/messages/${id}`);
+  const change = (c) => (c ? ` · <b class="change status-${esc(c.status)}">${esc(c.action)}: ${esc(c.status)}</b> ${esc(c.detail)}` : "");
   const deliveries = m.deliveries.map((d) => `<li>${esc(d.channel.name)} (${esc(d.channel.type)}): <span class="status-${esc(d.status)}">${esc(d.status)}</span>
-    · ${d.attempts} · ${esc(d.last_error || "")}</li>`).join("");
+    · ${d.attempts} · ${esc(d.last_error || "")}${change(d.change)}</li>`).join("");
   const events = m.events.map((e) => `<li>${esc(e.at)} — ${esc(e.type)} ${e.detail ? esc(JSON.stringify(e.detail)) : ""}</li>`).join("");
   const row = document.querySelector(`[data-show="${m.id}"]`);
   if (row) {
@@ -164,7 +202,10 @@ async function showMessage(id) {
   }
   $("message-detail").dataset.id = m.id;
   $("message-detail").innerHTML = `<h3>#${m.id} ${esc(m.title)}</h3><p>${esc(m.status)}</p>
-    <p>${button("retry", m.id, "retry", "Retry")} ${button("cancel", m.id, "cancel", "Cancel")}</p>
+    <p>${button("retry", m.id, "retry", "Retry")} ${button("cancel", m.id, "cancel", "Cancel")} ${button("recall", m.id, "recall", "Recall")}</p>
+    <form id="edit-form" data-id="${m.id}" class="inline"><input name="title" value="${esc(m.title)}" maxlength="256">
+      <textarea name="body" rows="2">${esc(m.body)}</textarea>
+      <button type="submit" data-i18n="save_edit" data-en="Edit">${esc(t("save_edit", "Edit"))}</button></form>
     ${m.ai ? `<pre>${esc(m.ai.task)}: ${esc(m.ai.result || m.ai.error)}</pre>` : ""}
     <ul>${deliveries}</ul><ol>${events}</ol>`;
 }
@@ -381,6 +422,12 @@ on(document, "click", async (event) => {
   if (el.dataset.cancel) { await api("POST", `/api/v1/messages/${el.dataset.cancel}/cancel`); await showMessage(el.dataset.cancel); }
   if (el.dataset.test) { const r = await api("POST", `/api/v1/channels/${el.dataset.test}/test`); alert(`${r.status} ${r.detail || ""}`); }
   if (el.dataset.deleteChannel) { await api("DELETE", `/api/v1/channels/${el.dataset.deleteChannel}`); await loadChannels(); }
+  if (el.dataset.recall) await changeMessage(el.dataset.recall, "DELETE");
+  if (el.dataset.runSchedule) { await api("POST", `/api/v1/schedules/${el.dataset.runSchedule}/run`); await loadSchedules(); }
+  if (el.dataset.disableSchedule) { await api("PATCH", `/api/v1/schedules/${el.dataset.disableSchedule}`, { enabled: false }); await loadSchedules(); }
+  if (el.dataset.enableSchedule) { await api("PATCH", `/api/v1/schedules/${el.dataset.enableSchedule}`, { enabled: true }); await loadSchedules(); }
+  if (el.dataset.deleteSchedule) { await api("DELETE", `/api/v1/schedules/${el.dataset.deleteSchedule}`); await loadSchedules(); }
+  if (el.dataset.deleteHook) { await api("DELETE", `/api/v1/hooks/${el.dataset.deleteHook}`); await loadHooks(); }
   if (el.dataset.deleteKey) { await api("DELETE", `/api/v1/keys/${el.dataset.deleteKey}`); await loadKeys(); }
   if (el.dataset.disable) await patchUser(el.dataset.disable, { disabled: true });
   if (el.dataset.enable) await patchUser(el.dataset.enable, { disabled: false });
@@ -449,6 +496,53 @@ on($("channel-form"), "submit", async (event) => {
   event.target.reset();
   $("channel-types").value = type;  // the next channel is often of the same type
   await loadChannels();
+});
+
+// The edit form is drawn with the message detail, so its submit is caught on the document.
+on(document, "submit", async (event) => {
+  if (event.target.id !== "edit-form") return;
+  event.preventDefault();
+  const form = new FormData(event.target);
+  await changeMessage(event.target.dataset.id, "PATCH", { title: form.get("title"), body: form.get("body") });
+});
+
+on($("schedule-form"), "submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { name: form.get("name"), message: { title: form.get("title"), body: form.get("body") } };
+  if (form.get("cron")) body.cron = form.get("cron");
+  if (form.get("every_seconds")) body.every_seconds = Number(form.get("every_seconds"));
+  if (form.get("timezone")) body.timezone = form.get("timezone");
+  const channels = form.getAll("channels");
+  if (channels.length) body.message.channels = channels;
+  await api("POST", "/api/v1/schedules", body);
+  event.target.reset();
+  await loadSchedules();
+});
+
+// The hook's URL is its secret: shown once here, never again by the API.
+on($("hook-form"), "submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { name: form.get("name") };
+  if (form.get("preset")) body.preset = form.get("preset");
+  else body.template = { title: form.get("title"), body: form.get("body") };
+  const channels = form.getAll("channels");
+  if (channels.length) body.channels = channels;
+  const made = await api("POST", "/api/v1/hooks", body);
+  event.target.reset();
+  $("new-hook-url").textContent = made.url;
+  $("new-hook").hidden = false;
+  await loadHooks();
+});
+
+on($("preview-form"), "submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  let payload;
+  try { payload = JSON.parse(form.get("payload") || "{}"); } catch (err) { return showError(`payload: ${err.message}`); }
+  const shown = await api("POST", `/api/v1/hooks/${form.get("hook")}/preview`, { payload });
+  $("preview-result").textContent = (shown.error ? `${shown.error}\n\n` : "") + JSON.stringify(shown.message, null, 2);
 });
 
 on($("key-form"), "submit", async (event) => {

@@ -14,6 +14,9 @@ from support.ops import db_file, rows, run_job, until, webhook
 
 FINAL = ("delivered", "failed", "partially_failed", "cancelled")
 
+# Never due during the test, and within limits.max_schedule_days (366) of now.
+LATER = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300 * 86400))
+
 TOKEN = "metrics-token-Test-1"
 
 
@@ -39,7 +42,7 @@ def test_metrics_need_the_token_parse_and_the_queue_gauge_matches_the_mailbox(se
         assert (
             api.post(
                 "/api/v1/messages",
-                json={"title": "later", "channels": ["hook"], "send_at": "2099-01-01T00:00:00Z"},
+                json={"title": "later", "channels": ["hook"], "send_at": LATER},
             ).status_code
             == 202
         )

@@ -13,6 +13,9 @@ from messagepusher.actors.janitor import maintain, retention_cutoffs, should_vac
 from messagepusher.supervisor.config import RetentionSettings, load_settings
 from messagepusher.supervisor.models import AuditLog, Delivery, Message, Report, User
 
+# Never due during the test, and within limits.max_schedule_days (366) of now.
+LATER = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300 * 86400))
+
 DAY = 86400
 
 
@@ -118,7 +121,7 @@ def test_retention_purge_removes_only_what_is_past_its_age_in_batches_while_send
         api.wait_message(message_id, ("delivered",))
     later = api.post(
         "/api/v1/messages",
-        json={"title": "later", "channels": ["hook"], "send_at": "2099-01-01T00:00:00Z"},
+        json={"title": "later", "channels": ["hook"], "send_at": LATER},
     ).json()["id"]
     old, recent = ids[:5], ids[5:]
     path = db_file(server)

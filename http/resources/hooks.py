@@ -180,7 +180,10 @@ class Hooks:
 
 
 class HookPreview:
-    """Renders a sample payload with the hook's (or a trial) template; nothing is sent."""
+    """Renders a sample payload with the hook's (or a trial) template; nothing is sent.
+
+    HTTP worker thread; a bad trial template is a 422, a failing render an answer with `error`.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -195,7 +198,11 @@ class HookPreview:
 
 
 class HookReceive:
-    """POST /hooks/{token}: public; the token is the credential. Answers 202 after the commit."""
+    """POST /hooks/{token}: public; the token is the credential. Answers 202 after the commit.
+
+    HTTP worker thread (the render too, bounded by its time budget); raises APIError 404 for
+    an unknown token, 413/415 for a body it cannot read, 422/503 when ingest refuses.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime

@@ -40,6 +40,9 @@ class HookTemplate(Strict):
     )
     priority: str | None = Field(None, max_length=200, description="renders to 1-5")
     url: str | None = Field(None, max_length=2000)
+    channels: str | None = Field(
+        None, max_length=2000, description="renders to channel names separated by commas"
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> HookTemplate:
@@ -231,7 +234,7 @@ class HookReceive:
             format=fields.get("format", "text"),
             url=fields.get("url"),
             priority=fields.get("priority") or hook.priority or 3,
-            channels=hook.channels,
+            channels=fields.get("channels") or hook.channels,
         )
         try:
             accepted = self.runtime.ingest.accept(draft)

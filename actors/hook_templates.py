@@ -17,8 +17,9 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-FIELDS = ("title", "body", "format", "priority", "url")
-LIMITS = {"title": 256, "body": 65_536, "format": 16, "priority": 8, "url": 2048}
+FIELDS = ("title", "body", "format", "priority", "url", "channels")
+LIMITS = {"title": 256, "body": 65_536, "format": 16, "priority": 8, "url": 2048, "channels": 2048}
+MAX_CHANNELS = 50
 MAX_TEMPLATE_CHARS = 20_000
 RENDER_SECONDS = 1.0
 FORMATS = ("text", "markdown", "html")
@@ -156,6 +157,14 @@ def _typed(fields: dict[str, Any]) -> dict[str, Any]:
         if not raw.isdigit() or not 1 <= int(raw) <= 5:
             raise RenderError(f"template.priority: rendered {raw!r}; must be a number 1 to 5")
         fields["priority"] = int(raw)
+    if "channels" in fields:
+        # Rendered as "ops, oncall": channel names (or ids) separated by commas.
+        names = [name.strip() for name in fields["channels"].split(",") if name.strip()]
+        if len(names) > MAX_CHANNELS:
+            raise RenderError(
+                f"template.channels: rendered {len(names)} channels; at most {MAX_CHANNELS}"
+            )
+        fields["channels"] = names or None
     if "url" in fields and not fields["url"].startswith(("http://", "https://")):
         raise RenderError(f"template.url: rendered {fields['url'][:80]!r}; must be http(s)")
     return fields

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.triggers.base import BaseTrigger
+
 from messagepusher.actors import recurrence
 from messagepusher.actors.ingest import Draft, IngestError
 from messagepusher.supervisor.actor import SerialActor
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 RECIPIENT = "schedules"
 
 
-def trigger_of(schedule: Schedule):
+def trigger_of(schedule: Schedule) -> BaseTrigger:
     """The schedule's trigger; raises recurrence.RecurrenceError for a stored value gone bad."""
     return recurrence.trigger_for(
         schedule.cron, schedule.every_seconds, recurrence.zone(schedule.timezone)
@@ -101,8 +103,15 @@ def sent_before(schedule: Schedule, fire_at: float) -> int | None:
     return row.id if row else None
 
 
-def record(schedule: Schedule, fire_at: float, outcome: str, message_id, detail, now: float):
-    """Store what became of a fire; a second record of the same fire (a re-run) is ignored."""
+def record(
+    schedule: Schedule,
+    fire_at: float,
+    outcome: str,
+    message_id: int | None,
+    detail: dict[str, Any] | None,
+    now: float,
+) -> None:
+    """Store what became of a fire (caller's transaction); a second record of it is ignored."""
     ScheduleFire.insert(
         schedule=schedule.id,
         fire_at=fire_at,

@@ -167,3 +167,9 @@ def test_a_rendered_priority_or_format_out_of_range_is_an_error_not_a_guess():
         hook_templates.render({"title": "t", "priority": "{{ 9 }}"}, {})
     with pytest.raises(hook_templates.RenderError, match="format"):
         hook_templates.render({"title": "t", "format": "pdf"}, {})
+
+
+def test_a_template_may_pick_the_channels_by_name():
+    template = {"title": "t", "channels": "{{ 'oncall, ops' if payload.severe else 'ops' }}"}
+    assert hook_templates.render(template, {"severe": True}).fields["channels"] == ["oncall", "ops"]
+    assert hook_templates.render(template, {}).fields["channels"] == ["ops"]

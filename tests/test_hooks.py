@@ -51,15 +51,22 @@ def test_a_preset_hook_turns_an_alertmanager_post_into_a_delivered_message(priva
     assert any(a["target"] == f"hook:{hook['id']}" for a in audit)
 
 
-def test_a_form_post_reaches_the_template_as_payload(private_server, sink):
+def test_a_form_post_reaches_the_template_as_payload_and_picks_the_channel(private_server, sink):
     api = private_server.client(private_server.create_key())
     webhook(api, sink.url + "/in")
     hook = make_hook(
         api,
         name="form",
-        template={"title": "Build {{ payload.status }}", "body": "by {{ payload.who }}"},
+        template={
+            "title": "Build {{ payload.status }}",
+            "body": "by {{ payload.who }}",
+            "channels": "{{ payload.to }}",
+        },
+        channels=None,  # the template names them
     )
-    got = requests.post(hook["url"], data={"status": "green", "who": "ci"}, timeout=30)
+    got = requests.post(
+        hook["url"], data={"status": "green", "who": "ci", "to": "hook"}, timeout=30
+    )
     assert got.status_code == 202, got.text
     message = api.wait_message(got.json()["id"], ("delivered", "failed"))
     assert (message["title"], message["body"]) == ("Build green", "by ci")

@@ -37,6 +37,17 @@ def sent(api, channels, **extra):
     return posted.json()["id"]
 
 
+def sent_to_both(server, telegram, discord):
+    """A client, and a message delivered to a Telegram and a Discord channel (the fakes)."""
+    api = server.client(server.create_key())
+    telegram_config = {"bot_token": "123:bot-token", "chat_id": "-1001", "base_url": telegram.url}
+    channel(api, "tg", "telegram", telegram_config)
+    channel(api, "dc", "discord", {"url": f"{discord.url}/api/webhooks/42/dc-token"})
+    message_id = sent(api, ["tg", "dc"])
+    assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+    return api, message_id
+
+
 def changes(answer):
     return {d["channel"]["name"]: d["change"] for d in answer["deliveries"]}
 
@@ -44,16 +55,7 @@ def changes(answer):
 def test_recall_deletes_the_telegram_and_discord_messages_by_the_ids_they_gave(
     private_server, telegram, discord
 ):
-    api = private_server.client(private_server.create_key())
-    channel(
-        api,
-        "tg",
-        "telegram",
-        {"bot_token": "123:bot-token", "chat_id": "-1001", "base_url": telegram.url},
-    )
-    channel(api, "dc", "discord", {"url": f"{discord.url}/api/webhooks/42/dc-token"})
-    message_id = sent(api, ["tg", "dc"])
-    assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+    api, message_id = sent_to_both(private_server, telegram, discord)
     tg_id, dc_id = next(iter(telegram.sent)), next(iter(discord.sent))
     got = api.delete(f"/api/v1/messages/{message_id}")
     assert got.status_code == 200, got.text
@@ -70,16 +72,7 @@ def test_recall_deletes_the_telegram_and_discord_messages_by_the_ids_they_gave(
 
 
 def test_edit_replaces_the_text_at_telegram_and_discord(private_server, telegram, discord):
-    api = private_server.client(private_server.create_key())
-    channel(
-        api,
-        "tg",
-        "telegram",
-        {"bot_token": "123:bot-token", "chat_id": "-1001", "base_url": telegram.url},
-    )
-    channel(api, "dc", "discord", {"url": f"{discord.url}/api/webhooks/42/dc-token"})
-    message_id = sent(api, ["tg", "dc"])
-    api.wait_message(message_id, ("delivered", "failed"))
+    api, message_id = sent_to_both(private_server, telegram, discord)
     tg_id, dc_id = next(iter(telegram.sent)), next(iter(discord.sent))
     got = api.patch(f"/api/v1/messages/{message_id}", json={"body": "v1 is out (fixed link)"})
     assert got.status_code == 200, got.text

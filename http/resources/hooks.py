@@ -40,6 +40,9 @@ class HookTemplate(Strict):
     )
     priority: str | None = Field(None, max_length=200, description="renders to 1-5")
     url: str | None = Field(None, max_length=2000)
+    channels: str | None = Field(
+        None, max_length=2000, description="renders to channel names separated by commas"
+    )
 
     @model_validator(mode="after")
     def _says_something(self) -> HookTemplate:
@@ -180,7 +183,10 @@ class Hooks:
 
 
 class HookPreview:
-    """Renders a sample payload with the hook's (or a trial) template; nothing is sent."""
+    """Renders a sample payload with the hook's (or a trial) template; nothing is sent.
+
+    HTTP worker thread; a bad trial template is a 422, a failing render an answer with `error`.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -195,7 +201,11 @@ class HookPreview:
 
 
 class HookReceive:
-    """POST /hooks/{token}: public; the token is the credential. Answers 202 after the commit."""
+    """POST /hooks/{token}: public; the token is the credential. Answers 202 after the commit.
+
+    HTTP worker thread (the render too, bounded by its time budget); raises APIError 404 for
+    an unknown token, 413/415 for a body it cannot read, 422/503 when ingest refuses.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -224,7 +234,7 @@ class HookReceive:
             format=fields.get("format", "text"),
             url=fields.get("url"),
             priority=fields.get("priority") or hook.priority or 3,
-            channels=hook.channels,
+            channels=fields.get("channels") or hook.channels,
         )
         try:
             accepted = self.runtime.ingest.accept(draft)

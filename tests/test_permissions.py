@@ -26,6 +26,8 @@ OBJECT_PARAMS = {
     "key_id": "key",
     "user_id": "user",
     "username": "username",
+    "schedule_id": "schedule",
+    "hook_id": "hook",
 }
 PUBLIC, AUTHENTICATED, ADMIN = "public", "authenticated", "admin"
 serial = count(1)
@@ -96,12 +98,29 @@ class World:
         key = self.owner.post("/api/v1/keys", json={"name": f"{MARK}-key-{n}"})
         assert key.status_code == 201, key.text
         self.secrets.add(key.json()["key"])
+        schedule = self.owner.post(
+            "/api/v1/schedules",
+            json={
+                "name": f"{MARK}-schedule-{n}",
+                "every_seconds": 86_400,
+                "message": {"title": f"{MARK}-recurring-{n}", "channels": [channel.json()["id"]]},
+            },
+        )
+        assert schedule.status_code == 201, schedule.text
+        hook = self.owner.post(
+            "/api/v1/hooks",
+            json={"name": f"{MARK}-hook-{n}", "template": {"title": "{{ payload.x }}"}},
+        )
+        assert hook.status_code == 201, hook.text
+        self.secrets.add(hook.json()["url"].rsplit("/", 1)[-1])
         return {
             "message": str(message.json()["id"]),
             "channel": str(channel.json()["id"]),
             "key": str(key.json()["id"]),
             "user": str(self.owner_id),
             "username": "owner",
+            "schedule": str(schedule.json()["id"]),
+            "hook": str(hook.json()["id"]),
         }
 
 
@@ -170,6 +189,22 @@ BODIES = {
     ),
     ("PATCH", "/api/v1/keys/{key_id}"): (lambda w, ids: {"name": f"{MARK}-renamed"}, 200),
     ("PATCH", "/api/v1/admin/config"): (lambda w, ids: {"logging": {"level": "INFO"}}, 403),
+    ("PATCH", "/api/v1/messages/{message_id}"): (lambda w, ids: {"body": "edited"}, 200),
+    ("POST", "/api/v1/schedules"): (
+        lambda w, ids: {
+            "name": f"perm-{next(serial)}",
+            "every_seconds": 86_400,
+            "message": {"title": "permission check", "channels": [int(ids["channel"])]},
+        },
+        201,
+    ),
+    ("PATCH", "/api/v1/schedules/{schedule_id}"): (lambda w, ids: {"enabled": False}, 200),
+    ("POST", "/api/v1/hooks"): (
+        lambda w, ids: {"name": f"perm-{next(serial)}", "preset": "alertmanager"},
+        201,
+    ),
+    ("PATCH", "/api/v1/hooks/{hook_id}"): (lambda w, ids: {"priority": 4}, 200),
+    ("POST", "/api/v1/hooks/{hook_id}/preview"): (lambda w, ids: {"payload": {"x": "y"}}, 200),
 }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from fakes.sink import Sink
@@ -13,17 +15,39 @@ from support.server import ServerProcess
 POSTGRES_URL = os.environ.get("MP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, keep each file on one worker unless it names its own group.
+GROUP_MARK = re.compile(r"xdist_group\(\s*[\"'](\w+)[\"']")
 
-    Runs before xdist reads the marks: ungrouped tests would otherwise be spread one by one, and
-    every module-scoped server would start on both workers. The heavy files share the group
-    "heavy" so that they never run at the same time as each other.
+
+def file_groups(root: Path) -> dict[str, str]:
+    """{test file as in a node id: the xdist_group its source names}, for files that name one."""
+    groups = {}
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        found = GROUP_MARK.findall(path.read_text(errors="replace"))
+        if found:
+            groups[path.relative_to(root).as_posix()] = found[0]
+    return groups
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` by file: a file's tests stay on one worker, files of a group together.
+
+    xdist's own loadgroup renames node ids, which pytest 9 no longer allows, so every test would
+    be sent on its own (and every module-scoped server start on both workers). Here a file whose
+    source names an xdist_group joins that group: the "heavy" files run one after another on one
+    worker, never beside each other; every other file is a group of its own.
     """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups = file_groups(Path(config.rootpath))
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return groups.get(path, path)
+
+    return FileGroupScheduling(config, log)
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ import requests
 from support.server import ServerProcess
 
 
-def test_serve_answers_healthz_within_10_seconds_and_exits_0_on_sigterm(tmp_path):
+def test_serve_answers_healthz_within_30_seconds_and_exits_0_on_sigterm(tmp_path):
+    # About 2 s on the idle 2-core machine; it took over 10 s there with eight suites running.
     started = time.monotonic()
-    server = ServerProcess(tmp_path / "d").start(timeout=10)
-    assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok"}
-    assert time.monotonic() - started < 10
+    server = ServerProcess(tmp_path / "d").start(timeout=30)
+    assert requests.get(server.url + "/healthz", timeout=30).json() == {"status": "ok"}
+    assert time.monotonic() - started < 30
     assert server.stop() == 0
     assert "stopped (exit 0)" in server.log()
 

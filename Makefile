@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MUTATION_STAMP := $(VENV)/.mutation-installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutation clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/mailbox.py
 	$(PY) bench/load.py
+
+$(MUTATION_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	touch $(MUTATION_STAMP)
+
+# Mutation testing of the policy and state modules (docs/testing.md); MODULES=path.py … for some.
+mutation: $(MUTATION_STAMP)
+	$(PY) tests/mutation.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) data

@@ -155,3 +155,17 @@ def test_check_url_passes_the_url_s_port_to_the_allowed_targets(monkeypatch):
 def test_resolve_gives_each_address_once_in_order():
     assert netguard.resolve("127.0.0.1") == ["127.0.0.1"]
     assert netguard.resolve("localhost", 8080) == sorted(set(netguard.resolve("localhost", 8080)))
+
+
+def test_resolve_looks_the_name_up_for_tcp_on_the_given_port_or_443(monkeypatch):
+    asked = []
+
+    def getaddrinfo(host, port, proto=0):
+        asked.append((host, port, proto))
+        return [(None, None, None, "", ("10.0.0.1", port)), (None, None, None, "", ("::1", port))]
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", getaddrinfo)
+    assert netguard.resolve("svc.example", 8443) == ["10.0.0.1", "::1"]
+    assert netguard.resolve("svc.example") == ["10.0.0.1", "::1"]
+    tcp = netguard.socket.IPPROTO_TCP
+    assert asked == [("svc.example", 8443, tcp), ("svc.example", 443, tcp)]

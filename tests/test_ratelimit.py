@@ -129,6 +129,41 @@ def test_a_changed_rate_or_burst_starts_a_fresh_bucket_for_the_key(clock):
     assert buckets.take("k", rate=2.0, burst=2) == pytest.approx(0.5), "unchanged: same bucket"
 
 
+def test_the_bucket_refills_on_a_clock_that_starts_near_zero(clock):
+    # time.monotonic() counts from boot: shortly after it, the stamps are small numbers.
+    clock.t = 1.0
+    bucket = TokenBucket(rate=1.0, burst=2, now=clock)
+    bucket.take(2)
+    clock.t = 3.0
+    assert bucket.take(2) == 0.0
+
+
+def test_a_lowered_rate_takes_effect_at_once(clock):
+    buckets = BucketMap(now=clock)
+    assert buckets.take("k", rate=2.0, burst=1) == 0.0
+    assert buckets.take("k", rate=1.0, burst=1) == 0.0, "a new rate: a new, full bucket"
+    assert buckets.take("k", rate=1.0, burst=1) == pytest.approx(1.0)
+
+
+def test_a_lowered_burst_takes_effect_at_once(clock):
+    buckets = BucketMap(now=clock)
+    assert [buckets.take("k", rate=1.0, burst=3) for _ in range(2)] == [0.0, 0.0]
+    assert [buckets.take("k", rate=1.0, burst=2) for _ in range(2)] == [0.0, 0.0]
+    assert buckets.take("k", rate=1.0, burst=2) == pytest.approx(1.0)
+
+
+def test_settings_computed_afresh_on_every_call_keep_the_same_bucket(clock):
+    # The channel pool derives rate and burst from a per-minute figure on every send.
+    buckets = BucketMap(now=clock)
+    per_minute = 20
+
+    def take() -> float:
+        return buckets.take("channel", per_minute / 60.0, max(1.0, per_minute / 6))
+
+    assert [take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert take() == pytest.approx(2.0)
+
+
 def test_a_burst_below_one_is_not_taken_for_a_change_on_every_call(clock):
     buckets = BucketMap(now=clock)
     assert buckets.take("k", rate=1.0, burst=0) == 0.0

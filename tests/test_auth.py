@@ -19,15 +19,24 @@ from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import Channel, User
 
+
+def fresh(name: str) -> str:
+    """An equal string that is not the interned literal: permissions are compared by value."""
+    return "".join(list(name))
+
+
 ROUTES = [
-    Route("/healthz", "health:Health", {"GET": Op(PUBLIC, "liveness")}),
-    Route("/api/v1/me", "accounts:Me", {"GET": Op(AUTHENTICATED, "own profile")}),
+    Route("/healthz", "health:Health", {"GET": Op(fresh(PUBLIC), "liveness")}),
+    Route("/api/v1/me", "accounts:Me", {"GET": Op(fresh(AUTHENTICATED), "own profile")}),
     Route(
         "/api/v1/messages",
         "messages:Messages",
         {"POST": Op("messages:send", "send"), "GET": Op("messages:read", "list")},
     ),
-    Route("/api/v1/users", "accounts:Users", {"GET": Op("admin", "users")}),
+    Route("/api/v1/users", "accounts:Users", {"GET": Op(fresh("admin"), "users")}),
+    # Scopes that sort before "admin" and after "public": a scope is matched, never ordered.
+    Route("/api/v1/ledger", "x:Ledger", {"GET": Op("accounts:read", "ledger")}),
+    Route("/api/v1/webhooks", "x:Webhooks", {"POST": Op("webhooks:write", "hooks")}),
 ]
 ADMIN = Principal(1, "root", "admin", frozenset(ROLE_SCOPES["admin"]), key_id=1)
 USER = Principal(2, "ann", "user", frozenset(ROLE_SCOPES["user"]), key_id=2)
@@ -89,6 +98,11 @@ def test_an_admin_is_an_admin_account_holding_the_admin_scope():
     assert not Principal(2, "ann", "user", frozenset({"admin"})).is_admin, (
         "a user's key can never carry admin rights"
     )
+
+
+def test_a_role_read_from_the_database_is_compared_by_value():
+    role = "".join(["ad", "min"])  # equal to "admin", but not the interned literal
+    assert Principal(1, "root", role, frozenset(ROLE_SCOPES["admin"])).is_admin
 
 
 def test_a_principal_is_a_value_that_cannot_be_changed():
@@ -183,6 +197,21 @@ def test_an_admin_route_takes_an_admin_with_the_admin_scope():
     assert req.context.principal is ADMIN
 
 
+@pytest.mark.parametrize(
+    ("method", "template", "scope"),
+    [("GET", "/api/v1/ledger", "accounts:read"), ("POST", "/api/v1/webhooks", "webhooks:write")],
+)
+def test_any_scope_name_is_checked_by_membership_alone(method, template, scope):
+    holder = Principal(6, "kim", "user", frozenset({scope}), key_id=6)
+    mw = middleware(kim=holder, bot=SENDER)
+    req = Request(method, template, "Bearer kim")
+    mw.process_resource(req, None, None, {})
+    assert req.context.principal is holder
+    error = refusal(mw, Request(method, template, "Bearer bot"))
+    assert status(error) == 403 and error.details == {"required_scope": scope}
+    assert status(refusal(mw, Request(method, template))) == 401
+
+
 def test_an_admin_holds_every_scope_a_user_route_needs():
     mw = middleware(root=ADMIN)
     for method in ("GET", "POST"):
@@ -203,7 +232,7 @@ def test_the_bearer_scheme_is_case_insensitive_and_the_token_is_trimmed():
     assert req.context.principal is SENDER
 
 
-@pytest.mark.parametrize("header", ["Basic Ym90OnB3", "Bearer", "Bearer    ", "bot"])
+@pytest.mark.parametrize("header", ["Basic Ym90OnB3", "Token bot", "Bearer", "Bearer    ", "bot"])
 def test_anything_but_a_bearer_token_is_refused_with_401_before_any_key_lookup(header):
     keys = Keys(bot=SENDER)
     error = refusal(AuthMiddleware(ROUTES, keys), Request("GET", "/api/v1/me", header))
@@ -278,7 +307,9 @@ def visible(req: Request) -> set[str]:
 
 def test_a_user_sees_only_their_own_rows(rows):
     ann, _ = rows["ann"]
+    bob, _ = rows["bob"]
     assert visible(caller(as_user(ann))) == {"ann-hook"}
+    assert visible(caller(as_user(bob))) == {"bob-hook"}
 
 
 def test_a_user_cannot_widen_their_view_with_the_user_parameter(rows):
@@ -300,11 +331,13 @@ def test_an_admin_picks_one_user_s_rows_by_id_or_by_name(rows):
     admin = as_user(ann, "admin")
     assert visible(caller(admin, user=str(bob.id))) == {"bob-hook"}
     assert visible(caller(admin, user="bob")) == {"bob-hook"}
+    assert visible(caller(admin, user=str(ann.id))) == {"ann-hook"}
+    assert visible(caller(admin, user="ann")) == {"ann-hook"}
 
 
 def test_an_admin_naming_an_unknown_user_gets_404(rows):
     ann, _ = rows["ann"]
-    for wanted in ("nobody", "9999"):
+    for wanted in ("nobody", "aaa", "9999", "0"):
         with pytest.raises(APIError) as caught:
             owner_filter(caller(as_user(ann, "admin"), user=wanted), Channel)
         assert status(caught.value) == 404 and caught.value.message == "user not found"
@@ -316,14 +349,14 @@ def test_a_user_gets_their_own_row_by_id(rows):
 
 
 def test_another_user_s_row_is_a_404_exactly_like_a_missing_one(rows):
-    ann, _ = rows["ann"]
-    _, bobs = rows["bob"]
+    ann, anns = rows["ann"]
+    bob, bobs = rows["bob"]
     errors = []
-    for ident in (str(bobs.id), "9999"):
+    for who, ident in ((ann, str(bobs.id)), (bob, str(anns.id)), (ann, "9999"), (ann, "0")):
         with pytest.raises(APIError) as caught:
-            get_owned(caller(as_user(ann)), Channel, ident, "channel")
+            get_owned(caller(as_user(who)), Channel, ident, "channel")
         errors.append((status(caught.value), caught.value.code, caught.value.message))
-    assert errors == [(404, "not_found", "channel not found")] * 2
+    assert errors == [(404, "not_found", "channel not found")] * 4
 
 
 def test_an_admin_gets_any_user_s_row_by_id(rows):

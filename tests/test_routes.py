@@ -6,6 +6,8 @@ Pure: the table is read, no server is started.
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 
 from messagepusher.http.resources import accounts, channels, health, messages
@@ -40,6 +42,15 @@ def test_an_operation_answers_200_and_needs_no_confirmation_unless_it_says_so():
 def test_a_route_has_no_operations_tag_or_suffix_unless_given():
     route = Route("/x", "health:Health")
     assert (route.ops, route.tag, route.suffix) == ({}, "", None)
+
+
+def test_a_row_of_the_table_cannot_be_changed_once_made():
+    # The app, the permission check and the OpenAPI document share these objects.
+    op = permission_for(ROUTES, "/api/v1/users", "GET")
+    with pytest.raises(FrozenInstanceError):
+        op.permission = PUBLIC
+    with pytest.raises(FrozenInstanceError):
+        ROUTES[0].template = "/elsewhere"
 
 
 def test_the_table_holds_every_resource_module_s_routes_in_order():

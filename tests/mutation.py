@@ -61,7 +61,7 @@ TARGETS = (
 )
 
 
-def test_command(target: Target) -> str:
+def pytest_command(target: Target) -> str:
     # No conftest (it loads the server fixtures) and no xdist: a third less time per mutant.
     args = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
     args += ["--noconftest", "-p", "no:xdist"]
@@ -145,7 +145,7 @@ def run(target: Target, workdir: Path) -> Score:
     """Baseline, init, exec and tally one module; the module is restored whatever happens."""
     path = ROOT / target.module
     original = path.read_bytes()
-    command = test_command(target)
+    command = pytest_command(target)
     started = time.monotonic()
     baseline = subprocess.run(shlex.split(command), cwd=ROOT, capture_output=True, text=True)
     if baseline.returncode != 0:

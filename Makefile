@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MUTATION_STAMP := $(VENV)/.mutation-installed
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench lock mutation clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,14 @@ lock: $(PY)
 	$(PY) -m pip install --quiet 'pip-tools>=7.5'
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --upgrade --strip-extras \
 		--no-emit-index-url --no-emit-find-links --output-file requirements.lock pyproject.toml
+
+$(MUTATION_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[mutation]'
+	touch $(MUTATION_STAMP)
+
+# Mutation testing of the policy and state modules (docs/testing.md); MODULES=path.py … for some.
+mutation: $(MUTATION_STAMP)
+	$(PY) tests/mutation.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) data

@@ -318,6 +318,49 @@ def test_nack_after_the_lease_was_lost_reports_lost_and_changes_nothing(mailbox,
     assert (kept.state, kept.lease_owner, kept.last_error) == ("leased", BOB, None)
 
 
+def test_a_late_nack_never_reopens_a_finished_entry_that_still_names_an_owner(mailbox):
+    # Every write that ends a lease clears its owner; nack's state check is what keeps a
+    # finished row closed should a hand-made fix-up or a future writer leave the owner set.
+    ids = [mailbox.put("channel_pool", "send", {"i": i}) for i in range(4)]
+    done_by_alice, done_by_bob, released, leased = mailbox.claim("channel_pool", 4, LEASE, ALICE)
+    mailbox.ack_many([done_by_alice.id, done_by_bob.id], ALICE)
+    mailbox.release([released.id], ALICE)
+    for entry_id, owner in ((ids[0], ALICE), (ids[1], BOB), (ids[2], ALICE)):
+        MailboxEntry.update(lease_owner=owner).where(MailboxEntry.id == entry_id).execute()
+    assert mailbox.nack(leased, ALICE, "HTTP 503") == "failed"
+    assert [row(i).state for i in ids] == ["done", "done", "ready", "failed"]
+    for late in (done_by_alice, done_by_bob, released):
+        assert mailbox.nack(late, ALICE, "late") == "lost"
+    assert [row(i).state for i in ids] == ["done", "done", "ready", "failed"]
+
+
+def test_a_nack_touches_only_its_own_entry_among_the_owner_s_leases(mailbox):
+    first, second = (mailbox.put("channel_pool", "send", {"i": i}) for i in range(2))
+    entry, _ = mailbox.claim("channel_pool", 2, LEASE, ALICE)
+    assert entry.id == first
+    assert mailbox.nack(entry, ALICE, "HTTP 503") == "failed"
+    assert (row(first).state, row(second).state) == ("failed", "leased")
+
+
+@pytest.mark.parametrize("new_owner", ["a-host:1:1/channel_pool", "z-host:1:1/channel_pool"])
+def test_a_nack_by_an_owner_who_lost_the_lease_leaves_the_new_owner_s_lease(
+    mailbox, clock, new_owner
+):
+    # Owners are compared for equality only, whichever sorts first.
+    entry_id = mailbox.put("channel_pool", "send", {})
+    (mine,) = mailbox.claim("channel_pool", 1, LEASE, "m-host:1:1/channel_pool")
+    clock.advance(LEASE)
+    mailbox.claim("channel_pool", 1, LEASE, new_owner)
+    assert mailbox.nack(mine, "m-host:1:1/channel_pool", "too late") == "lost"
+    assert (row(entry_id).state, row(entry_id).lease_owner) == ("leased", new_owner)
+
+
+def test_an_entry_of_priority_zero_keeps_its_payload(mailbox):
+    mailbox.put("channel_pool", "send", {"delivery_id": 5}, priority=0)
+    (entry,) = mailbox.claim("channel_pool", 1, LEASE, ALICE)
+    assert (entry.priority, entry.payload) == (0, {"delivery_id": 5})
+
+
 # --- leases: extend, release, defer -----------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ REFUSED = [
     "::ffff:10.1.2.3",
     "::ffff:169.254.169.254",
     "ff02::1",
+    "100.64.0.1",  # carrier-grade NAT: neither global nor "private" to the ipaddress module
+    "4000::1",  # reserved IPv6 that the ipaddress module still calls global
 ]
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
 
@@ -94,3 +96,86 @@ def test_check_url_refuses_a_url_without_a_host():
 def test_check_url_refuses_a_loopback_literal_with_default_settings():
     with pytest.raises(netguard.PrivateNetworkRefused, match="allow_private_networks"):
         netguard.check_url("http://127.0.0.1:9/", allow_private_networks=False)
+
+
+# --- allowed_private_targets -------------------------------------------------------------------
+
+
+def test_an_allowed_target_names_a_host_whatever_its_case_and_spacing():
+    assert netguard.allowed_explicitly("Mail.Internal", 25, ["10.0.0.5"], (" mail.internal ",))
+    assert netguard.allowed_explicitly("mail.internal", 25, ["10.0.0.5"], ("MAIL.INTERNAL",))
+
+
+def test_an_allowed_host_and_port_opens_only_that_port():
+    allowed = ("mail.internal:587",)
+    assert netguard.allowed_explicitly("mail.internal", 587, ["10.0.0.5"], allowed)
+    assert not netguard.allowed_explicitly("mail.internal", 25, ["10.0.0.5"], allowed)
+
+
+def test_an_allowed_network_covers_a_host_whose_addresses_all_fall_in_it():
+    addresses = ["10.1.2.3", "10.200.0.9"]
+    assert netguard.allowed_explicitly("svc.internal", None, addresses, ("10.0.0.0/8",))
+
+
+def test_an_allowed_network_may_be_written_with_host_bits_set():
+    assert netguard.allowed_explicitly("svc.internal", None, ["10.1.2.3"], ("10.1.2.99/24",))
+
+
+def test_one_address_outside_the_allowed_network_keeps_the_host_refused():
+    addresses = ["10.1.2.3", "192.168.0.7"]
+    assert not netguard.allowed_explicitly("svc.internal", None, addresses, ("10.0.0.0/8",))
+
+
+def test_an_allowed_network_does_not_cover_a_host_with_no_addresses():
+    assert not netguard.allowed_explicitly("svc.internal", None, [], ("0.0.0.0/0",))
+
+
+def test_a_scoped_link_local_address_is_judged_by_its_address():
+    assert netguard.allowed_explicitly("printer", None, ["fe80::1%eth0"], ("fe80::/10",))
+    assert not netguard.allowed_explicitly("printer", None, ["fe80::1%eth0"], ("fd00::/8",))
+
+
+def test_the_first_matching_entry_among_several_allows_the_host():
+    allowed = ("other.internal", "192.168.0.0/16", "svc.internal")
+    assert netguard.allowed_explicitly("svc.internal", 443, ["10.0.0.1"], allowed)
+    assert netguard.allowed_explicitly("x.internal", 443, ["192.168.3.4"], allowed)
+
+
+def test_nothing_is_allowed_when_no_entry_matches():
+    assert not netguard.allowed_explicitly("svc.internal", 443, ["10.0.0.1"], ())
+    assert not netguard.allowed_explicitly(
+        "svc.internal", 443, ["10.0.0.1"], ("svc", "svc.internal:80", "172.16.0.0/12")
+    )
+
+
+def test_check_url_lets_an_allowed_private_target_through(monkeypatch):
+    monkeypatch.setattr(netguard, "resolve", lambda host, port=None: ["10.0.0.5"])
+    netguard.check_url("https://mail.internal/", False, allowed=("mail.internal",))
+    with pytest.raises(netguard.PrivateNetworkRefused):
+        netguard.check_url("https://other.internal/", False, allowed=("mail.internal",))
+
+
+def test_check_url_passes_the_url_s_port_to_the_allowed_targets(monkeypatch):
+    monkeypatch.setattr(netguard, "resolve", lambda host, port=None: ["10.0.0.5"])
+    netguard.check_url("http://mail.internal:8025/", False, allowed=("mail.internal:8025",))
+    with pytest.raises(netguard.PrivateNetworkRefused):
+        netguard.check_url("http://mail.internal:9000/", False, allowed=("mail.internal:8025",))
+
+
+def test_resolve_gives_each_address_once_in_order():
+    assert netguard.resolve("127.0.0.1") == ["127.0.0.1"]
+    assert netguard.resolve("localhost", 8080) == sorted(set(netguard.resolve("localhost", 8080)))
+
+
+def test_resolve_looks_the_name_up_for_tcp_on_the_given_port_or_443(monkeypatch):
+    asked = []
+
+    def getaddrinfo(host, port, proto=0):
+        asked.append((host, port, proto))
+        return [(None, None, None, "", ("10.0.0.1", port)), (None, None, None, "", ("::1", port))]
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", getaddrinfo)
+    assert netguard.resolve("svc.example", 8443) == ["10.0.0.1", "::1"]
+    assert netguard.resolve("svc.example") == ["10.0.0.1", "::1"]
+    tcp = netguard.socket.IPPROTO_TCP
+    assert asked == [("svc.example", 8443, tcp), ("svc.example", 443, tcp)]

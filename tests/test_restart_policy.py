@@ -92,3 +92,38 @@ def test_a_late_ping_from_a_busy_child_is_not_a_hang():
     assert not is_hung(ping_age=12.0, stalled=0.01, timeout=5.0)
     assert not is_hung(ping_age=3.0, stalled=30.0, timeout=5.0)
     assert is_hung(ping_age=6.0, stalled=6.0, timeout=5.0)
+
+
+def test_the_window_is_measured_from_each_restart_even_on_a_clock_that_starts_near_zero(clock):
+    # time.monotonic() counts from boot: shortly after it, restart times are small numbers.
+    clock.t = 5.0
+    p = policy(clock, max_restarts=1, within=10.0)
+    p.record("fetcher")
+    clock.t = 16.0
+    assert p.restarts_in_window() == 0
+    assert p.record("fetcher") is not None
+
+
+def test_a_restart_exactly_within_seconds_ago_still_counts(clock):
+    p = policy(clock, max_restarts=1, within=10.0)
+    p.record("fetcher")
+    clock.t += 10.0
+    assert p.restarts_in_window() == 1
+    assert p.record("fetcher") is None
+    clock.t += 0.5
+    assert p.restarts_in_window() == 0
+    assert p.record("fetcher") is not None
+
+
+def test_a_large_restart_limit_is_enforced_too(clock):
+    p = policy(clock, max_restarts=300, within=60.0)
+    assert all(p.record(f"child{i}") is not None for i in range(300))
+    assert p.record("fetcher") is None
+
+
+def test_a_ping_or_a_stall_of_exactly_the_timeout_is_not_yet_a_hang():
+    from messagepusher.supervisor.restart_policy import is_hung
+
+    assert not is_hung(ping_age=5.0, stalled=9.0, timeout=5.0)
+    assert not is_hung(ping_age=9.0, stalled=5.0, timeout=5.0)
+    assert is_hung(ping_age=5.001, stalled=5.001, timeout=5.0)

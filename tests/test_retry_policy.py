@@ -5,6 +5,8 @@ Pure functions, driven with a fixed random source instead of the real one.
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 
 from messagepusher.supervisor.config import RetrySettings
@@ -71,3 +73,19 @@ def test_the_policy_is_built_from_the_retry_settings():
         max_attempts=7, base_delay_seconds=0.5, max_delay_seconds=30, jitter=0.1
     )
     assert RetryPolicy.from_settings(settings) == RetryPolicy(7, 0.5, 30.0, 0.1)
+
+
+def test_the_default_policy_is_the_one_the_default_settings_give():
+    assert RetryPolicy() == RetryPolicy.from_settings(RetrySettings())
+    assert RetryPolicy() == RetryPolicy(5, 2.0, 600.0, 0.2)
+
+
+def test_a_policy_cannot_be_changed_once_made_since_every_worker_thread_shares_it():
+    policy = RetryPolicy()
+    with pytest.raises(FrozenInstanceError):
+        policy.max_attempts = 1
+
+
+def test_a_jitter_above_one_built_by_hand_still_never_makes_the_delay_negative():
+    policy = RetryPolicy(base_delay_seconds=1.0, jitter=1.5)
+    assert policy.delay(1, lambda: 0.0) == 0.0

@@ -100,7 +100,8 @@ def _unexpected_handler(req: falcon.Request, resp: falcon.Response, ex: Exceptio
         return _http_error_handler(req, resp, ex, params)
     if isinstance(ex, ValidationError):
         return _http_error_handler(req, resp, validation_error(ex), params)
-    log.exception("unhandled error in %s %s", req.method, req.path)
+    # The route's template, not the path: a path can carry a secret (POST /hooks/{token}).
+    log.exception("unhandled error in %s %s", req.method, req.uri_template or "(no route)")
     resp.status = falcon.HTTP_500
     resp.media = {
         "error": {

@@ -114,8 +114,10 @@ def _integer(raw: str, low: int, high: int) -> int:
     return int(raw)
 
 
-def as_id(text: str) -> int | None:
+def as_id(text: str | None) -> int | None:
     """`text` as a row id when it is one (ASCII digits, 1..MAX_ID), else None. Pure."""
+    if text is None:
+        return None
     try:
         return _integer(text, 1, MAX_ID)
     except ParamError:

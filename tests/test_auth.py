@@ -337,10 +337,18 @@ def test_an_admin_picks_one_user_s_rows_by_id_or_by_name(rows):
 
 def test_an_admin_naming_an_unknown_user_gets_404(rows):
     ann, _ = rows["ann"]
-    for wanted in ("nobody", "aaa", "9999", "0"):
+    for wanted in ("nobody", "aaa", "9999"):
         with pytest.raises(APIError) as caught:
             owner_filter(caller(as_user(ann, "admin"), user=wanted), Channel)
         assert status(caught.value) == 404 and caught.value.message == "user not found"
+
+
+def test_an_admin_naming_a_user_id_that_cannot_exist_gets_422_naming_the_parameter(rows):
+    ann, _ = rows["ann"]
+    for wanted in ("0", "²", str(2**64)):
+        with pytest.raises(APIError) as caught:
+            owner_filter(caller(as_user(ann, "admin"), user=wanted), Channel)
+        assert status(caught.value) == 422 and caught.value.details[0]["field"] == "user"
 
 
 def test_a_user_gets_their_own_row_by_id(rows):

@@ -1,6 +1,7 @@
 """The inbox: messages stored for a user's own devices by the client and none channels.
 
 Owns every write to the inbox table. Ids only grow in commit order, so a device resumes after the last id it saw.
+A recall deletes the delivery's row, an edit rewrites its title and body in place.
 """
 
 from __future__ import annotations
@@ -75,3 +76,25 @@ def mark_read(item_id: int, now: float | None = None) -> None:
     InboxItem.update(read_at=time.time() if now is None else now).where(
         (InboxItem.id == item_id) & InboxItem.read_at.is_null()
     ).execute()
+
+
+def remove(delivery_id: int) -> bool:
+    """Delete the delivery's row (a recall); False when there was none.
+
+    Runs in an HTTP worker thread; database errors propagate.
+    """
+    return InboxItem.delete().where(InboxItem.delivery_id == delivery_id).execute() > 0
+
+
+def rewrite(delivery_id: int, title: str, body: str) -> bool:
+    """Replace the title and body of the delivery's row (an edit); False when there is none.
+
+    The id stays, so a stream does not send the row again. HTTP worker thread; database
+    errors propagate.
+    """
+    updated = (
+        InboxItem.update(title=title, body=body)
+        .where(InboxItem.delivery_id == delivery_id)
+        .execute()
+    )
+    return updated > 0

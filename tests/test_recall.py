@@ -1,10 +1,12 @@
-"""Recall and edit through the real server against local fakes of Telegram and Discord."""
+"""Recall and edit through the real server against local fakes of Telegram, Discord, the WeCom
+and Feishu apps, and the user's own inbox (the client channel)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fakes.app_services import FeishuAppFake, WeComAppFake
 from fakes.recall_services import DiscordRecallFake, TelegramRecallFake
 from support.ops import webhook
 
@@ -14,6 +16,18 @@ from messagepusher.actors.channels.discord import webhook_url
 @pytest.fixture
 def telegram():
     with TelegramRecallFake("123:bot-token", "-1001") as fake:
+        yield fake
+
+
+@pytest.fixture
+def wecom():
+    with WeComAppFake("ww-corp", "wecom-app-secret", 1000002, ["ZhangSan"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def feishu():
+    with FeishuAppFake("cli_recall", "feishu-app-secret", {"open_id": {"ou_1"}}) as fake:
         yield fake
 
 
@@ -150,3 +164,106 @@ def test_a_recall_the_service_refuses_is_failed_with_the_services_words(private_
     answer = api.delete(f"/api/v1/messages/{message_id}").json()
     assert changes(answer)["tg"]["status"] == "failed"
     assert "message to delete not found" in changes(answer)["tg"]["detail"]
+
+
+def test_recall_takes_back_the_wecom_and_feishu_app_messages_by_the_ids_they_gave(
+    private_server, wecom, feishu
+):
+    api = private_server.client(private_server.create_key())
+    channel(
+        api,
+        "wx",
+        "wecom_app",
+        {
+            "corp_id": "ww-corp",
+            "agent_id": 1000002,
+            "agent_secret": "wecom-app-secret",
+            "base_url": wecom.url,
+        },
+    )
+    channel(
+        api,
+        "fs",
+        "feishu_app",
+        {
+            "app_id": "cli_recall",
+            "app_secret": "feishu-app-secret",
+            "receive_id": "ou_1",
+            "base_url": feishu.url,
+        },
+    )
+    message_id = sent(api, ["wx", "fs"])
+    assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+    (msgid,) = wecom.msgids
+    (feishu_id,) = feishu.sent
+    got = api.delete(f"/api/v1/messages/{message_id}")
+    assert got.status_code == 200, got.text
+    assert changes(got.json()) == {
+        "wx": {"action": "recall", "status": "recalled", "detail": ""},
+        "fs": {"action": "recall", "status": "recalled", "detail": ""},
+    }
+    recall = wecom.sends[-1]
+    assert recall.path == "/cgi-bin/message/recall" and recall.json() == {"msgid": msgid}
+    assert wecom.recalled == [msgid] and feishu.recalled == [feishu_id]
+    assert wecom.problems == [] and feishu.problems == []
+    assert wecom.tokens.fetches == 1  # the send's token, shared through the database
+    again = changes(api.delete(f"/api/v1/messages/{message_id}").json())
+    assert again["wx"]["status"] == "failed" and "errcode 40058" in again["wx"]["detail"]
+    assert again["fs"]["status"] == "failed" and "230011" in again["fs"]["detail"]
+
+
+def test_edit_changes_the_feishu_text_and_wecom_app_says_it_cannot(private_server, wecom, feishu):
+    api = private_server.client(private_server.create_key())
+    channel(
+        api,
+        "wx",
+        "wecom_app",
+        {
+            "corp_id": "ww-corp",
+            "agent_id": 1000002,
+            "agent_secret": "wecom-app-secret",
+            "base_url": wecom.url,
+        },
+    )
+    channel(
+        api,
+        "fs",
+        "feishu_app",
+        {
+            "app_id": "cli_recall",
+            "app_secret": "feishu-app-secret",
+            "receive_id": "ou_1",
+            "base_url": feishu.url,
+        },
+    )
+    message_id = sent(api, ["wx", "fs"])
+    api.wait_message(message_id, ("delivered", "failed"))
+    (feishu_id,) = feishu.sent
+    got = api.patch(f"/api/v1/messages/{message_id}", json={"body": "v1.0.1 is out"})
+    assert got.status_code == 200, got.text
+    change = changes(got.json())
+    assert change["fs"] == {"action": "edit", "status": "edited", "detail": ""}
+    assert change["wx"]["status"] == "not_supported" and "WeCom" in change["wx"]["detail"]
+    ((edited_id, method, content),) = feishu.edited
+    assert (edited_id, method) == (feishu_id, "PUT") and "v1.0.1 is out" in content["text"]
+
+
+def test_recall_and_edit_change_the_users_inbox(private_server):
+    api = private_server.client(private_server.create_key())
+    channel(api, "desk", "client", {})
+    first, second = sent(api, ["desk"]), sent(api, ["desk"])
+    for message_id in (first, second):
+        assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+
+    def listed():
+        return {i["message_id"]: i for i in api.get("/api/v1/inbox").json()["items"]}
+
+    assert set(listed()) == {first, second}
+    edit = api.patch(f"/api/v1/messages/{second}", json={"title": "Deploy (fixed)"}).json()
+    assert changes(edit)["desk"] == {"action": "edit", "status": "edited", "detail": ""}
+    assert listed()[second]["title"] == "Deploy (fixed)"
+    recall = api.delete(f"/api/v1/messages/{first}").json()
+    assert changes(recall)["desk"] == {"action": "recall", "status": "recalled", "detail": ""}
+    assert set(listed()) == {second}
+    again = changes(api.delete(f"/api/v1/messages/{first}").json())["desk"]
+    assert again["status"] == "failed" and "already gone" in again["detail"]

@@ -3,14 +3,17 @@ and Feishu apps, and the user's own inbox (the client channel)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from fakes.app_services import FeishuAppFake, WeComAppFake
 from fakes.recall_services import DiscordRecallFake, TelegramRecallFake
 from support.ops import webhook
 
 from messagepusher.actors.channels.discord import webhook_url
+from messagepusher.actors.listen import parse_events
 
 
 @pytest.fixture
@@ -267,3 +270,30 @@ def test_recall_and_edit_change_the_users_inbox(private_server):
     assert set(listed()) == {second}
     again = changes(api.delete(f"/api/v1/messages/{first}").json())["desk"]
     assert again["status"] == "failed" and "already gone" in again["detail"]
+
+
+def test_a_recalled_newest_inbox_item_keeps_its_id_so_a_device_resuming_after_it_gets_the_next(
+    private_server,
+):
+    key = private_server.create_key()
+    api = private_server.client(key)
+    channel(api, "desk", "client", {})
+    first = sent(api, ["desk"])
+    api.wait_message(first, ("delivered", "failed"))
+    (item,) = api.get("/api/v1/inbox").json()["items"]
+    recall = api.delete(f"/api/v1/messages/{first}").json()
+    assert changes(recall)["desk"]["status"] == "recalled"
+    assert api.post(f"/api/v1/inbox/{item['id']}/read").status_code == 404
+    second = sent(api, ["desk"])
+    api.wait_message(second, ("delivered", "failed"))
+    resp = requests.get(
+        private_server.url + "/api/v1/inbox/stream",
+        headers={"Authorization": f"Bearer {key}", "Last-Event-ID": str(item["id"])},
+        stream=True,
+        timeout=(5, 15),
+    )
+    try:
+        event = next(parse_events(resp.iter_lines(decode_unicode=True)))
+    finally:
+        resp.close()
+    assert json.loads(event.data)["message_id"] == second and int(event.id) > item["id"]

@@ -1,7 +1,7 @@
 """The client channel: the user's own devices, which follow the inbox over Server-Sent Events.
 
 A send stores the message in the user's inbox and is `sent` once stored; devices read it from there.
-A recall removes the stored item, an edit rewrites its title and body.
+A recall empties and hides the stored item, an edit rewrites its title and body.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ class ClientChannel(Channel):
         return store_in_inbox(ctx.delivery_id, self.now())
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
-        """Delete the delivery's inbox item: listing the inbox no longer shows it.
+        """Recall the delivery's inbox item: emptied, and no longer listed or streamed.
 
         Runs in an HTTP worker thread; never raises (a database error is "failed"). Devices
         that already received the item over the stream are not told.
         """
         try:
-            removed = inbox.remove(ctx.delivery_id)
+            removed = inbox.remove(ctx.delivery_id, self.now())
         except peewee.DatabaseError as exc:
             return ChangeResult("failed", f"the inbox could not be changed: {exc}")
         if removed:

@@ -1,6 +1,7 @@
 """The inbox: messages stored for a user's own devices by the client and none channels.
 
 Owns every write to the inbox table. Ids only grow in commit order, so a device resumes after the last id it saw.
+A recall empties the delivery's row and hides it, an edit rewrites its title and body in place.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def store(delivery_id: int, now: float | None = None) -> int | None:
 def streamed_after(
     user_id: int, after_id: int, limit: int = 100, channel: str | None = None
 ) -> list[InboxItem]:
-    """The user's streamed rows above `after_id`, oldest first (optionally of one channel name).
+    """The user's streamed rows above `after_id`, oldest first (optionally of one channel name);
+    recalled rows are left out.
 
     Any thread; read only.
     """
@@ -55,6 +57,7 @@ def streamed_after(
             (InboxItem.user == user_id)
             & (InboxItem.id > after_id)
             & (InboxItem.channel_type.in_(STREAMED_TYPES))
+            & InboxItem.recalled_at.is_null()
         )
         .order_by(InboxItem.id)
         .limit(limit)
@@ -75,3 +78,35 @@ def mark_read(item_id: int, now: float | None = None) -> None:
     InboxItem.update(read_at=time.time() if now is None else now).where(
         (InboxItem.id == item_id) & InboxItem.read_at.is_null()
     ).execute()
+
+
+def remove(delivery_id: int, now: float | None = None) -> bool:
+    """Recall the delivery's row: it is emptied and marked recalled, and no listing or stream
+    shows it again. False when there is none, or it was recalled already.
+
+    The row stays so its id is never given to a later item (see InboxItem.recalled_at).
+    Runs in an HTTP worker thread; database errors propagate.
+    """
+    updated = (
+        InboxItem.update(
+            recalled_at=time.time() if now is None else now, title="", body="", url=None
+        )
+        .where((InboxItem.delivery_id == delivery_id) & InboxItem.recalled_at.is_null())
+        .execute()
+    )
+    return updated > 0
+
+
+def rewrite(delivery_id: int, title: str, body: str) -> bool:
+    """Replace the title and body of the delivery's row (an edit); False when there is none
+    or it was recalled.
+
+    The id stays, so a stream does not send the row again. HTTP worker thread; database
+    errors propagate.
+    """
+    updated = (
+        InboxItem.update(title=title, body=body)
+        .where((InboxItem.delivery_id == delivery_id) & InboxItem.recalled_at.is_null())
+        .execute()
+    )
+    return updated > 0

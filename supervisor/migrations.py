@@ -113,6 +113,12 @@ def _schedules_hooks_remote_ids(db: peewee.Database) -> None:
     )
 
 
+def _inbox_recalled(db: peewee.Database) -> None:
+    _add_missing_columns(
+        db, InboxItem._meta.table_name, (("recalled_at", peewee.DoubleField(null=True)),)
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -123,6 +129,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (7, "shared access-token cache; message recipients", _access_tokens_and_recipients),
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
+    (10, "inbox: recalled items", _inbox_recalled),
 ]
 
 LATEST = MIGRATIONS[-1][0]

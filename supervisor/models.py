@@ -283,6 +283,9 @@ class InboxItem(BaseModel):
     priority = peewee.SmallIntegerField(default=3)
     created_at = Time()
     read_at = Time(null=True)
+    # A recall empties the row and keeps it: SQLite gives a freed top id to the next insert,
+    # and a device that saw that id would skip the new item.
+    recalled_at = Time(null=True)
 
     class Meta:
         table_name = "inbox"

@@ -1,19 +1,36 @@
-"""Recall and edit through the real server against local fakes of Telegram and Discord."""
+"""Recall and edit through the real server against local fakes of Telegram, Discord, the WeCom
+and Feishu apps, and the user's own inbox (the client channel)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
+from fakes.app_services import FeishuAppFake, WeComAppFake
 from fakes.recall_services import DiscordRecallFake, TelegramRecallFake
 from support.ops import webhook
 
 from messagepusher.actors.channels.discord import webhook_url
+from messagepusher.actors.listen import parse_events
 
 
 @pytest.fixture
 def telegram():
     with TelegramRecallFake("123:bot-token", "-1001") as fake:
+        yield fake
+
+
+@pytest.fixture
+def wecom():
+    with WeComAppFake("ww-corp", "wecom-app-secret", 1000002, ["ZhangSan"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def feishu():
+    with FeishuAppFake("cli_recall", "feishu-app-secret", {"open_id": {"ou_1"}}) as fake:
         yield fake
 
 
@@ -150,3 +167,133 @@ def test_a_recall_the_service_refuses_is_failed_with_the_services_words(private_
     answer = api.delete(f"/api/v1/messages/{message_id}").json()
     assert changes(answer)["tg"]["status"] == "failed"
     assert "message to delete not found" in changes(answer)["tg"]["detail"]
+
+
+def test_recall_takes_back_the_wecom_and_feishu_app_messages_by_the_ids_they_gave(
+    private_server, wecom, feishu
+):
+    api = private_server.client(private_server.create_key())
+    channel(
+        api,
+        "wx",
+        "wecom_app",
+        {
+            "corp_id": "ww-corp",
+            "agent_id": 1000002,
+            "agent_secret": "wecom-app-secret",
+            "base_url": wecom.url,
+        },
+    )
+    channel(
+        api,
+        "fs",
+        "feishu_app",
+        {
+            "app_id": "cli_recall",
+            "app_secret": "feishu-app-secret",
+            "receive_id": "ou_1",
+            "base_url": feishu.url,
+        },
+    )
+    message_id = sent(api, ["wx", "fs"])
+    assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+    (msgid,) = wecom.msgids
+    (feishu_id,) = feishu.sent
+    got = api.delete(f"/api/v1/messages/{message_id}")
+    assert got.status_code == 200, got.text
+    assert changes(got.json()) == {
+        "wx": {"action": "recall", "status": "recalled", "detail": ""},
+        "fs": {"action": "recall", "status": "recalled", "detail": ""},
+    }
+    recall = wecom.sends[-1]
+    assert recall.path == "/cgi-bin/message/recall" and recall.json() == {"msgid": msgid}
+    assert wecom.recalled == [msgid] and feishu.recalled == [feishu_id]
+    assert wecom.problems == [] and feishu.problems == []
+    assert wecom.tokens.fetches == 1  # the send's token, shared through the database
+    again = changes(api.delete(f"/api/v1/messages/{message_id}").json())
+    assert again["wx"]["status"] == "failed" and "errcode 40058" in again["wx"]["detail"]
+    assert again["fs"]["status"] == "failed" and "230011" in again["fs"]["detail"]
+
+
+def test_edit_changes_the_feishu_text_and_wecom_app_says_it_cannot(private_server, wecom, feishu):
+    api = private_server.client(private_server.create_key())
+    channel(
+        api,
+        "wx",
+        "wecom_app",
+        {
+            "corp_id": "ww-corp",
+            "agent_id": 1000002,
+            "agent_secret": "wecom-app-secret",
+            "base_url": wecom.url,
+        },
+    )
+    channel(
+        api,
+        "fs",
+        "feishu_app",
+        {
+            "app_id": "cli_recall",
+            "app_secret": "feishu-app-secret",
+            "receive_id": "ou_1",
+            "base_url": feishu.url,
+        },
+    )
+    message_id = sent(api, ["wx", "fs"])
+    api.wait_message(message_id, ("delivered", "failed"))
+    (feishu_id,) = feishu.sent
+    got = api.patch(f"/api/v1/messages/{message_id}", json={"body": "v1.0.1 is out"})
+    assert got.status_code == 200, got.text
+    change = changes(got.json())
+    assert change["fs"] == {"action": "edit", "status": "edited", "detail": ""}
+    assert change["wx"]["status"] == "not_supported" and "WeCom" in change["wx"]["detail"]
+    ((edited_id, method, content),) = feishu.edited
+    assert (edited_id, method) == (feishu_id, "PUT") and "v1.0.1 is out" in content["text"]
+
+
+def test_recall_and_edit_change_the_users_inbox(private_server):
+    api = private_server.client(private_server.create_key())
+    channel(api, "desk", "client", {})
+    first, second = sent(api, ["desk"]), sent(api, ["desk"])
+    for message_id in (first, second):
+        assert api.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+
+    def listed():
+        return {i["message_id"]: i for i in api.get("/api/v1/inbox").json()["items"]}
+
+    assert set(listed()) == {first, second}
+    edit = api.patch(f"/api/v1/messages/{second}", json={"title": "Deploy (fixed)"}).json()
+    assert changes(edit)["desk"] == {"action": "edit", "status": "edited", "detail": ""}
+    assert listed()[second]["title"] == "Deploy (fixed)"
+    recall = api.delete(f"/api/v1/messages/{first}").json()
+    assert changes(recall)["desk"] == {"action": "recall", "status": "recalled", "detail": ""}
+    assert set(listed()) == {second}
+    again = changes(api.delete(f"/api/v1/messages/{first}").json())["desk"]
+    assert again["status"] == "failed" and "already gone" in again["detail"]
+
+
+def test_a_recalled_newest_inbox_item_keeps_its_id_so_a_device_resuming_after_it_gets_the_next(
+    private_server,
+):
+    key = private_server.create_key()
+    api = private_server.client(key)
+    channel(api, "desk", "client", {})
+    first = sent(api, ["desk"])
+    api.wait_message(first, ("delivered", "failed"))
+    (item,) = api.get("/api/v1/inbox").json()["items"]
+    recall = api.delete(f"/api/v1/messages/{first}").json()
+    assert changes(recall)["desk"]["status"] == "recalled"
+    assert api.post(f"/api/v1/inbox/{item['id']}/read").status_code == 404
+    second = sent(api, ["desk"])
+    api.wait_message(second, ("delivered", "failed"))
+    resp = requests.get(
+        private_server.url + "/api/v1/inbox/stream",
+        headers={"Authorization": f"Bearer {key}", "Last-Event-ID": str(item["id"])},
+        stream=True,
+        timeout=(5, 15),
+    )
+    try:
+        event = next(parse_events(resp.iter_lines(decode_unicode=True)))
+    finally:
+        resp.close()
+    assert json.loads(event.data)["message_id"] == second and int(event.id) > item["id"]

@@ -6,6 +6,7 @@ The token is fetched once per credential (supervisor/access_tokens.py) and refre
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
@@ -133,6 +134,28 @@ class TokenChannel(HttpChannel):
             result.notes.append("the access token was refused once and fetched again")
         result.remote_id = ",".join(remote_ids) or None
         return result
+
+    def exchange_with_token(
+        self, ctx: SendContext, build: Callable[[str], Call]
+    ) -> Answer | SendResult:
+        """One request `build(token)` with the shared token; on a refused token, fetch one new
+        token and make it once more (the same rule as `send`). For recall and edit.
+
+        Runs in the caller's thread (an HTTP worker); never raises: a token or network
+        failure comes back as the SendResult that says why.
+        """
+        try:
+            token = self._token(ctx)
+        except TokenUnavailable as exc:
+            return exc.result
+        answer = self._exchange_with(ctx, build(token), token)
+        if isinstance(answer, Answer) and self.token_refused(answer):
+            try:
+                token = self._token(ctx, stale=token)
+            except TokenUnavailable as exc:
+                return exc.result
+            answer = self._exchange_with(ctx, build(token), token)
+        return answer
 
     def _exchange_with(self, ctx: SendContext, call: Call, token: str) -> Answer | SendResult:
         """`perform` with the token masked in error texts as well as the config's secrets."""

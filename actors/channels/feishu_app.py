@@ -1,20 +1,24 @@
 """The 飞书/Lark 自建应用 (custom app) channel: a text or interactive-card message from the app's bot.
 
 The tenant access token is shared by every process; the body's `code` decides, on 4xx answers too.
+Recall deletes the kept message_id; edit replaces a text (PUT) or a card (PATCH, cards are sent shared).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
 from messagepusher.actors.channels.app_token import TokenChannel, lifetime
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
+    SendContext,
     SendResult,
     register,
 )
@@ -49,6 +53,16 @@ HINTS = {
     230013: "the recipient is outside the app's availability range",
     230020: "the rate limit for this chat is reached",
     230025: "the message is too long",
+}
+
+CHANGE_HINTS = {  # the codes of recall (DELETE) and edit (PUT, PATCH)
+    230009: "Feishu recalls only messages younger than the tenant's recall limit (default 24 h)",
+    230011: "the message was already recalled",
+    230026: "the bot may recall only its own messages",
+    230027: "the app lacks a permission: grant im:message (or im:message:recall / :update)",
+    230031: "Feishu edits only messages younger than 14 days",
+    230054: "Feishu cannot do this for this message type",
+    230099: "the card could not be built; a card sent without update_multi cannot be updated",
 }
 
 
@@ -87,10 +101,12 @@ def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     return result
 
 
-def build_call(
-    message: OutboundMessage, config: FeishuAppConfig, token: str
-) -> tuple[Call, list[str]]:
-    """Markdown as an interactive card (title in its header); the rest as text."""
+def content_of(message: OutboundMessage) -> tuple[str, str, list[str]]:
+    """(msg_type, content JSON, notes): markdown as an interactive card (title in its header),
+    the rest as text.
+
+    The card is a shared card (update_multi), the only kind Feishu lets the app update later.
+    """
     markdown = message.format == "markdown"
     limit = CARD_LIMIT_BYTES if markdown else TEXT_LIMIT_BYTES
     full = render(message, markdown=markdown, title=not markdown)
@@ -98,23 +114,67 @@ def build_call(
     notes = [truncation_note("content", utf8_len(full), limit, "bytes")] if cut else []
     if markdown:
         card = {
-            "config": {"wide_screen_mode": True},
+            "config": {"wide_screen_mode": True, "update_multi": True},
             "header": {"title": {"tag": "plain_text", "content": message_title(message)}},
             "elements": [{"tag": "div", "text": {"tag": "lark_md", "content": content}}],
         }
         msg_type, body = "interactive", card
     else:
         msg_type, body = "text", {"text": content}
-    payload = {
-        "receive_id": config.receive_id,
-        "msg_type": msg_type,
-        "content": json.dumps(body, ensure_ascii=False),
-    }
+    return msg_type, json.dumps(body, ensure_ascii=False), notes
+
+
+def build_call(
+    message: OutboundMessage, config: FeishuAppConfig, token: str
+) -> tuple[Call, list[str]]:
+    """The send request (content_of's message) and its truncation notes."""
+    msg_type, content, notes = content_of(message)
+    payload = {"receive_id": config.receive_id, "msg_type": msg_type, "content": content}
     url = (
         f"{config.base_url}/open-apis/im/v1/messages?"
         f"{urlencode({'receive_id_type': config.receive_id_type})}"
     )
     return json_call(url, payload, {"Authorization": f"Bearer {token}"}), notes
+
+
+def message_url(config: FeishuAppConfig, message_id: str) -> str:
+    return f"{config.base_url}/open-apis/im/v1/messages/{quote(message_id, safe='')}"
+
+
+def delete_call(config: FeishuAppConfig, message_id: str, token: str) -> Call:
+    return Call("DELETE", message_url(config, message_id), None, bearer(token))
+
+
+def edit_call(
+    config: FeishuAppConfig, message_id: str, message: OutboundMessage, token: str
+) -> Call:
+    """A text is replaced with PUT (msg_type and content); a card with PATCH (content only)."""
+    msg_type, content, _ = content_of(message)
+    call = json_call(
+        message_url(config, message_id),
+        {"msg_type": msg_type, "content": content} if msg_type == "text" else {"content": content},
+        bearer(token),
+    )
+    return replace(call, method="PUT" if msg_type == "text" else "PATCH")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def change_answer(answer: Answer | SendResult, done: str) -> ChangeResult:
+    """code 0 is `done`; any other code failed with Feishu's words and, where known, a hint."""
+    if isinstance(answer, SendResult):
+        return ChangeResult("failed", answer.detail)
+    data = answer.json()
+    if isinstance(data, dict) and data.get("code") == 0:
+        return ChangeResult(done)  # type: ignore[arg-type]  # recalled or edited
+    if not (isinstance(data, dict) and isinstance(data.get("code"), int)):
+        return ChangeResult("failed", f"Feishu answered HTTP {answer.status}: {answer.short}")
+    code = data["code"]
+    detail = f"Feishu error code={code} (HTTP {answer.status}): {data.get('msg', '')}"
+    hint = CHANGE_HINTS.get(code) or HINTS.get(code)
+    return ChangeResult("failed", f"{detail} ({hint})" if hint else detail)
 
 
 def token_refused(answer: Answer) -> bool:
@@ -176,3 +236,26 @@ class FeishuAppChannel(TokenChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        """DELETE the kept message_id with the shared token (refreshed once if refused).
+
+        Runs in an HTTP worker thread; never raises.
+        """
+        if not remote_id:
+            return ChangeResult("not_supported", "Feishu gave no message_id for this delivery")
+        answer = self.exchange_with_token(
+            ctx, lambda token: delete_call(self.config, remote_id, token)
+        )
+        return change_answer(answer, "recalled")
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        """PUT a text, PATCH a card, with the new text (HTTP worker thread); never raises."""
+        if not remote_id:
+            return ChangeResult("not_supported", "Feishu gave no message_id for this delivery")
+        answer = self.exchange_with_token(
+            ctx, lambda token: edit_call(self.config, remote_id, message, token)
+        )
+        return change_answer(answer, "edited")

@@ -1,6 +1,7 @@
 """The 企业微信应用消息 (WeCom app message) channel: text, markdown or a text card to users, parties, tags.
 
 The app's access token (gettoken) is shared by every process; errcode decides; truncates, never splits.
+Recall is message/recall of the msgid kept at send; WeCom has no way to edit a sent app message.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pydantic import Field
 
 from messagepusher.actors.channels.app_token import TokenChannel, lifetime
 from messagepusher.actors.channels.base import (
+    ChangeResult,
     ChannelConfig,
     OutboundMessage,
+    SendContext,
     SendResult,
     register,
 )
@@ -160,6 +163,28 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
     return result
 
 
+def recall_call(config: WeComAppConfig, msgid: str, token: str) -> Call:
+    url = f"{config.base_url}/cgi-bin/message/recall?{urlencode({'access_token': token})}"
+    return json_call(url, {"msgid": msgid})
+
+
+def recall_answer(answer: Answer | SendResult) -> ChangeResult:
+    """errcode 0 is recalled; any other errcode (or no answer) failed with WeCom's words.
+
+    WeCom takes back only app messages less than 24 hours old; older ones answer an errcode.
+    """
+    if isinstance(answer, SendResult):
+        return ChangeResult("failed", answer.detail)
+    data = answer.json()
+    if answer.status == 200 and isinstance(data, dict) and data.get("errcode") == 0:
+        return ChangeResult("recalled")
+    if isinstance(data, dict) and "errcode" in data:
+        detail = f"WeCom errcode {data['errcode']}: {data.get('errmsg', '')}"
+        hint = HINTS.get(data["errcode"]) if isinstance(data["errcode"], int) else None
+        return ChangeResult("failed", f"{detail} ({hint})" if hint else detail)
+    return ChangeResult("failed", f"WeCom answered HTTP {answer.status}: {answer.short}")
+
+
 @register
 class WeComAppChannel(TokenChannel):
     type_name = "wecom_app"
@@ -188,3 +213,24 @@ class WeComAppChannel(TokenChannel):
 
     def classify(self, answer: Answer) -> SendResult:
         return classify_answer(answer, self.now())
+
+    def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
+        """message/recall of the kept msgid with the shared token (refreshed once if refused).
+
+        Runs in an HTTP worker thread; never raises.
+        """
+        if not remote_id:
+            return ChangeResult("not_supported", "WeCom gave no msgid for this delivery")
+        answer = self.exchange_with_token(
+            ctx, lambda token: recall_call(self.config, remote_id, token)
+        )
+        return recall_answer(answer)
+
+    def edit(
+        self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
+    ) -> ChangeResult:
+        """Never calls out: WeCom's API edits only template cards, which this channel does not send."""
+        return ChangeResult(
+            "not_supported",
+            "WeCom cannot change a sent app message (only template cards, not sent by this channel)",
+        )

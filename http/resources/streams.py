@@ -13,7 +13,7 @@ import falcon
 from messagepusher.actors import inbox
 from messagepusher.http import params
 from messagepusher.http.auth import Principal, get_owned, owner_filter
-from messagepusher.http.errors import unprocessable
+from messagepusher.http.errors import not_found, unprocessable
 from messagepusher.http.params import Param
 from messagepusher.http.resources.common import newest_page
 from messagepusher.http.routes import Op, Route
@@ -110,10 +110,19 @@ class Inbox:
             condition = InboxItem.read_at.is_null(False)
         elif state == "unread":
             condition = InboxItem.read_at.is_null()
-        resp.media = newest_page(req, InboxItem, item_view, owner_filter(req, InboxItem), condition)
+        resp.media = newest_page(
+            req,
+            InboxItem,
+            item_view,
+            owner_filter(req, InboxItem),
+            condition,
+            InboxItem.recalled_at.is_null(),
+        )
 
     def on_post_read(self, req: falcon.Request, resp: falcon.Response, item_id: int) -> None:
         row = get_owned(req, InboxItem, item_id, "inbox item")
+        if row.recalled_at is not None:
+            raise not_found("inbox item")  # recalled: gone for its owner too
         inbox.mark_read(row.id)
         resp.media = item_view(InboxItem.get_by_id(row.id))
 

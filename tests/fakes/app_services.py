@@ -2,7 +2,8 @@
 Feishu app, and a OneBot v11 endpoint. Each answers as its documentation says, error codes included.
 
 Token fakes count every token fetch, can hold a fetch (to make two senders meet) and can expire
-every token they gave out (the service's answer to a token that expired mid-run).
+every token they gave out (the service's answer to a token that expired mid-run). The WeCom and
+Feishu app fakes also recall (and Feishu edits) the messages they gave ids to, and only those.
 """
 
 from __future__ import annotations
@@ -12,7 +13,19 @@ import json
 import threading
 from typing import Any
 
-from fakes.channel_services import FakeService, Refuse, Reply, Request, _expect, _json_body
+from fakes.channel_services import (
+    FakeService,
+    Refuse,
+    Reply,
+    Request,
+    _expect,
+    _Handler,
+    _json_body,
+)
+
+
+class _AnyMethodHandler(_Handler):
+    do_DELETE = do_PATCH = _Handler._serve
 
 
 class TokenBook:
@@ -134,7 +147,8 @@ class WeChatTestFake(TokenFake):
 
 
 class WeComAppFake(TokenFake):
-    """企业微信: GET /cgi-bin/gettoken and POST /cgi-bin/message/send (application messages)."""
+    """企业微信: GET /cgi-bin/gettoken, POST /cgi-bin/message/send (application messages) and
+    POST /cgi-bin/message/recall of a msgid it gave (errcode 40058, invalid parameter, otherwise)."""
 
     token_path = "/cgi-bin/gettoken"
     TEXT_LIMIT = 2048
@@ -144,6 +158,8 @@ class WeComAppFake(TokenFake):
         self.corp_id, self.secret, self.agent_id = corp_id, secret, agent_id
         self.users = set(users)
         self._msgids = itertools.count(1)
+        self.msgids: set[str] = set()  # given at send, not recalled yet
+        self.recalled: list[str] = []
 
     def token_reply(self, request: Request) -> Reply:
         if request.query.get("corpid") != self.corp_id:
@@ -161,7 +177,9 @@ class WeComAppFake(TokenFake):
 
     def check(self, request: Request) -> None:
         _expect(
-            request.path == "/cgi-bin/message/send", f"path {request.path}", Reply(404, "not found")
+            request.path in ("/cgi-bin/message/send", "/cgi-bin/message/recall"),
+            f"path {request.path}",
+            Reply(404, "not found"),
         )
         state = self.tokens.state(request.query.get("access_token"))
         _expect(
@@ -175,6 +193,13 @@ class WeComAppFake(TokenFake):
             Reply.json({"errcode": 40014, "errmsg": "invalid access_token"}),
         )
         data = _json_body(request, Reply.json({"errcode": 40058, "errmsg": "invalid json"}))
+        if request.path == "/cgi-bin/message/recall":
+            _expect(
+                data.get("msgid") in self.msgids,
+                f"unknown msgid {data.get('msgid')}",
+                Reply.json({"errcode": 40058, "errmsg": "invalid msgid"}),
+            )
+            return
         _expect(
             data.get("agentid") == self.agent_id,
             "agentid",
@@ -215,28 +240,33 @@ class WeComAppFake(TokenFake):
 
     def success(self, request: Request) -> Reply:
         data = request.json()
+        if request.path == "/cgi-bin/message/recall":
+            self.msgids.discard(data["msgid"])
+            self.recalled.append(data["msgid"])
+            return Reply.json({"errcode": 0, "errmsg": "ok"})
         named = [u for u in str(data.get("touser") or "").split("|") if u and u != "@all"]
         invalid = "|".join(u for u in named if u not in self.users)
-        return Reply.json(
-            {
-                "errcode": 0,
-                "errmsg": "ok",
-                "invaliduser": invalid,
-                "msgid": f"msgid-{next(self._msgids)}",
-            }
-        )
+        msgid = f"msgid-{next(self._msgids)}"
+        self.msgids.add(msgid)
+        return Reply.json({"errcode": 0, "errmsg": "ok", "invaliduser": invalid, "msgid": msgid})
 
 
 class FeishuAppFake(TokenFake):
-    """飞书开放平台: POST /open-apis/auth/v3/tenant_access_token/internal and /open-apis/im/v1/messages."""
+    """飞书开放平台: POST /open-apis/auth/v3/tenant_access_token/internal and /open-apis/im/v1/messages;
+    DELETE (recall), PUT (edit a text) and PATCH (update a shared card) of /messages/{message_id}."""
 
     token_path = "/open-apis/auth/v3/tenant_access_token/internal"
+    MESSAGES = "/open-apis/im/v1/messages"
 
     def __init__(self, app_id: str, app_secret: str, receivers: dict[str, set[str]]):
         super().__init__("t-feishu")
+        self.server.RequestHandlerClass = _AnyMethodHandler
         self.app_id, self.app_secret = app_id, app_secret
         self.receivers = receivers  # receive_id_type -> ids the app may reach
         self._message_ids = itertools.count(1)
+        self.sent: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (msg_type, content)
+        self.recalled: list[str] = []
+        self.edited: list[tuple[str, str, dict[str, Any]]] = []  # (id, method, new content)
 
     def token_reply(self, request: Request) -> Reply:
         try:
@@ -257,7 +287,11 @@ class FeishuAppFake(TokenFake):
         )
 
     def check(self, request: Request) -> None:
-        _expect(request.path == "/open-apis/im/v1/messages", f"path {request.path}", Reply(404, ""))
+        _expect(
+            request.path == self.MESSAGES or request.path.startswith(self.MESSAGES + "/"),
+            f"path {request.path}",
+            Reply(404, ""),
+        )
         auth = request.headers.get("authorization", "")
         state = self.tokens.state(auth.removeprefix("Bearer "))
         _expect(
@@ -272,6 +306,9 @@ class FeishuAppFake(TokenFake):
                 400,
             ),
         )
+        if request.path != self.MESSAGES:
+            self.check_change(request)
+            return
         data = _json_body(request, Reply.json({"code": 9499, "msg": "Bad Request"}, 400))
         id_type = request.query.get("receive_id_type")
         _expect(
@@ -301,9 +338,89 @@ class FeishuAppFake(TokenFake):
             Reply.json({"code": 230001, "msg": "invalid content"}, 400),
         )
 
+    def check_change(self, request: Request) -> None:
+        """A recall or edit: of a message this app sent and did not recall, of the right kind."""
+        message_id = request.path.rsplit("/", 1)[-1]
+        _expect(
+            request.method in ("DELETE", "PUT", "PATCH"),
+            f"method {request.method}",
+            Reply(404, ""),
+        )
+        _expect(
+            message_id not in self.recalled,
+            "already recalled",
+            Reply.json({"code": 230011, "msg": "The message is recalled."}, 400),
+        )
+        _expect(
+            message_id in self.sent,
+            f"unknown message_id {message_id}",
+            Reply.json(
+                {
+                    "code": 230001,
+                    "msg": "Your request contains an invalid request parameter, "
+                    "ext=invalid message_id.",
+                },
+                400,
+            ),
+        )
+        if request.method == "DELETE":
+            return
+        msg_type, content = self.sent[message_id]
+        data = _json_body(request, Reply.json({"code": 9499, "msg": "Bad Request"}, 400))
+        unsupported = Reply.json(
+            {"code": 230054, "msg": "This operation is not supported for this message type."},
+            400,
+        )
+        if request.method == "PUT":
+            _expect(msg_type == "text", "PUT of a card", unsupported)
+            _expect(data.get("msg_type") == "text", "PUT not as text", unsupported)
+        else:
+            _expect(msg_type == "interactive", "PATCH of a text", unsupported)
+            _expect(
+                content.get("config", {}).get("update_multi") is True,
+                "card not shared",
+                Reply.json(
+                    {"code": 230099, "msg": "Failed to create card content, ext=not shared card"},
+                    400,
+                ),
+            )
+        try:
+            new = json.loads(data.get("content") or "")
+        except ValueError:
+            raise Refuse(
+                "content is not JSON", Reply.json({"code": 230001, "msg": "invalid content"}, 400)
+            ) from None
+        wanted = "text" if msg_type == "text" else "elements"
+        _expect(
+            isinstance(new, dict) and wanted in new,
+            f"content without {wanted}",
+            Reply.json({"code": 230001, "msg": "invalid content"}, 400),
+        )
+        if msg_type == "interactive":
+            _expect(
+                new.get("config", {}).get("update_multi") is True,
+                "new card not shared",
+                Reply.json(
+                    {"code": 230099, "msg": "Failed to create card content, ext=not shared card"},
+                    400,
+                ),
+            )
+
     def success(self, request: Request) -> Reply:
-        message_id = f"om_{next(self._message_ids):032x}"
-        return Reply.json({"code": 0, "msg": "success", "data": {"message_id": message_id}})
+        if request.path == self.MESSAGES:
+            data = request.json()
+            message_id = f"om_{next(self._message_ids):032x}"
+            self.sent[message_id] = (data["msg_type"], json.loads(data["content"]))
+            return Reply.json({"code": 0, "msg": "success", "data": {"message_id": message_id}})
+        message_id = request.path.rsplit("/", 1)[-1]
+        if request.method == "DELETE":
+            self.recalled.append(message_id)
+            del self.sent[message_id]
+            return Reply.json({"code": 0, "msg": "success", "data": {}})
+        new = json.loads(request.json()["content"])
+        self.sent[message_id] = (self.sent[message_id][0], new)
+        self.edited.append((message_id, request.method, new))
+        return Reply.json({"code": 0, "msg": "success", "data": {}})
 
 
 class OneBotFake(FakeService):

@@ -720,13 +720,16 @@ def test_the_admin_panel_changes_the_run_time_config_live_refuses_a_bad_value_an
 
 
 def _screenshots(ui: UI, tmp_path, name: str) -> list[str]:
-    """The current view at desktop (1366) and phone (390) widths; the window is put back after."""
+    """The current view at desktop (1366) and phone (390) widths, in English and in 中文; the
+    window and the language are put back after."""
     paths = []
-    for width, height in ((1366, 900), (390, 844)):
-        ui.driver.set_window_size(width, height)
-        path = tmp_path / f"{name}-{width}.png"
-        ui.driver.save_screenshot(str(path))
-        paths.append(str(path))
+    for language in ("en", "zh"):
+        for width, height in ((1366, 900), (390, 844)):
+            ui.driver.set_window_size(width, height)
+            path = tmp_path / f"{name}-{language}-{width}.png"
+            ui.driver.save_screenshot(str(path))
+            paths.append(str(path))
+        ui.click("#lang")
     ui.driver.set_window_size(1280, 1024)
     return paths
 

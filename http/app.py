@@ -52,7 +52,7 @@ class RuntimeMiddleware:
 
 def dumps_json(media: Any) -> bytes:
     """UTF-8 JSON of an answer; text that cannot be UTF-8 (a lone surrogate stored before the
-    body reader refused them) is escaped as \\uXXXX instead of failing the answer."""
+    body reader refused them) is written as a \\u escape instead of failing the answer."""
     text = json.dumps(media, ensure_ascii=False)
     try:
         return text.encode()

@@ -82,9 +82,12 @@ def test_a_subscriber_that_missed_50_messages_and_a_restart_gets_all_50_in_order
     assert json.loads(first.data)["title"] == "before"
     stream.close()
 
-    sent = [send(alice, f"m{i}") for i in range(50)]
-    for message_id in sent:
-        assert alice.wait_message(message_id, ("delivered", "failed"))["status"] == "delivered"
+    # One after another: the inbox stores in the order deliveries finish, which is the order
+    # sent only when each is delivered before the next is posted (the pool sends in parallel).
+    sent = []
+    for i in range(50):
+        sent.append(send(alice, f"m{i}"))
+        assert alice.wait_message(sent[-1], ("delivered", "failed"))["status"] == "delivered"
     assert server.stop() == 0
     server.start()
 

@@ -20,6 +20,7 @@ import pykka
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.accounts import bootstrap_admin
 from messagepusher.supervisor.actor import WAKE
+from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.config import Settings
 from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.faults import FaultInjector
@@ -37,8 +38,9 @@ EXIT_ESCALATED = 70
 class Runtime:
     """Process-wide wiring. Methods are thread-safe unless they say otherwise."""
 
-    def __init__(self, settings: Settings, config_path: str | None = None):
+    def __init__(self, settings: Settings, config_path: str | None = None, clock: Clock | None = None):
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
         self.config_path = config_path
         self.node_id = NODE_ID
         self.data_dir = Path(settings.data_dir)
@@ -49,7 +51,7 @@ class Runtime:
         self.exit_reason = ""
         self.restart_counts: Counter[str] = Counter()
         self.accepting = True
-        self.started_at = time.time()
+        self.started_at = self.clock.now()
         self._faults: dict[str, FaultInjector] = {}
         self._lock = threading.Lock()
         self.db = None

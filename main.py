@@ -48,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="main.py", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", parents=[common], help="run the service (the default)")
+    serve = sub.add_parser("serve", parents=[common], help="run the service (the default)")
+    serve.add_argument(
+        "--processes",
+        default=argparse.SUPPRESS,
+        help="worker processes under a root (server.processes; 0: one per CPU core)",
+    )
     sub.add_parser(
         "check-config", parents=[common], help="validate and print the effective configuration"
     )
@@ -106,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     from messagepusher.supervisor.config import load_settings
 
-    return load_settings(getattr(args, "config", None))
+    processes = getattr(args, "processes", None)
+    overrides = {"server": {"processes": processes}} if processes is not None else None
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _open(settings: Settings):
@@ -233,9 +240,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(settings: Settings, config_path: str | None) -> int:
     from messagepusher.actors.backups import BackupError, hold_serving_lock
     from messagepusher.supervisor import logs, sd_notify
+    from messagepusher.supervisor.nodes import NodeRegistry, actor_components
     from messagepusher.supervisor.runtime import Runtime
+    from messagepusher.supervisor.worker_link import WorkerLink
 
     logs.configure(settings.logging, settings.data_path)
+    link = WorkerLink.from_environ(settings.faults)
     try:
         serving_lock = hold_serving_lock(
             settings
@@ -251,6 +261,17 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if link is None and settings.server.processes != 1:
+        from messagepusher.supervisor.processes import run_root
+        from messagepusher.supervisor.runtime_config import RuntimeConfig
+
+        runtime.runtime_config = RuntimeConfig(runtime)
+        code = run_root(runtime, config_path, Path(__file__).resolve())
+        runtime.db.close()
+        if serving_lock is not None:
+            serving_lock.close()
+        log.info("root stopped (exit %d)", code)
+        return code
 
     def request_stop(signum, _frame):
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -262,6 +283,10 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
+    if link is not None:
+        sd_notify.set_forwarder(link.send)
+        link.watch_root(runtime.shutdown_requested.set)
+        runtime.listen_socket = link.listening_socket()
 
     from messagepusher.http.server import HttpServer
 
@@ -269,22 +294,37 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
     runtime.start_actors()
     runtime.http_server = HttpServer(runtime)
     runtime.http_server.start()
-    log.info(
-        "listening on http://%s:%d (data in %s)",
-        settings.server.host,
-        runtime.http_server.port,
-        settings.data_path.resolve(),
-    )
+    if link is None:
+        log.info(
+            "listening on http://%s:%d (data in %s)",
+            settings.server.host,
+            runtime.http_server.port,
+            settings.data_path.resolve(),
+        )
+    else:
+        log.info("worker %d serving on port %d", link.spec.slot, runtime.http_server.port)
     if not runtime.wait_for_actors(30.0):
         log.error("not every actor is running 30s after start; see GET /readyz")
     sd_notify.notify(
         f"READY=1\nSTATUS=listening on {settings.server.host}:{runtime.http_server.port}"
     )
-    while not runtime.shutdown_requested.wait(0.5):
-        pass
+    registry = NodeRegistry(
+        runtime,
+        "worker" if link else "single",
+        link.spec.slot if link else 0,
+        lambda: actor_components(runtime),
+    ).start()
+    while not runtime.shutdown_requested.wait(0.25 if link else 0.5):
+        if link is not None:
+            link.beat()
     if runtime.exit_code:
         log.critical("escalating: %s", runtime.exit_reason)
-    runtime.stop(settings.shutdown_grace_seconds)
+    orphaned = link is not None and link.orphaned.is_set()
+    if not orphaned:
+        registry.stop()
+    runtime.stop(
+        min(settings.shutdown_grace_seconds, 1.0) if orphaned else settings.shutdown_grace_seconds
+    )
     if serving_lock is not None:
         serving_lock.close()
     log.info("stopped (exit %d)", runtime.exit_code)

@@ -65,8 +65,14 @@ def _resource(path: str, runtime):
     return getattr(importlib.import_module(f"messagepusher.http.resources.{module}"), cls)(runtime)
 
 
+# All that a node of role `worker` answers over HTTP.
+WORKER_ROLE_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
 def create_app(runtime) -> falcon.App:
     routes = all_routes()
+    if runtime.settings.server.role == "worker":
+        routes = [r for r in routes if r.template in WORKER_ROLE_PATHS]
     runtime.key_authenticator = KeyAuthenticator(
         KeyCache(runtime.settings.security.key_cache_seconds)
     )

@@ -44,6 +44,7 @@ def all_routes() -> list[Route]:
         health,
         hooks,
         messages,
+        nodes,
         operations,
         schedules,
         streams,
@@ -61,6 +62,7 @@ def all_routes() -> list[Route]:
         channels,
         accounts,
         operations,
+        nodes,
         compat,
         streams,
     ):

@@ -63,10 +63,16 @@ class HttpServer:
         self.runtime = runtime
         settings = runtime.settings.server
         self.app = create_app(runtime)
+        # A worker under a root serves on the socket the root bound; a process alone binds its own.
+        inherited = getattr(runtime, "listen_socket", None)
+        where = (
+            {"sockets": [inherited]}
+            if inherited
+            else {"host": settings.host, "port": settings.port}
+        )
         self.server = create_server(
             self.app,
-            host=settings.host,
-            port=settings.port,
+            **where,
             threads=settings.threads,
             connection_limit=settings.connection_limit,
             channel_timeout=60,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ENV_PREFIX = "MP_"
 # Environment variables that start with MP_ but are not configuration keys.
-NON_CONFIG_ENV = {"MP_CONFIG", "MP_ADMIN_PASSWORD"}
+NON_CONFIG_ENV = {"MP_CONFIG", "MP_ADMIN_PASSWORD", "MP_PROCESS_WORKER"}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -60,6 +61,50 @@ class ServerSettings(Section):
     trusted_proxy: str = ""
     # IANA time zone of schedules that name none; "" is the host's own.
     timezone: str = ""
+    # Worker processes under one root on this host; 1 is one process with no root, 0 one per core.
+    processes: int = 1
+    # all: API and pipeline; api: HTTP and ingest, sends nothing; worker: pipeline, health and metrics.
+    role: Literal["all", "api", "worker"] = "all"
+    # The name this node shows in GET /api/v1/admin/nodes and as the metrics' node label.
+    node_name: str = Field(default_factory=socket.gethostname)
+    # Every process stamps its node row this often; the root expects a pipe beat from each
+    # worker within heartbeat_timeout_seconds once it is ready (worker_start_seconds before).
+    heartbeat_seconds: float = Field(5.0, gt=0, le=3600)
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    worker_start_seconds: float = Field(60.0, gt=0, le=3600)
+    # A node row not stamped for this long is shown stale; one older than the retention is removed.
+    node_stale_seconds: float = Field(30.0, gt=0, le=86_400)
+    node_retention_seconds: float = Field(86_400.0, gt=0, le=365 * 86_400)
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _process_count(cls, value: Any) -> int:
+        text = str(value).strip() if isinstance(value, str | int) else None
+        if isinstance(value, bool) or text is None or not text.isdigit() or int(text) > 256:
+            raise ValueError(
+                "must be a whole number from 0 to 256: 1 runs one process (the default), "
+                "N runs N worker processes under a root, 0 one per CPU core"
+            )
+        return int(text)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_name(cls, value: Any) -> Any:
+        if value not in ("all", "api", "worker"):
+            raise ValueError(
+                "must be all (API and pipeline), api (HTTP and ingest, sends nothing) "
+                "or worker (pipeline; only /healthz, /readyz and /metrics over HTTP)"
+            )
+        return value
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", value):
+            raise ValueError(
+                "must be 1 to 63 letters, digits, dots, dashes or underscores, e.g. web-1"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -206,6 +251,10 @@ class SupervisorSettings(Section):
         if len(set(names)) != len(names):
             raise ValueError("each child may be listed once")
         return value
+
+
+# The children an api node runs: it ingests and keeps house, but claims no work to send.
+API_ROLE_CHILDREN = ("ingest", "janitor", "monitor")
 
 
 class IngestSettings(Section):
@@ -368,6 +417,9 @@ class FaultSpec(Section):
     raise_on_nth: int = Field(0, ge=0)
     hang_on_nth: int = Field(0, ge=0)
     hang_seconds: float = Field(3600.0, gt=0)
+    # For faults.heartbeat under a root: 0 fires in every worker process, N only in the first
+    # process started in worker slot N (its replacement beats normally).
+    worker: int = Field(0, ge=0)
 
 
 class Settings(Section):
@@ -395,6 +447,15 @@ class Settings(Section):
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitSettings = LimitSettings()
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _children_of_role(self) -> Settings:
+        # An api node runs no pipeline actor that sends; a worker node runs them all.
+        if self.server.role == "api":
+            kept = [c for c in self.supervisor.children if c.name in API_ROLE_CHILDREN]
+            if len(kept) != len(self.supervisor.children):
+                self.supervisor.children = kept
+        return self
 
     @property
     def data_path(self) -> Path:

@@ -21,6 +21,7 @@ from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
+    V12_MODELS,
     ApiKey,
     AuditLog,
     Delivery,
@@ -119,6 +120,10 @@ def _inbox_recalled(db: peewee.Database) -> None:
     )
 
 
+def _node_registry(db: peewee.Database) -> None:
+    db.create_tables(V12_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -130,6 +135,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
+    (12, "node registry: every process with its heartbeat", _node_registry),
 ]
 
 LATEST = MIGRATIONS[-1][0]

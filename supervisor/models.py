@@ -351,6 +351,24 @@ class Hook(BaseModel):
         indexes = ((("user", "name"), True),)
 
 
+class Node(BaseModel):
+    """One process of the cluster: a root, a worker, or a process serving alone (kind)."""
+
+    id = peewee.CharField(primary_key=True, max_length=255)  # host:pid:start time, as leases
+    name = peewee.CharField(max_length=63)  # server.node_name
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    kind = peewee.CharField(max_length=8)  # root, worker or single
+    role = peewee.CharField(max_length=8)
+    process_index = peewee.IntegerField()  # 0 for a root or a single process, 1..N for workers
+    started_at = Time()
+    last_seen = Time(index=True)
+    version = peewee.CharField(max_length=32)
+    config_version = peewee.IntegerField(default=0)
+    state = peewee.CharField(max_length=16, default="running")  # running, stopping
+    components = JSONField(default=dict)
+
+
 V1_MODELS = [
     SchemaVersion,
     User,
@@ -368,4 +386,5 @@ V1_MODELS = [
 V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
 INBOX_MODELS = [InboxItem]
 V9_MODELS = [Schedule, ScheduleFire, Hook]
-ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS
+V12_MODELS = [Node]
+ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS + V12_MODELS

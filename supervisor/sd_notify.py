@@ -1,6 +1,7 @@
 """systemd notifications over $NOTIFY_SOCKET with the standard library only.
 
-A no-op when the service is not started by systemd (no NOTIFY_SOCKET).
+A no-op when the service is not started by systemd (no NOTIFY_SOCKET). In a worker process
+under a root, notifications go to the root instead (set_forwarder), which alone tells systemd.
 """
 
 from __future__ import annotations
@@ -8,8 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+_forwarder: Callable[[str], bool] | None = None
+
+
+def set_forwarder(forward: Callable[[str], bool] | None) -> None:
+    """Send every later notification to `forward` (a worker's pipe to its root), not systemd."""
+    global _forwarder
+    _forwarder = forward
 
 
 def notify(state: str) -> bool:
@@ -17,6 +27,8 @@ def notify(state: str) -> bool:
 
     Runs in the caller's thread and never raises: a broken socket is logged once per call.
     """
+    if _forwarder is not None:
+        return _forwarder(state)
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False

@@ -13,7 +13,7 @@ from typing import Any
 import falcon
 import psutil
 import pykka
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from messagepusher.actors import backups, reports
 from messagepusher.actors.monitor import refresh_process_gauges, refresh_queue_gauges
@@ -28,6 +28,7 @@ from messagepusher.http.schemas import ConfigPatch
 from messagepusher.supervisor import logs
 from messagepusher.supervisor.actor import PoolActor, PoolInfo
 from messagepusher.supervisor.models import Alert, ConfigVersion, SupervisorEvent
+from messagepusher.supervisor.nodes import cluster_counts, cluster_nodes
 from messagepusher.supervisor.runtime_config import RuntimeConfigError, version_view
 from messagepusher.supervisor.scheduler import UnknownJob
 from messagepusher.supervisor.supervisor import child_class
@@ -79,6 +80,9 @@ class Status(Resource):
             if runtime.runtime_config
             else 0,
             "scheduler_running": bool(runtime.scheduler and runtime.scheduler.scheduler.running),
+            "cluster": cluster_counts(
+                cluster_nodes(time.time(), runtime.settings.server.node_stale_seconds)
+            ),
         }
 
 
@@ -278,7 +282,7 @@ class Metrics(Resource):
                 )
         refresh_queue_gauges(self.runtime)
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(self.runtime.metrics.registry)
+        resp.data = self.runtime.metrics.render(self.runtime.settings.server.node_name)
 
 
 ROUTES = [

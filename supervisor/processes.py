@@ -1,0 +1,419 @@
+"""The root process supervisor: binds the port once, runs N worker processes on it, replaces them.
+
+Like gunicorn's arbiter: each worker runs the whole actor tree; the root alone talks to systemd.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from messagepusher.supervisor import sd_notify
+from messagepusher.supervisor.metrics import MULTIPROC_ENV, forget_process, fresh_multiprocess_dir
+from messagepusher.supervisor.models import SupervisorEvent
+from messagepusher.supervisor.nodes import NodeRegistry
+from messagepusher.supervisor.restart_policy import RestartPolicy
+from messagepusher.supervisor.runtime import EXIT_ESCALATED, Runtime
+from messagepusher.supervisor.worker_link import WORKER_ENV, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+LOOP_SECONDS = 0.1
+# After the grace period, a worker that has not stopped is killed this much later.
+KILL_AFTER_GRACE_SECONDS = 5.0
+LISTEN_BACKLOG = 1024
+
+
+# --- pure decisions ----------------------------------------------------------------------------
+
+
+def worker_count(processes: int, cpu_count: int | None) -> int:
+    """server.processes as a number of workers: 0 means one per CPU core (at least one)."""
+    return processes if processes > 0 else max(1, cpu_count or 1)
+
+
+def describe_exit(returncode: int) -> str:
+    """ "exit code 3" or "killed by signal SIGKILL" (Popen gives -N for signal N)."""
+    if returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Slot:
+    """One worker place: its current process and what the root knows of it (root's main thread)."""
+
+    index: int
+    starts: int = 0
+    proc: subprocess.Popen | None = None
+    beat_fd: int | None = None
+    life_fd: int | None = None
+    started: float = 0.0
+    last_beat: float = 0.0
+    ready: bool = False
+    status: str = ""
+    last_watchdog: float | None = None
+    restart_at: float | None = None
+    pending: bytes = b""
+    state: str = "stopped"  # starting, running, restarting, hung, given_up, stopped
+
+    @property
+    def name(self) -> str:
+        return f"worker-{self.index}"
+
+    def take_lines(self, data: bytes, now: float) -> list[str]:
+        """Account for bytes read from the beat pipe; returns the whole lines among them."""
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        if lines:
+            self.last_beat = now
+        out = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            out.append(line)
+            if line == "READY=1":
+                self.ready = True
+                self.state = "running"
+            elif line.startswith("STATUS="):
+                self.status = line[len("STATUS=") :]
+            elif line == "WATCHDOG=1":
+                self.last_watchdog = now
+        return out
+
+    def overdue(self, now: float, heartbeat_timeout: float, start_timeout: float) -> str | None:
+        """Why this running process should be replaced, or None while it is well.
+
+        Before READY=1 it has `start_timeout` to get there; after, each beat must follow the
+        last within `heartbeat_timeout`.
+        """
+        if self.proc is None or self.state not in ("starting", "running"):
+            return None
+        if not self.ready:
+            if now - self.started > start_timeout:
+                return f"not ready {start_timeout:g}s after its start"
+            return None
+        if now - self.last_beat > heartbeat_timeout:
+            return f"no heartbeat for {now - self.last_beat:.1f}s (limit {heartbeat_timeout:g}s)"
+        return None
+
+    def healthy(self, now: float, heartbeat_timeout: float, watchdog: float | None) -> bool:
+        """Ready, beating, its monitor not reporting "not ready", its watchdog pings current."""
+        if self.proc is None or not self.ready or self.state != "running":
+            return False
+        if now - self.last_beat > heartbeat_timeout or self.status.startswith("not ready"):
+            return False
+        if watchdog is not None:
+            return self.last_watchdog is not None and now - self.last_watchdog <= 4 * watchdog
+        return True
+
+
+# --- the root ----------------------------------------------------------------------------------
+
+
+class RootSupervisor:
+    """Runs in the root's main thread only; signal handlers just set flags the loop reads."""
+
+    def __init__(self, runtime: Runtime, count: int, main_script: Path, config_path: str | None):
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.clock = runtime.clock
+        self.main_script = main_script
+        self.config_path = config_path
+        sup = self.settings.supervisor
+        self.policy = RestartPolicy(
+            sup.max_restarts,
+            sup.within_seconds,
+            sup.backoff_initial_seconds,
+            sup.backoff_max_seconds,
+            self.clock.monotonic,
+        )
+        self.slots = [Slot(i) for i in range(1, count + 1)]
+        self.selector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.metrics_dir: Path | None = None
+        self.registry = NodeRegistry(
+            runtime, "root", 0, lambda: {s.name: self._slot_state(s) for s in self.slots}
+        )
+        self.stop_signal: str | None = None
+        self.reload_requested = False
+        self.exit_code = 0
+        self.announced = False
+        self.last_status = ""
+        self.last_watchdog = float("-inf")
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def bind(self) -> int:
+        """Bind and listen once; every worker inherits this socket. Returns the port.
+
+        Raises OSError (port in use, address not available); the caller turns it into one line.
+        """
+        server = self.settings.server
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        self.listener = socket.create_server(
+            (server.host, server.port), family=family, backlog=LISTEN_BACKLOG
+        )
+        return self.listener.getsockname()[1]
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[MULTIPROC_ENV] = str(self.metrics_dir)
+        # Only the root talks to systemd; a worker's monitor still paces itself by the watchdog.
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("WATCHDOG_PID", None)
+        return env
+
+    def _spawn(self, slot: Slot) -> None:
+        beat_read, beat_write = os.pipe()
+        life_read, life_write = os.pipe()
+        slot.starts += 1
+        spec = WorkerSpec(slot.index, slot.starts, self.listener.fileno(), beat_write, life_read)
+        command = [sys.executable, str(self.main_script)]
+        if self.config_path:
+            command += ["--config", self.config_path]
+        env = self._worker_env()
+        env[WORKER_ENV] = spec.encode()
+        try:
+            slot.proc = subprocess.Popen(
+                [*command, "serve"],
+                env=env,
+                pass_fds=(self.listener.fileno(), beat_write, life_read),
+            )
+        finally:
+            os.close(beat_write)
+            os.close(life_read)
+        os.set_blocking(beat_read, False)
+        slot.beat_fd, slot.life_fd = beat_read, life_write
+        self.selector.register(beat_read, selectors.EVENT_READ, slot)
+        now = self.clock.monotonic()
+        slot.started = slot.last_beat = now
+        slot.ready, slot.status, slot.last_watchdog, slot.pending = False, "", None, b""
+        slot.restart_at = None
+        slot.state = "starting"
+        event = "start" if slot.starts == 1 else "restart"
+        self._record(slot, event, f"pid {slot.proc.pid}, start {slot.starts}")
+        log.info("root: %s %sed (pid %d)", slot.name, event, slot.proc.pid)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start every worker and supervise them until a stop signal or escalation; the exit code."""
+        self.metrics_dir = fresh_multiprocess_dir(self.runtime.data_dir)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+        for slot in self.slots:
+            self._spawn(slot)
+        self.registry.start()
+        while self.stop_signal is None:
+            self._read_beats(LOOP_SECONDS)
+            now = self.clock.monotonic()
+            self._reap(now)
+            if self.stop_signal is not None:
+                break
+            self._judge(now)
+            self._restart_due(now)
+            self._tell_systemd(now)
+            if self.reload_requested:
+                self.reload_requested = False
+                self._signal_all(signal.SIGHUP)
+                log.info("root: SIGHUP passed to every worker")
+        return self._stop_all()
+
+    def _on_stop_signal(self, signum: int, _frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum).name
+
+    def _on_reload_signal(self, _signum: int, _frame) -> None:
+        self.reload_requested = True
+
+    def _read_beats(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            slot: Slot = key.data
+            try:
+                data = os.read(key.fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:  # the worker closed its end: it is exiting; _reap collects it
+                self._unwatch(slot)
+                continue
+            slot.take_lines(data, self.clock.monotonic())
+
+    def _unwatch(self, slot: Slot) -> None:
+        if slot.beat_fd is not None:
+            self.selector.unregister(slot.beat_fd)
+            os.close(slot.beat_fd)
+            slot.beat_fd = None
+
+    def _close_slot(self, slot: Slot) -> None:
+        self._unwatch(slot)
+        if slot.life_fd is not None:
+            os.close(slot.life_fd)
+            slot.life_fd = None
+
+    def _reap(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.proc is None or slot.proc.poll() is None:
+                continue
+            code, pid = slot.proc.returncode, slot.proc.pid
+            self._close_slot(slot)
+            slot.proc = None
+            forget_process(pid, self.metrics_dir)
+            detail = f"pid {pid} {describe_exit(code)}"
+            self._record(slot, "exit", detail)
+            if self.stop_signal is not None:
+                slot.state = "stopped"
+                continue
+            log.error("root: %s exited: %s", slot.name, detail)
+            delay = self.policy.record(slot.name)
+            if delay is None:
+                self._give_up(slot)
+                return
+            slot.state = "restarting"
+            slot.restart_at = now + delay
+
+    def _give_up(self, slot: Slot) -> None:
+        sup = self.settings.supervisor
+        reason = (
+            f"{slot.name} failed and the process restart intensity is exceeded "
+            f"({sup.max_restarts} restarts within {sup.within_seconds:g}s); giving up"
+        )
+        self._record(slot, "give_up", reason)
+        log.critical("root: %s", reason)
+        slot.state = "given_up"
+        self.exit_code = EXIT_ESCALATED
+        self.stop_signal = "escalation"
+
+    def _judge(self, now: float) -> None:
+        server = self.settings.server
+        for slot in self.slots:
+            if slot.ready and slot.state == "running" and now - slot.last_beat < 1.0:
+                self.policy.healthy(slot.name)
+            why = slot.overdue(now, server.heartbeat_timeout_seconds, server.worker_start_seconds)
+            if why is None:
+                continue
+            slot.state = "hung"
+            self._record(slot, "hung", f"pid {slot.proc.pid}: {why}; killing it")
+            log.error("root: %s (pid %d) is hung: %s; killing it", slot.name, slot.proc.pid, why)
+            slot.proc.kill()
+
+    def _restart_due(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.proc is None and slot.restart_at is not None and now >= slot.restart_at:
+                self._spawn(slot)
+
+    def _tell_systemd(self, now: float) -> None:
+        """READY=1 once every worker is ready; WATCHDOG=1 only while every one is healthy."""
+        watchdog = sd_notify.watchdog_interval()
+        timeout = self.settings.server.heartbeat_timeout_seconds
+        if not self.announced and all(s.ready and s.proc is not None for s in self.slots):
+            self.announced = True
+            server = self.settings.server
+            sd_notify.notify(
+                f"READY=1\nSTATUS=listening on {server.host}:{self.port} "
+                f"with {len(self.slots)} worker processes"
+            )
+            log.info(
+                "listening on http://%s:%d (%d worker processes, data in %s)",
+                server.host,
+                self.port,
+                len(self.slots),
+                self.runtime.data_dir.resolve(),
+            )
+        healthy = [s.name for s in self.slots if s.healthy(now, timeout, watchdog)]
+        unwell = sorted({s.name for s in self.slots} - set(healthy))
+        status = "ready" if not unwell else "not ready: " + ", ".join(unwell)
+        if self.announced and status != self.last_status:
+            sd_notify.notify(f"STATUS={status}")
+            self.last_status = status
+        if watchdog is not None and not unwell and now - self.last_watchdog >= watchdog:
+            sd_notify.notify("WATCHDOG=1")
+            self.last_watchdog = now
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1] if self.listener is not None else 0
+
+    def _slot_state(self, slot: Slot) -> str:
+        return f"{slot.state} (pid {slot.proc.pid})" if slot.proc is not None else slot.state
+
+    # --- stop ------------------------------------------------------------------------------------
+
+    def _signal_all(self, signum: int) -> None:
+        for slot in self.slots:
+            if slot.proc is not None and slot.proc.poll() is None:
+                slot.proc.send_signal(signum)
+
+    def _stop_all(self) -> int:
+        """Drain every worker (SIGTERM: each answers what is in flight and releases its leases),
+        kill what outlives the grace period, leave the registry; the process's exit code."""
+        log.info("root: %s: stopping %d workers", self.stop_signal, len(self.slots))
+        sd_notify.notify("STOPPING=1")
+        self._signal_all(signal.SIGTERM)
+        if self.listener is not None:
+            self.listener.close()  # the workers hold their own copies until they exit
+        deadline = (
+            self.clock.monotonic() + self.settings.shutdown_grace_seconds + KILL_AFTER_GRACE_SECONDS
+        )
+        for slot in self.slots:
+            if slot.proc is None:
+                continue
+            try:
+                slot.proc.wait(max(0.0, deadline - self.clock.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("root: %s did not stop in time; killing it", slot.name)
+                slot.proc.kill()
+                slot.proc.wait()
+            self._record(slot, "exit", f"pid {slot.proc.pid} {describe_exit(slot.proc.returncode)}")
+            forget_process(slot.proc.pid, self.metrics_dir)
+            if slot.proc.returncode not in (0, None) and self.exit_code == 0:
+                log.warning(
+                    "root: %s ended with %s", slot.name, describe_exit(slot.proc.returncode)
+                )
+            self._close_slot(slot)
+            slot.proc = None
+        self.registry.stop()
+        return self.exit_code
+
+    def _record(self, slot: Slot, event: str, detail: str) -> None:
+        try:
+            SupervisorEvent.create(
+                at=self.clock.now(),
+                actor=slot.name,
+                event=event,
+                detail=detail[:2000],
+                node=self.runtime.node_id,
+            )
+        except Exception:  # noqa: BLE001 - a full disk must not stop supervision
+            log.exception("root: could not record %s %s", slot.name, event)
+
+
+def run_root(runtime: Runtime, config_path: str | None, main_script: Path) -> int:
+    """Main thread of `serve` with server.processes other than 1; returns the exit code.
+
+    The caller has opened and migrated the database (once, before any worker starts).
+    """
+    count = worker_count(runtime.settings.server.processes, os.cpu_count())
+    root = RootSupervisor(runtime, count, main_script, config_path)
+    try:
+        root.bind()
+    except OSError as exc:
+        server = runtime.settings.server
+        print(
+            f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}; "
+            "choose another server.port or stop what uses it",
+            file=sys.stderr,
+        )
+        return 1
+    log.info("root: starting %d worker processes on port %d", count, root.port)
+    return root.run()

@@ -163,6 +163,18 @@ class NodeRegistry:
             log.warning("node registry: could not remove this process: %s", exc)
 
 
+def remove_dead_process(pid: int) -> None:
+    """The root reaped its worker `pid`: its row goes now, not after it turns stale.
+
+    Root's main thread; never raises (the row then turns stale and is purged later).
+    """
+    try:
+        with write_transaction():
+            Node.delete().where((Node.host == socket.gethostname()) & (Node.pid == pid)).execute()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("node registry: could not remove dead process %d: %s", pid, exc)
+
+
 def actor_components(runtime: Runtime) -> dict[str, str]:
     """{child: state} of this process's actor tree; {} when the supervisor does not answer."""
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.metrics import MULTIPROC_ENV, forget_process, fresh_multiprocess_dir
 from messagepusher.supervisor.models import SupervisorEvent
-from messagepusher.supervisor.nodes import NodeRegistry
+from messagepusher.supervisor.nodes import NodeRegistry, remove_dead_process
 from messagepusher.supervisor.restart_policy import RestartPolicy
 from messagepusher.supervisor.runtime import EXIT_ESCALATED, Runtime
 from messagepusher.supervisor.worker_link import WORKER_ENV, WorkerSpec
@@ -269,6 +269,7 @@ class RootSupervisor:
             self._close_slot(slot)
             slot.proc = None
             forget_process(pid, self.metrics_dir)
+            remove_dead_process(pid)
             detail = f"pid {pid} {describe_exit(code)}"
             self._record(slot, "exit", detail)
             if self.stop_signal is not None:

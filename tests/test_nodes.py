@@ -1,0 +1,187 @@
+"""Several nodes on one PostgreSQL database: a node that dies, the registry, api and worker roles.
+
+Real nodes (each a root with its workers, or a process alone) sharing a fresh schema.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+
+import psutil
+import pytest
+from support.ops import until, webhook
+
+pytestmark = pytest.mark.xdist_group("heavy")
+
+LEASE_SECONDS = 5
+SHARED = {
+    "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+    "MP_SECURITY__SECRET_KEY": "one-secret-for-every-node-of-the-test",
+    "MP_SERVER__HEARTBEAT_SECONDS": "0.5",
+    "MP_SERVER__NODE_STALE_SECONDS": "3",
+    "MP_SERVER__HEARTBEAT_TIMEOUT_SECONDS": "10",
+    "MP_MAILBOX__LEASE_SECONDS": str(LEASE_SECONDS),
+    "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
+    "MP_SHUTDOWN_GRACE_SECONDS": "5",
+}
+
+
+def node(server_factory, url: str, name: str, **env: str):
+    return server_factory(
+        {**SHARED, "MP_DATABASE__URL": url, "MP_SERVER__NODE_NAME": name, **env}, start=False
+    )
+
+
+def start_all(servers) -> None:
+    """Start the nodes side by side: each start is mostly waiting for imports."""
+    errors: list[BaseException] = []
+
+    def start(server) -> None:
+        try:
+            server.start(timeout=120)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def kill_node(server) -> None:
+    """kill -9 a whole node at once, root and workers, as a host that loses power."""
+    root = psutil.Process(server.proc.pid)
+    for process in [*root.children(), root]:
+        process.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+
+
+def delivered_ids(requests: list[dict]) -> set[int]:
+    return {r["body"]["id"] for r in requests if isinstance(r["body"], dict) and r["status"] == 200}
+
+
+def test_three_nodes_deliver_every_202_when_one_dies_mid_load_and_show_it_stale(
+    server_factory, postgres_url, sink
+):
+    url, _schema = postgres_url
+    a, b, c = (node(server_factory, url, n, MP_SERVER__PROCESSES="2") for n in ("na", "nb", "nc"))
+    a.start(timeout=120)  # the first creates the schema and the admin alone
+    start_all([b, c])
+    key = a.create_key()
+    webhook(a.client(key), sink.url + "/nodes", name="nodes-hook")
+    accepted: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    dead = threading.Event()
+
+    def post(n: int) -> None:
+        targets = itertools.cycle([a, b, c])
+        clients = {s: s.client(key) for s in (a, b, c)}
+        i = 0
+        while not stop.is_set():
+            target = next(targets)
+            if target is c and dead.is_set():
+                continue
+            i += 1
+            try:
+                r = clients[target].post(
+                    "/api/v1/messages", json={"title": f"n {n}-{i}", "channels": ["nodes-hook"]}
+                )
+            except OSError:
+                clients[target] = target.client(key)
+                continue
+            if r.status_code == 202:
+                with lock:
+                    accepted.append(r.json()["id"])
+
+    def count() -> int:
+        with lock:
+            return len(accepted)
+
+    threads = [threading.Thread(target=post, args=(n,), daemon=True) for n in range(4)]
+    for t in threads:
+        t.start()
+    until(lambda: count() >= 60, 60, "60 messages accepted across the three nodes")
+    sink.delay = 0.5  # sends are in flight on every node when one dies
+    until(lambda: count() >= 90, 60, "more accepted while sends are slow")
+    kill_node(c)
+    dead.set()
+    killed_at = count()
+    until(lambda: count() >= killed_at + 30, 60, "the other nodes still accepting")
+    stop.set()
+    for t in threads:
+        t.join(60)
+    sink.delay = 0.0
+    sink.wait_for(lambda got: set(accepted) <= delivered_ids(got), timeout=LEASE_SECONDS + 30)
+
+    api = a.client(key)
+
+    def nc_stale() -> list:
+        items = api.get("/api/v1/admin/nodes").json()["items"]
+        rows = [n for n in items if n["node_name"] == "nc"]
+        return rows if rows and all(n["state"] == "stale" for n in rows) else []
+
+    stale = until(nc_stale, 30, "node nc shown stale")
+    assert {n["kind"] for n in stale} == {"root", "worker"}
+    listing = api.get("/api/v1/admin/nodes").json()
+    live = [n for n in listing["items"] if n["state"] == "running"]
+    assert {n["node_name"] for n in live} == {"na", "nb"}
+    assert sorted(n["process_index"] for n in live if n["node_name"] == "na") == [0, 1, 2]
+    assert all(n["components"] for n in live)
+    assert listing["cluster"]["nodes"] == 2 and listing["cluster"]["processes"] == 4
+    status = api.get("/api/v1/admin/status").json()
+    assert status["cluster"]["nodes"] == 2 and status["cluster"]["stale_processes"] == 3
+
+
+SENDERS = {"channel_pool", "fetcher", "ai_pool", "dispatcher", "schedules"}
+
+
+def deliveries_counted(server) -> float:
+    """messagepusher_deliveries_total summed over every outcome, from the node's /metrics."""
+    text = server.client(None).get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("messagepusher_deliveries_total{")
+    )
+
+
+def test_an_api_node_ingests_and_a_worker_node_delivers_what_it_took(
+    server_factory, postgres_url, sink
+):
+    url, _schema = postgres_url
+    api_node = node(server_factory, url, "front", MP_SERVER__ROLE="api")
+    worker_node = node(server_factory, url, "back", MP_SERVER__ROLE="worker")
+    api_node.start(timeout=120)
+    worker_node.start(timeout=120)
+    key = api_node.create_key()
+    api = api_node.client(key)
+    webhook(api, sink.url + "/split", name="split-hook")
+    ids = []
+    for i in range(15):
+        r = api.post("/api/v1/messages", json={"title": f"split {i}", "channels": ["split-hook"]})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    for message_id in ids:
+        assert api.wait_message(message_id, ("delivered",))["status"] == "delivered"
+    assert set(ids) <= delivered_ids(sink.received())
+
+    assert deliveries_counted(api_node) == 0, "the api node sent something"
+    assert deliveries_counted(worker_node) >= len(ids)
+    nodes = {n["node_name"]: n for n in api.get("/api/v1/admin/nodes").json()["items"]}
+    assert nodes["front"]["role"] == "api" and nodes["back"]["role"] == "worker"
+    assert not SENDERS & set(nodes["front"]["components"]), nodes["front"]["components"]
+    assert set(nodes["back"]["components"]) >= SENDERS
+
+    back = worker_node.client(key)
+    assert back.get("/healthz").status_code == 200
+    assert back.get("/readyz").status_code == 200
+    assert back.get("/metrics").status_code == 200
+    refused = back.post("/api/v1/messages", json={"title": "not here"})
+    assert refused.status_code == 404
+    assert back.get("/api/v1/admin/nodes").status_code == 404

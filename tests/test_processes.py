@@ -304,7 +304,7 @@ def test_workers_of_a_killed_root_exit_the_port_frees_and_a_restart_delivers_eve
     assert set(ids) <= delivered_ids(sink.received())
 
 
-def test_a_worker_that_stops_beating_is_replaced_and_sigterm_stops_all_with_exit_0(
+def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_exits_0(
     server_factory,
 ):
     srv = server_factory(
@@ -322,7 +322,26 @@ def test_a_worker_that_stops_beating_is_replaced_and_sigterm_stops_all_with_exit
     until(lambda: serving_worker(api, 1, first), SERVING_AGAIN_SECONDS, "worker-1 replaced")
     assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
     live = list(workers(srv.proc.pid).values())
+    srv.proc.send_signal(signal.SIGHUP)
+    until(
+        lambda: srv.log().count("configuration reloaded") >= 2, 30, "SIGHUP reaching both workers"
+    )
     assert srv.stop() == 0
     assert all(not psutil.pid_exists(p) for p in live)
     assert "did not stop in time" not in srv.log()
     assert rows(db_file(srv), "SELECT pid FROM node") == [], "a process did not leave the registry"
+
+
+def test_past_the_process_restart_intensity_the_root_stops_the_rest_and_exits_70(server_factory):
+    srv = server_factory({**FAST, "MP_SUPERVISOR__MAX_RESTARTS": "1"})
+    api = srv.client(srv.create_key())
+    first = workers(srv.proc.pid)
+    psutil.Process(first[1]).send_signal(signal.SIGKILL)
+    until(lambda: serving_worker(api, 1, first[1]), SERVING_AGAIN_SECONDS, "worker-1 replaced")
+    again = workers(srv.proc.pid)
+    psutil.Process(again[1]).send_signal(signal.SIGKILL)
+    assert srv.proc.wait(60) == 70
+    assert not psutil.pid_exists(again[2]) or psutil.Process(again[2]).status() == "zombie"
+    assert "restart intensity is exceeded" in srv.log()
+    events = rows(db_file(srv), "SELECT actor, event FROM supervisor_event WHERE event = 'give_up'")
+    assert events == [("worker-1", "give_up")]

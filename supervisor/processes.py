@@ -75,13 +75,15 @@ class Slot:
         """Account for bytes read from the beat pipe; returns the whole lines among them."""
         self.pending += data
         *lines, self.pending = self.pending.split(b"\n")
-        if lines:
-            self.last_beat = now
         out = []
         for raw in lines:
             line = raw.decode(errors="replace")
             out.append(line)
-            if line == "READY=1":
+            # Only the main thread's BEAT counts: other threads (the monitor's watchdog pings)
+            # go on while the main loop is stuck.
+            if line == "BEAT":
+                self.last_beat = now
+            elif line == "READY=1":
                 self.ready = True
                 self.state = "running"
             elif line.startswith("STATUS="):
@@ -113,7 +115,7 @@ class Slot:
         if now - self.last_beat > heartbeat_timeout or self.status.startswith("not ready"):
             return False
         if watchdog is not None:
-            return self.last_watchdog is not None and now - self.last_watchdog <= 4 * watchdog
+            return self.last_watchdog is not None and now - self.last_watchdog <= 2 * watchdog
         return True
 
 

@@ -5,15 +5,20 @@ Real processes on a real socket and SQLite file; the pure decisions of superviso
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from support.ops import db_file, rows, until, webhook
 from support.server import REPO
 
@@ -53,7 +58,7 @@ def test_an_exit_is_described_by_its_code_or_its_signal():
 
 def _running_slot(now: float = 100.0) -> Slot:
     slot = Slot(1, proc=object(), started=now, last_beat=now, state="starting")
-    slot.take_lines(b"READY=1\nSTATUS=listening\n", now)
+    slot.take_lines(b"READY=1\nSTATUS=listening\nBEAT\n", now)
     return slot
 
 
@@ -62,10 +67,12 @@ def test_a_worker_is_hung_only_once_its_beats_stop_for_longer_than_the_timeout()
     assert slot.state == "running" and slot.ready
     assert slot.overdue(102.9, heartbeat_timeout=3, start_timeout=60) is None
     assert "no heartbeat" in slot.overdue(103.1, heartbeat_timeout=3, start_timeout=60)
-    slot.take_lines(b"BE", 103.0)  # half a line is no beat
+    slot.take_lines(b"WATCHDOG=1\nSTATUS=ready\n", 103.0)  # other threads' lines are no beat
     assert slot.overdue(103.1, 3, 60)
-    slot.take_lines(b"AT\n", 103.1)
-    assert slot.overdue(103.2, 3, 60) is None
+    slot.take_lines(b"BE", 103.2)  # half a line is no beat
+    assert slot.overdue(103.2, 3, 60)
+    slot.take_lines(b"AT\n", 103.3)
+    assert slot.overdue(103.4, 3, 60) is None
 
 
 def test_a_starting_worker_has_the_start_window_not_the_heartbeat_timeout():
@@ -82,9 +89,12 @@ def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are
     assert slot.healthy(102.0, 3, watchdog=5.0)
     slot.take_lines(b"STATUS=not ready: ingest\n", 102.0)
     assert not slot.healthy(102.5, 3, watchdog=5.0)
-    slot.take_lines(b"STATUS=ready\n", 103.0)
+    slot.take_lines(b"STATUS=ready\nBEAT\n", 103.0)
     assert slot.healthy(103.5, 3, watchdog=5.0)
     assert not slot.healthy(106.5, 3, watchdog=5.0)  # beats stopped
+    slot.take_lines(b"BEAT\n", 110.5)
+    assert slot.healthy(110.5, 3, watchdog=5.0)  # the last watchdog ping within two periods
+    assert not slot.healthy(110.5, 3, watchdog=4.0)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -143,7 +153,10 @@ def workers(root_pid: int) -> dict[int, int]:
 
 def serving_worker(api, slot: int, not_pid: int) -> dict | None:
     """The node row of the process now serving in `slot`, once it is a new one and running."""
-    items = api.get("/api/v1/admin/nodes").json()["items"]
+    try:
+        items = api.get("/api/v1/admin/nodes").json()["items"]
+    except requests.ConnectionError:  # a keep-alive connection to the worker just replaced
+        return None
     return next(
         (
             n
@@ -304,17 +317,72 @@ def test_workers_of_a_killed_root_exit_the_port_frees_and_a_restart_delivers_eve
     assert set(ids) <= delivered_ids(sink.received())
 
 
+class NotifyRecorder:
+    """systemd's end of $NOTIFY_SOCKET, recording (sender pid, datagram) from the credentials."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="sdp", dir="/tmp")  # unix socket paths are short
+        self.path = str(Path(self.dir) / "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.received: list[tuple[int, str]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while self.running:
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except TimeoutError:
+                continue
+            pid = next(
+                struct.unpack("3i", raw)[0]
+                for level, kind, raw in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+            )
+            self.received.append((pid, data.decode()))
+
+    def lines(self) -> list[str]:
+        return [line for _pid, text in list(self.received) for line in text.splitlines()]
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+@pytest.fixture
+def notify_recorder():
+    recorder = NotifyRecorder()
+    yield recorder
+    recorder.close()
+
+
 def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_exits_0(
-    server_factory,
+    server_factory, notify_recorder
 ):
     srv = server_factory(
-        {**FAST, "MP_FAULTS__HEARTBEAT__HANG_ON_NTH": "8", "MP_FAULTS__HEARTBEAT__WORKER": "1"}
+        {
+            **FAST,
+            "MP_FAULTS__HEARTBEAT__HANG_ON_NTH": "40",
+            "MP_FAULTS__HEARTBEAT__WORKER": "1",
+            "NOTIFY_SOCKET": notify_recorder.path,
+            "WATCHDOG_USEC": "4000000",
+        }
     )
     api = srv.client(srv.create_key())
     first = workers(srv.proc.pid)[1]
 
     def hung_event() -> list:
-        items = api.get("/api/v1/admin/supervisor/events", params={"event": "hung"}).json()
+        try:
+            items = api.get("/api/v1/admin/supervisor/events", params={"event": "hung"}).json()
+        except requests.ConnectionError:  # a keep-alive connection to the hung worker, killed
+            return []
         return [e for e in items["items"] if e["actor"] == "worker-1"]
 
     events = until(hung_event, 60, "the root reporting worker-1 hung")
@@ -330,6 +398,17 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
     assert all(not psutil.pid_exists(p) for p in live)
     assert "did not stop in time" not in srv.log()
     assert rows(db_file(srv), "SELECT pid FROM node") == [], "a process did not leave the registry"
+
+    # Only the root told systemd: ready once, the watchdog paused while worker-1 was unwell.
+    assert {pid for pid, _text in notify_recorder.received} == {srv.proc.pid}
+    lines = notify_recorder.lines()
+    assert lines.count("READY=1") == 1 and lines[-1] == "STOPPING=1"
+    unwell = next(
+        i for i, ln in enumerate(lines) if ln.startswith("STATUS=not ready") and "worker-1" in ln
+    )
+    well_again = lines.index("STATUS=ready", unwell)
+    assert "WATCHDOG=1" in lines[:unwell] and "WATCHDOG=1" in lines[well_again:]
+    assert "WATCHDOG=1" not in lines[unwell:well_again]
 
 
 def test_past_the_process_restart_intensity_the_root_stops_the_rest_and_exits_70(server_factory):

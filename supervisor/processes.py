@@ -79,13 +79,14 @@ class Slot:
         for raw in lines:
             line = raw.decode(errors="replace")
             out.append(line)
-            # Only the main thread's BEAT counts: other threads (the monitor's watchdog pings)
-            # go on while the main loop is stuck.
+            # Only the main thread's lines count as beats (BEAT, and READY=1 before its loop
+            # starts): other threads, the monitor's watchdog pings, go on while it is stuck.
             if line == "BEAT":
                 self.last_beat = now
             elif line == "READY=1":
                 self.ready = True
                 self.state = "running"
+                self.last_beat = now
             elif line.startswith("STATUS="):
                 self.status = line[len("STATUS=") :]
             elif line == "WATCHDOG=1":

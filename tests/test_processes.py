@@ -58,7 +58,7 @@ def test_an_exit_is_described_by_its_code_or_its_signal():
 
 def _running_slot(now: float = 100.0) -> Slot:
     slot = Slot(1, proc=object(), started=now, last_beat=now, state="starting")
-    slot.take_lines(b"READY=1\nSTATUS=listening\nBEAT\n", now)
+    slot.take_lines(b"READY=1\nSTATUS=listening\n", now)
     return slot
 
 
@@ -75,10 +75,12 @@ def test_a_worker_is_hung_only_once_its_beats_stop_for_longer_than_the_timeout()
     assert slot.overdue(103.4, 3, 60) is None
 
 
-def test_a_starting_worker_has_the_start_window_not_the_heartbeat_timeout():
+def test_a_starting_worker_has_the_start_window_and_its_ready_counts_as_a_beat():
     slot = Slot(1, proc=object(), started=100.0, last_beat=100.0, state="starting")
     assert slot.overdue(150.0, heartbeat_timeout=3, start_timeout=60) is None
     assert "not ready" in slot.overdue(160.5, heartbeat_timeout=3, start_timeout=60)
+    slot.take_lines(b"READY=1\n", 150.0)
+    assert slot.overdue(152.9, heartbeat_timeout=3, start_timeout=60) is None
 
 
 def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are_current():
@@ -389,6 +391,13 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
     assert "no heartbeat" in events[0]["detail"]
     until(lambda: serving_worker(api, 1, first), SERVING_AGAIN_SECONDS, "worker-1 replaced")
     assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+
+    def watchdog_resumed() -> bool:
+        lines = notify_recorder.lines()
+        unwell = [i for i, ln in enumerate(lines) if ln.startswith("STATUS=not ready")]
+        return bool(unwell) and "WATCHDOG=1" in lines[unwell[-1] :]
+
+    until(watchdog_resumed, 30, "the root feeding the watchdog again")
     live = list(workers(srv.proc.pid).values())
     srv.proc.send_signal(signal.SIGHUP)
     until(

@@ -245,7 +245,11 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
     from messagepusher.supervisor.worker_link import WorkerLink
 
     logs.configure(settings.logging, settings.data_path)
-    link = WorkerLink.from_environ(settings.faults)
+    try:
+        link = WorkerLink.from_environ(settings.faults)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     try:
         serving_lock = hold_serving_lock(
             settings

@@ -56,15 +56,23 @@ class WorkerLink:
 
     @classmethod
     def from_environ(cls, faults: dict) -> WorkerLink | None:
-        """The link when this process is a root's worker, else None (a process serving alone)."""
+        """The link when this process is a root's worker, else None (a process serving alone).
+
+        Raises ValueError, one line for the operator, when the variable is not the root's."""
         text = os.environ.get(WORKER_ENV)
         if not text:
             return None
-        spec = WorkerSpec.decode(text)
         fault = faults.get("heartbeat")
-        if fault is not None and fault.worker and (fault.worker, 1) != (spec.slot, spec.start):
-            fault = None
-        return cls(spec, FaultInjector(fault))
+        try:
+            spec = WorkerSpec.decode(text)
+            if fault is not None and fault.worker and (fault.worker, 1) != (spec.slot, spec.start):
+                fault = None
+            return cls(spec, FaultInjector(fault))
+        except (ValueError, OSError) as exc:
+            raise ValueError(
+                f"error: {WORKER_ENV}={text!r} is not a link from a root process ({exc}); "
+                f"the root sets it for its workers only: unset it"
+            ) from None
 
     def listening_socket(self) -> socket.socket:
         return socket.socket(fileno=self.spec.listen_fd)

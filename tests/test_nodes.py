@@ -13,6 +13,8 @@ import psutil
 import pytest
 from support.ops import until, webhook
 
+from messagepusher.supervisor.nodes import cluster_counts, node_state
+
 pytestmark = pytest.mark.xdist_group("heavy")
 
 LEASE_SECONDS = 5
@@ -26,6 +28,28 @@ SHARED = {
     "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
     "MP_SHUTDOWN_GRACE_SECONDS": "5",
 }
+
+
+def test_a_process_is_stale_once_unstamped_for_longer_than_the_stale_window():
+    assert node_state("running", last_seen=100.0, now=130.0, stale_after=30) == "running"
+    assert node_state("running", last_seen=100.0, now=130.1, stale_after=30) == "stale"
+    assert node_state("stopping", last_seen=100.0, now=101.0, stale_after=30) == "stopping"
+
+
+def test_the_cluster_counts_live_nodes_and_workers_not_roots_nor_stale_rows():
+    views = [
+        {"node_name": "a", "kind": "root", "role": "all", "state": "running"},
+        {"node_name": "a", "kind": "worker", "role": "all", "state": "running"},
+        {"node_name": "a", "kind": "worker", "role": "all", "state": "running"},
+        {"node_name": "b", "kind": "single", "role": "api", "state": "running"},
+        {"node_name": "c", "kind": "single", "role": "worker", "state": "stale"},
+    ]
+    assert cluster_counts(views) == {
+        "nodes": 2,
+        "processes": 3,
+        "stale_processes": 1,
+        "roles": {"all": 2, "api": 1},
+    }
 
 
 def node(server_factory, url: str, name: str, **env: str):

@@ -433,3 +433,44 @@ def test_past_the_process_restart_intensity_the_root_stops_the_rest_and_exits_70
     assert "restart intensity is exceeded" in srv.log()
     events = rows(db_file(srv), "SELECT actor, event FROM supervisor_event WHERE event = 'give_up'")
     assert events == [("worker-1", "give_up")]
+
+
+def test_a_node_metrics_view_sums_counters_of_ended_workers_and_labels_the_node(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = (
+        "from messagepusher.supervisor.metrics import Metrics\n"
+        "m = Metrics(); m.accepted.inc(2); m.sse_streams.set(5); print(__import__('os').getpid())"
+    )
+    pids = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", count],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        )
+        for _ in range(2)
+    ]
+    render = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from messagepusher.supervisor.metrics import Metrics, forget_process\n"
+        "folder = Path(os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
+        "for pid in sys.argv[1:]: forget_process(int(pid), folder)\n"
+        "sys.stdout.write(Metrics().render('web-1').decode())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", render, *map(str, pids)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert 'messagepusher_messages_accepted_total{node="web-1"} 4.0' in lines
+    # The live gauges of ended workers (5 each) are gone; only the rendering process's 0 is left.
+    assert 'messagepusher_sse_streams{node="web-1"} 0.0' in lines

@@ -38,7 +38,9 @@ EXIT_ESCALATED = 70
 class Runtime:
     """Process-wide wiring. Methods are thread-safe unless they say otherwise."""
 
-    def __init__(self, settings: Settings, config_path: str | None = None, clock: Clock | None = None):
+    def __init__(
+        self, settings: Settings, config_path: str | None = None, clock: Clock | None = None
+    ):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.config_path = config_path

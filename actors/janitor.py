@@ -16,7 +16,7 @@ import peewee
 from messagepusher.actors import backups, lifecycle, reports
 from messagepusher.supervisor.actor import TICK, Job, PerJobPoolActor
 from messagepusher.supervisor.config import RetentionSettings
-from messagepusher.supervisor.db import is_sqlite, write_transaction
+from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import FINISHED
 from messagepusher.supervisor.models import (
     Alert,
@@ -145,36 +145,11 @@ def maintain(runtime: Runtime) -> dict[str, Any]:
     PostgreSQL: ANALYZE (autovacuum does the rest). An integrity failure is returned in
     the run's detail, where the monitor's integrity rule finds it, and logged as an error.
     """
-    db = runtime.db
-    if not is_sqlite(db):
-        db.execute_sql("ANALYZE")
-        return {
-            "analyze": "done",
-            "integrity": None,
-            "note": "PostgreSQL: no integrity_check; vacuuming is autovacuum's",
-        }
-    busy, wal_pages, checkpointed = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    db.execute_sql("PRAGMA optimize")
-    problems = [row[0] for row in db.execute_sql("PRAGMA integrity_check").fetchall()]
-    integrity = "ok" if problems == ["ok"] else "; ".join(problems[:20])
-    if integrity != "ok":
-        log.error("database integrity check failed: %s", integrity)
-    free = db.execute_sql("PRAGMA freelist_count").fetchone()[0]
-    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
-    vacuumed = should_vacuum(free, pages, runtime.settings.maintenance.vacuum_free_ratio)
-    if vacuumed:
-        db.execute_sql("VACUUM")
-    return {
-        "checkpoint": {
-            "complete": not busy,
-            "wal_pages": wal_pages,
-            "checkpointed_pages": checkpointed,
-        },
-        "integrity": integrity,
-        "free_pages": free,
-        "pages": pages,
-        "vacuumed": vacuumed,
-    }
+    ratio = runtime.settings.maintenance.vacuum_free_ratio
+    detail = runtime.db.dialect.maintain(lambda free, pages: should_vacuum(free, pages, ratio))
+    if detail["integrity"] not in (None, "ok"):
+        log.error("database integrity check failed: %s", detail["integrity"])
+    return detail
 
 
 def backup(runtime: Runtime) -> dict[str, Any]:

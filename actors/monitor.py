@@ -22,7 +22,7 @@ from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.resources.health import readiness
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.actor import PING, TICK, SerialActor
-from messagepusher.supervisor.db import database, is_sqlite, write_transaction
+from messagepusher.supervisor.db import database, write_transaction
 from messagepusher.supervisor.metrics import Metrics
 from messagepusher.supervisor.models import Alert, JobRun, User
 from messagepusher.supervisor.supervisor import ReportHung
@@ -122,9 +122,8 @@ def lock_alert_ident(rule: str, key: str) -> None:
     first commits, the second's lookup sees its alert. SQLite needs nothing: the write
     transaction already holds the database's only write lock.
     """
-    if not is_sqlite():
-        ident = zlib.crc32(f"{rule}\0{key}".encode()) - 2**31  # a stable int4 on every node
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (ALERT_LOCK_CLASS, ident))
+    ident = zlib.crc32(f"{rule}\0{key}".encode()) - 2**31  # a stable int4 on every node
+    database.dialect.lock_in_transaction(ALERT_LOCK_CLASS, ident)
 
 
 def notified_since(condition: alerts.Condition, since: float) -> bool:

@@ -43,13 +43,14 @@ class Ticker:
 
     `after`, `every` and `stop` are thread-safe and return at once; the thread starts with the
     first timer, so a CLI command that never schedules one never starts it. `run_due` tells
-    what is due now in the caller's thread: tests with a `FakeClock` advance the clock and
-    call it instead of waiting. An exception inside `tell` other than a dead actor is logged
-    and the timer dropped; the thread goes on.
+    what is due now in the caller's thread: a test makes the ticker with `threaded=False`
+    and a `FakeClock`, advances the clock and calls it instead of waiting. An exception
+    inside `tell` other than a dead actor is logged and the timer dropped; the thread goes on.
     """
 
-    def __init__(self, clock: Clock):
+    def __init__(self, clock: Clock, threaded: bool = True):
         self.clock = clock
+        self.threaded = threaded
         self._heap: list[tuple[float, int, Timer]] = []
         self._order = itertools.count()
         self._wakeup = threading.Condition()
@@ -106,7 +107,7 @@ class Ticker:
                 timer.cancel()
                 return timer
             heapq.heappush(self._heap, (timer.due, next(self._order), timer))
-            if self._thread is None:
+            if self._thread is None and self.threaded:
                 self._thread = threading.Thread(target=self._loop, name="ticker", daemon=True)
                 self._thread.start()
             self._wakeup.notify()

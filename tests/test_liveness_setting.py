@@ -9,7 +9,7 @@ import pytest
 
 from messagepusher.actors.monitor import hung_detail, liveness_period
 from messagepusher.supervisor import config
-from messagepusher.supervisor.config import load_settings, liveness_deadline
+from messagepusher.supervisor.config import liveness_deadline, load_settings
 
 
 @pytest.fixture(autouse=True)

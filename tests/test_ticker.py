@@ -46,9 +46,7 @@ def test_a_one_shot_timer_is_told_once_when_due_and_not_before(clock, ticker):
     assert ticker.run_due() == 0 and ref.told == ["scan"]
 
 
-def test_a_periodic_timer_is_told_every_period_and_missed_periods_are_not_caught_up(
-    clock, ticker
-):
+def test_a_periodic_timer_is_told_every_period_and_missed_periods_are_not_caught_up(clock, ticker):
     ref = Ref()
     ticker.every(ref, 10, "tick")
     for _ in range(3):

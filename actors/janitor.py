@@ -195,6 +195,7 @@ class JanitorActor(PerJobPoolActor):
     name = "janitor"
 
     def configured_workers(self) -> int:
+        """Actor thread: one worker, so jobs never run beside each other on this node."""
         return 1
 
     def setup(self) -> None:
@@ -217,7 +218,10 @@ class JanitorActor(PerJobPoolActor):
         return started, self.clock.now(), detail, error
 
     def apply(self, job: Job) -> set[str]:
-        """Actor thread, in the write transaction: finish the run and ack the entry."""
+        """Actor thread, in the write transaction: finish the run and ack the entry.
+
+        Raising rolls the batch back and crashes the actor; the entry is recovered on restart.
+        """
         started, finished, detail, error = job.result
         run_id = job.entry.payload.get("run_id")
         if run_id is not None:

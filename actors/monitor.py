@@ -199,6 +199,7 @@ class MonitorActor(SerialActor):
     name = "monitor"
 
     def setup(self) -> None:
+        """Actor thread: start both timers, first at once. Raising (psutil) stops the actor."""
         self.probes: dict[str, _Probe] = {}
         self.answered: dict[str, int] = {}
         self.process = psutil.Process()
@@ -217,6 +218,7 @@ class MonitorActor(SerialActor):
         self.runtime.liveness_checked_at = None
 
     def period(self) -> float:
+        """Actor thread: seconds to the next round; under systemd at most half the watchdog."""
         watchdog = sd_notify.watchdog_interval()
         interval = self.settings.monitor.interval
         return min(interval, watchdog) if watchdog else interval
@@ -384,6 +386,8 @@ class MonitorActor(SerialActor):
                 self._fire(action, now)
 
     def _fire(self, action: alerts.Action, now: float) -> None:
+        """Actor thread: open or update one alert, then notify if the plan says so and no other
+        node did. A database error raises to `round`, which logs it."""
         condition = action.condition
         alert_id = action.alert_id
         notify = action.notify
@@ -432,7 +436,8 @@ class MonitorActor(SerialActor):
                 Alert.update(notified_at=None).where(Alert.id == alert_id).execute()
 
     def _claim_notice(self, alert_id: int, now: float) -> bool:
-        """Of the nodes sharing the database, the one whose update sets notified_at sends."""
+        """Actor thread: of the nodes sharing the database, the one whose update sets
+        notified_at sends. A database error raises to `round`."""
         claimed = (
             Alert.update(notified_at=now)
             .where((Alert.id == alert_id) & Alert.notified_at.is_null())
@@ -441,6 +446,8 @@ class MonitorActor(SerialActor):
         return bool(claimed)
 
     def _resolve(self, alert: Alert, notify: bool, now: float) -> None:
+        """Actor thread: resolve one alert once (across nodes), notify if planned. A database
+        error raises to `round`."""
         resolved = (
             Alert.update(state="resolved", resolved_at=now, last_at=now)
             .where((Alert.id == alert.id) & (Alert.state == "firing"))

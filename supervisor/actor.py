@@ -217,6 +217,11 @@ class SerialActor(MailboxActor):
     """
 
     def on_wake(self) -> None:
+        """Actor thread: claim a batch and run each entry in turn; a full batch wakes itself again.
+
+        A database error while claiming or acking raises and crashes the actor (the
+        supervisor restarts it; the entries' leases are recovered on start).
+        """
         mailbox = self.settings.mailbox
         entries = self.mailbox.claim(
             self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner
@@ -237,7 +242,7 @@ class SerialActor(MailboxActor):
             self.actor_ref.tell(WAKE)
 
     def execute(self, entry: Entry) -> None:
-        """Actor thread: do one entry's work."""
+        """Actor thread: do one entry's work. Raising nacks the entry (retried with back-off)."""
         raise ValueError(f"{self.name} has no work of kind {entry.kind!r}")
 
 

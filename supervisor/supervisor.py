@@ -165,6 +165,10 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- children ----------------------------------------------------------------------
 
     def _start_child(self, child: ChildState, restart: bool = False) -> None:
+        """Supervisor thread: start the next incarnation and register it by name.
+
+        Raising (a child class that cannot be imported) stops the supervisor: escalation.
+        """
         child.incarnation += 1
         cls = child_class(child.spec.name)
         child.ref = cls.start(self.runtime, child.incarnation)
@@ -176,6 +180,8 @@ class SupervisorActor(pykka.ThreadingActor):
         log.info("supervisor: %s %sed (incarnation %d)", child.spec.name, event, child.incarnation)
 
     def _on_crash(self, name: str, incarnation: int, kind: str, error: str) -> None:
+        """Supervisor thread: record a crash or hang of the current incarnation, then restart it
+        after its back-off (a `RestartChild` on the ticker) or give up and escalate."""
         child = self.children.get(name)
         if child is None or child.incarnation != incarnation or self._stopping:
             return
@@ -209,6 +215,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self.timers.after(f"restart {name}", delay, RestartChild(name, child.incarnation))
 
     def _stop_children(self) -> dict[str, bool]:
+        """Supervisor thread (the StopChildren ask): stop children in reverse start order,
+        each within its shutdown timeout; {name: stopped in time}. Raising goes to the asker."""
         self._stopping = True
         stopped = {}
         for name in reversed(list(self.children)):
@@ -231,6 +239,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return stopped
 
     def status(self) -> dict[str, dict[str, Any]]:
+        """Supervisor thread (the Status ask): every child's state, restarts and last error."""
         return {
             name: {
                 "state": c.state,
@@ -247,6 +256,7 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- helpers -------------------------------------------------------------------------
 
     def _record(self, actor: str, event: str, detail: str) -> None:
+        """Supervisor thread: keep a start, crash or restart in the database; never raises."""
         try:
             SupervisorEvent.create(
                 at=self.runtime.clock.now(),

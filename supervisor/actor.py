@@ -101,7 +101,8 @@ class MailboxActor(pykka.ThreadingActor):
     Every method of a MailboxActor and its subclasses runs in the actor's own thread, timed
     work included: timers are the process's one `Ticker` (supervisor/ticker.py), which only
     tells messages (`self.timers.every("lease", 10, TICK)`), so a timed callback is an
-    ordinary message handled in order. Worker threads of a PoolActor run `work` only.
+    ordinary message handled in order. The one exception is a PoolActor's worker threads,
+    which run only `work` and then tell the actor FLUSH.
     An exception escaping a handler stops the actor; `on_failure` then reports it to the
     supervisor, which restarts it.
     """

@@ -220,9 +220,8 @@ class HookReceive:
         req.context.principal = Principal(
             owner.id, owner.username, owner.role, frozenset(ROLE_SCOPES[owner.role]), via="hook"
         )
-        throttle = getattr(self.runtime, "throttle", None)
-        if throttle is not None:
-            throttle(req)
+        if self.runtime.throttle is not None:
+            self.runtime.throttle(req)
         payload = read_payload(req)
         fields, error = hook_templates.message_for(template_of(hook), hook.name, payload)
         now = self.runtime.clock.now()

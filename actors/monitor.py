@@ -151,7 +151,7 @@ class _Probe:
 
 
 def _answer(future: pykka.Future) -> str:
-    """ "pending", "pong", or "stopped" (the supervisor deals with a stopped child)."""
+    """How a ping stands: "pending", "pong", or "stopped" (the supervisor deals with a stopped child)."""
     try:
         future.get(timeout=0)
     except pykka.Timeout:

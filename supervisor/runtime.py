@@ -204,6 +204,11 @@ class Runtime:
             stop_heartbeat.set()
 
     def _resume(self) -> None:
+        """Caller's thread, after `work` of `while_stopped`: bring the service back.
+
+        A migration or start that raises leaves the service refusing work, and the error
+        goes to the caller (the restore answers 500 with it).
+        """
         migrate(self.db)
         if self.runtime_config is not None:
             self.runtime_config.apply_stored()

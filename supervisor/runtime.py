@@ -207,7 +207,7 @@ class Runtime:
         """Caller's thread, after `work` of `while_stopped`: bring the service back.
 
         A migration or start that raises leaves the service refusing work, and the error
-        goes to the caller (the restore answers 500 with it).
+        goes to the caller.
         """
         migrate(self.db)
         if self.runtime_config is not None:

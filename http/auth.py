@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from messagepusher.http import params
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
 from messagepusher.supervisor.accounts import find_session
+from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
 from messagepusher.supervisor.models import ApiKey, User
 
@@ -44,9 +44,9 @@ class KeyCache:
     Entries live `ttl` seconds; any change to a key or its user drops them at once.
     """
 
-    def __init__(self, ttl: float, now: Callable[[], float] = time.monotonic):
+    def __init__(self, ttl: float, clock: Clock | None = None):
         self.ttl = ttl
-        self.now = now
+        self.clock: Clock = clock or SystemClock()
         self._entries: dict[str, tuple[float, Principal, float | None]] = {}
         self._lock = threading.Lock()
 
@@ -56,8 +56,8 @@ class KeyCache:
         if hit is None:
             return None
         stored_at, principal, expires_at = hit
-        if self.now() - stored_at > self.ttl or (
-            expires_at is not None and time.time() >= expires_at
+        if self.clock.monotonic() - stored_at > self.ttl or (
+            expires_at is not None and self.clock.now() >= expires_at
         ):
             with self._lock:
                 self._entries.pop(presented, None)
@@ -70,12 +70,17 @@ class KeyCache:
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[presented] = (self.now(), principal, expires_at)
+            self._entries[presented] = (self.clock.monotonic(), principal, expires_at)
 
     def drop_key(self, key_id: int) -> None:
         with self._lock:
             for k in [k for k, v in self._entries.items() if v[1].key_id == key_id]:
                 del self._entries[k]
+
+    def clear(self) -> None:
+        """Forget every key (after a restore: the backup may lack keys verified before it)."""
+        with self._lock:
+            self._entries.clear()
 
     def drop_user(self, user_id: int) -> None:
         with self._lock:
@@ -111,8 +116,9 @@ class KeyAuthenticator:
 
     LAST_USED_EVERY = 30.0  # the first use after start or after any change to the key always writes
 
-    def __init__(self, cache: KeyCache):
+    def __init__(self, cache: KeyCache, clock: Clock | None = None):
         self.cache = cache
+        self.clock: Clock = clock or cache.clock
         self._last_used_written: dict[int, float] = {}
 
     def authenticate(self, presented: str) -> Principal:
@@ -133,7 +139,7 @@ class KeyAuthenticator:
             raise unauthorized("the API key is not valid (unknown or deleted)")
         if not row.enabled:
             raise unauthorized("the API key is disabled; enable it with PATCH /api/v1/keys/{id}")
-        if row.expires_at is not None and row.expires_at <= time.time():
+        if row.expires_at is not None and row.expires_at <= self.clock.now():
             raise unauthorized("the API key has expired; create a new one")
         user = row.user
         if user.disabled:
@@ -145,7 +151,7 @@ class KeyAuthenticator:
     def _touch(self, key_id: int | None) -> None:
         if key_id is None:
             return
-        now = time.time()
+        now = self.clock.now()
         if now - self._last_used_written.get(key_id, 0) < self.LAST_USED_EVERY:
             return
         self._last_used_written[key_id] = now

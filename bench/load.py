@@ -929,7 +929,7 @@ def compare_report(counts: list[int], results: dict) -> str:
     for label, res in systems:
         for phase, run in [("", res), *res.items()]:
             if isinstance(run, dict) and run.get("failure"):
-                lines.append(f"FAILED {label} {phase}: {run['failure']}".replace("  ", " "))
+                lines.append(f"FAILED {label}{' ' + phase if phase else ''}: {run['failure']}")
             if isinstance(run, dict) and run.get("errors"):
                 lines.append(f"client errors {label} {phase}: {run['errors']}")
     return "\n".join(lines)

@@ -251,3 +251,38 @@ def test_on_postgresql_a_change_and_a_revocation_through_a_reach_b(server_factor
         target = (admin_a, admin_b)[attempt % 2]
         assert login_from(target, next(addresses), name, "wrong-password") == 401
     assert login_from(admin_b, next(addresses), name, PASSWORD) == 429
+
+
+def test_failed_logins_recorded_at_one_moment_through_many_connections_all_count(postgres_url):
+    """On PostgreSQL a read-then-write of the failure row would lose some of them."""
+    from messagepusher.supervisor import accounts
+    from messagepusher.supervisor.db import open_database
+    from messagepusher.supervisor.migrations import migrate
+    from messagepusher.supervisor.models import LoginFailure
+
+    database = open_database(postgres_url[0])
+    database.connect()
+    migrate(database)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def fail_five_times() -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                accounts.record_failure(["user:target"], 1000, 3600)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=fail_five_times) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors, errors
+        assert LoginFailure.get_by_id("user:target").failures == 40
+    finally:
+        database.close_all()

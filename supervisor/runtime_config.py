@@ -1,7 +1,8 @@
 """Run-time configuration: the whitelisted keys changed over the admin API, as numbered versions.
 
 A change is validated exactly like the file, stored as a version that can be rolled back, applied
-live (pools resize, jobs reschedule, the log level changes) and applied again at every start.
+live (pools resize, jobs reschedule, the log level changes) and applied again at every start;
+every other process and node finds the new version within WATCH_SECONDS and applies it too.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class RuntimeConfig:
     """Versions of the run-time overrides and their live application.
 
     Every method runs in the caller's thread (an HTTP worker, the main thread at start,
-    the reload thread on SIGHUP) and is serialised by one lock. A rejected change raises
+    the reload thread on SIGHUP, the config watcher's thread) and is serialised by one lock. A rejected change raises
     RuntimeConfigError and leaves both the database and the running settings untouched.
     """
 

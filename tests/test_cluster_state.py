@@ -112,7 +112,7 @@ def test_changes_made_through_a_and_b_build_on_each_other(pair):
 
 def test_a_per_user_rate_limit_holds_for_both_servers_together_within_10_percent(pair):
     a, b = pair
-    rate, burst, seconds = 20, 5, 4.0
+    rate, burst, seconds = 10, 3, 5.0
     patched = a.patch(
         "/api/v1/admin/config",
         json={"security": {"rate_limit": {"per_user_per_second": rate, "per_user_burst": burst}}},

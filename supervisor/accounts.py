@@ -379,8 +379,12 @@ def record_failure(
     """
     now = time.time() if now is None else now
     until = now + lockout_seconds
-    values = {"now": now, "until": until, "lockout": float(lockout_seconds)}
-    values["max_failures"] = max_failures
+    values = {
+        "now": now,
+        "until": until,
+        "lockout": float(lockout_seconds),
+        "max_failures": max_failures,
+    }
     db = database.obj
     sql = _NAMED.sub(db.param, RECORD_FAILURE_SQL)
     highest, locked = 0, False

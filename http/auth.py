@@ -17,6 +17,7 @@ import peewee
 from messagepusher.http import params
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
+from messagepusher.supervisor import cluster_stamps
 from messagepusher.supervisor.accounts import find_session
 from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
@@ -39,40 +40,63 @@ class Principal:
 
 
 class KeyCache:
-    """Recently verified keys, so the hot path skips the database. Thread-safe.
+    """Recently verified keys, so the hot path skips the join and the hash. Thread-safe.
 
-    Entries live `ttl` seconds; any change to a key or its user drops them at once.
+    Entries live `ttl` seconds. Any change to a key or its user, through any process or node,
+    drops them on the next request: the change bumps the shared `credentials` stamp
+    (supervisor/cluster_stamps) and every lookup compares it, one indexed read, with the value
+    the cache was filled under. `generation` reads that stamp (caller's thread).
     """
 
-    def __init__(self, ttl: float, clock: Clock | None = None):
+    def __init__(
+        self,
+        ttl: float,
+        clock: Clock | None = None,
+        generation: Callable[[], int] = cluster_stamps.credentials,
+    ):
         self.ttl = ttl
         self.clock: Clock = clock or SystemClock()
+        self.generation = generation
+        self._filled_under: int | None = None
         self._entries: dict[str, tuple[float, Principal, float | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, presented: str) -> Principal | None:
+    def get(self, presented: str) -> tuple[Principal | None, int]:
+        """The cached principal (or None) and the stamp read, which `put` needs after a load."""
+        if self.ttl <= 0:
+            return None, 0
+        current = self.generation()
         with self._lock:
+            if current != self._filled_under:
+                self._entries.clear()
+                self._filled_under = current
             hit = self._entries.get(presented)
         if hit is None:
-            return None
+            return None, current
         stored_at, principal, expires_at = hit
         if self.clock.monotonic() - stored_at > self.ttl or (
             expires_at is not None and self.clock.now() >= expires_at
         ):
             with self._lock:
                 self._entries.pop(presented, None)
-            return None
-        return principal
+            return None, current
+        return principal, current
 
-    def put(self, presented: str, principal: Principal, expires_at: float | None) -> None:
+    def put(
+        self, presented: str, principal: Principal, expires_at: float | None, seen: int
+    ) -> None:
+        """Keep a principal loaded after reading stamp `seen`; not if the stamp has moved since."""
         if self.ttl <= 0:
             return
         with self._lock:
+            if seen != self._filled_under:
+                return
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[presented] = (self.clock.monotonic(), principal, expires_at)
 
     def drop_key(self, key_id: int) -> None:
+        cluster_stamps.bump(cluster_stamps.CREDENTIALS)
         with self._lock:
             for k in [k for k, v in self._entries.items() if v[1].key_id == key_id]:
                 del self._entries[k]
@@ -83,6 +107,7 @@ class KeyCache:
             self._entries.clear()
 
     def drop_user(self, user_id: int) -> None:
+        cluster_stamps.bump(cluster_stamps.CREDENTIALS)
         with self._lock:
             for k in [k for k, v in self._entries.items() if v[1].user_id == user_id]:
                 del self._entries[k]
@@ -122,10 +147,10 @@ class KeyAuthenticator:
         self._last_used_written: dict[int, float] = {}
 
     def authenticate(self, presented: str) -> Principal:
-        principal = self.cache.get(presented)
+        principal, seen = self.cache.get(presented)
         if principal is None:
             principal, expires_at = self._load(presented)
-            self.cache.put(presented, principal, expires_at)
+            self.cache.put(presented, principal, expires_at, seen)
         self._touch(principal.key_id)
         return principal
 

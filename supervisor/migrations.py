@@ -18,6 +18,7 @@ from messagepusher.supervisor.access_tokens import AccessToken
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
+    CLUSTER_MODELS,
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
@@ -109,6 +110,10 @@ def _inbox_recalled(db: peewee.Database) -> None:
     )
 
 
+def _cluster_state(db: peewee.Database) -> None:
+    db.create_tables(CLUSTER_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -120,6 +125,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
+    (11, "shared rate-limit buckets and cluster stamps", _cluster_state),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -118,6 +118,7 @@ class Runtime:
 
         self.runtime_config = RuntimeConfig(self)
         self.runtime_config.apply_stored()
+        self.runtime_config.start_watching()
         self.scheduler = JobScheduler(self)
         self.scheduler.start()
 
@@ -160,6 +161,8 @@ class Runtime:
         sd_notify.notify("STOPPING=1")
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.runtime_config is not None:
+            self.runtime_config.stop_watching()
         if self.http_server is not None:
             self.http_server.stop()
         if self.audit is not None:

@@ -19,7 +19,7 @@ from messagepusher.actors.channels.base import OutboundMessage, SendContext, Sen
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
-from messagepusher.supervisor.db import execute, execute_many, is_sqlite, placeholders, select_rows
+from messagepusher.supervisor.db import database, execute, execute_many, placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
 from messagepusher.supervisor.ratelimit import BucketMap
@@ -486,8 +486,10 @@ def finish_if_final(
     ids = sorted(message_ids) if isinstance(message_ids, set) else [message_ids]
     finals = lifecycle.MESSAGE_FINAL
     open_messages = select_rows(
-        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
-        f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id{'' if is_sqlite() else ' FOR UPDATE'}",
+        database.dialect.for_update(
+            f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
+            f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id"
+        ),
         (*ids, *finals),
     )
     if not open_messages:

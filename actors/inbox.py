@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from messagepusher.supervisor.db import execute, is_sqlite, select_rows, write_transaction
+from messagepusher.supervisor.db import database, execute, select_rows, write_transaction
 from messagepusher.supervisor.models import InboxItem
 
 # The message as it is when the delivery is sent; a replayed send (same delivery) stores nothing.
@@ -36,8 +36,7 @@ def store(delivery_id: int, now: float | None = None) -> int | None:
     could see id 11 committed before id 10 and resume past 10 for good.
     """
     with write_transaction():
-        if not is_sqlite():
-            execute("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE")
+        database.dialect.serialize_inserts("inbox")
         execute(STORE, (time.time() if now is None else now, delivery_id))
         rows = select_rows(STORED, (delivery_id,))
     return rows[0][0] if rows else None

@@ -129,11 +129,11 @@ class NodeRegistry:
         }
 
     def _config_version(self) -> int:
+        """The run-time configuration version this process runs; a root runs none, so the newest."""
         config = self.runtime.runtime_config
         if config is None:
             return 0
-        row = config.latest()
-        return row.version if row else 0
+        return config.latest_number() if self.kind == "root" else config.applied_version
 
     def beat(self, components: dict[str, Any]) -> None:
         """Stamp the row (insert it if missing), in the registry's thread.

@@ -27,6 +27,12 @@ SHARED = {
     "MP_MAILBOX__LEASE_SECONDS": str(LEASE_SECONDS),
     "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
     "MP_SHUTDOWN_GRACE_SECONDS": "5",
+    # Every thread that reads keeps a pooled connection: few threads keep six worker processes
+    # within PostgreSQL's default max_connections (100), shared with the rest of the suite.
+    "MP_SERVER__THREADS": "3",
+    "MP_CHANNEL_POOL__WORKERS": "3",
+    "MP_FETCHER__WORKERS": "1",
+    "MP_AI_POOL__WORKERS": "1",
 }
 
 
@@ -146,7 +152,9 @@ def test_three_nodes_deliver_every_202_when_one_dies_mid_load_and_show_it_stale(
     api = a.client(key)
 
     def nc_stale() -> list:
-        items = api.get("/api/v1/admin/nodes").json()["items"]
+        answer = api.get("/api/v1/admin/nodes")
+        assert answer.status_code == 200, answer.text
+        items = answer.json()["items"]
         rows = [n for n in items if n["node_name"] == "nc"]
         return rows if rows and all(n["state"] == "stale" for n in rows) else []
 

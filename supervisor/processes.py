@@ -124,7 +124,12 @@ class Slot:
 
 
 class RootSupervisor:
-    """Runs in the root's main thread only; signal handlers just set flags the loop reads."""
+    """Runs in the root's main thread; signal handlers just set flags the loop reads.
+
+    The registry's thread reads the slots' states for the root's node row (plain fields, a
+    snapshot that may be one loop round old). An exception in the loop is a bug: it ends the
+    root with a traceback, the workers see their life pipe close and stop by themselves.
+    """
 
     def __init__(self, runtime: Runtime, count: int, main_script: Path, config_path: str | None):
         self.runtime = runtime

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import falcon
 from pydantic import Field, StrictBool, field_validator
 
+from messagepusher.actors import store
 from messagepusher.http import params
 from messagepusher.http.audit import OUTCOMES, note
 from messagepusher.http.auth import (
@@ -354,7 +355,7 @@ class Users:
             if target is None:
                 raise unprocessable("to", "no such user", ref)
         try:
-            moved = accounts.delete_user(user, target, self.runtime.secretbox)
+            moved = accounts.delete_user(user, target, self.runtime.secretbox, store.move_messages)
         except AccountError as exc:
             raise account_error(exc) from None
         _forget_user(self.runtime, user.id)

@@ -54,6 +54,7 @@ IMPORTED_COLUMNS = (
     "body",
     "format",
     "url",
+    "priority",
     "status",
     "accepted_status",
     "idempotency_key",
@@ -739,7 +740,22 @@ def import_message(
     (message_id,) = insert_returning_ids(
         "message",
         IMPORTED_COLUMNS,
-        [(user_id, title, body, format, url, status, status, idempotency_key, at, at, at)],
+        [
+            (
+                user_id,
+                title,
+                body,
+                format,
+                url,
+                Message.priority.default,
+                status,
+                status,
+                idempotency_key,
+                at,
+                at,
+                at,
+            )
+        ],
     )
     add_event(message_id, "imported", source, at)
     return message_id

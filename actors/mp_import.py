@@ -311,7 +311,7 @@ class Importer:
     def store_message(self, row: dict[str, Any], target: User, key: str) -> None:
         content = str(row.get("content") or "")
         at = row.get("timestamp")
-        at = float(at) if isinstance(at, int | float) and at > 0 else time.time()
+        at = float(at) if isinstance(at, int | float) and at > 0 else self.runtime.clock.now()
         status = message_status(row.get("status"))
         import_message(
             target.id,

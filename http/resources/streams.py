@@ -123,7 +123,7 @@ class Inbox:
         row = get_owned(req, InboxItem, item_id, "inbox item")
         if row.recalled_at is not None:
             raise not_found("inbox item")  # recalled: gone for its owner too
-        inbox.mark_read(row.id)
+        inbox.mark_read(row.id, self.runtime.clock.now())
         resp.media = item_view(InboxItem.get_by_id(row.id))
 
 

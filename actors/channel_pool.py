@@ -17,6 +17,7 @@ from messagepusher.actors import lifecycle, netguard, store
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
+from messagepusher.actors.store import SEND_ROWS, SendRow
 from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.db import placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry
@@ -48,38 +49,6 @@ class CallbackTask:
     message_id: int
     url: str
     body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SendRow:
-    """What one send needs from the delivery, its message and its channel (one SELECT row)."""
-
-    delivery_id: int
-    message_id: int
-    channel_id: int | None
-    channel_name: str
-    channel_type: str
-    status: str
-    message_status: str
-    title: str
-    body: str
-    format: str
-    url: str | None
-    priority: int
-    fetched: str | None
-    ai_result: str | None
-    created_at: float
-    recipients: str | None
-    channel_config: str | None
-    channel_updated_at: float | None
-
-
-SEND_ROWS = """
-    SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
-           m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
-           m.recipients, c.config, c.updated_at
-      FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
-     WHERE d.id IN ({ids})"""
 
 
 def outbound(row: SendRow) -> OutboundMessage:
@@ -151,7 +120,10 @@ class ChannelPoolActor(PoolActor):
     # --- actor thread: before the send -------------------------------------------------
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
-        """Actor thread, inside the claim's transaction: what each send needs, in one read.
+        """Actor thread, inside the claim's transaction: what each send needs, read once.
+
+        Deliveries this process accepted a moment ago come from ingest's hand-off (checked
+        unchanged by `SendHandoff.take`); the rest are read in one query.
 
         A delivery already final, of a cancelled or deleted message, is acked; one over
         its channel's rate is deferred; the rest and their messages are marked `sending`.
@@ -170,10 +142,13 @@ class ChannelPoolActor(PoolActor):
         if not sends:
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
-        rows = {
-            r[0]: SendRow(*r)
-            for r in select_rows(SEND_ROWS.format(ids=placeholders(len(ids))), tuple(ids))
-        }
+        rows = self.runtime.ingest.handoff.take(ids, self.runtime.clock.now())
+        unread = [i for i in ids if i not in rows]
+        if unread:
+            rows.update(
+                (r[0], SendRow(*r))
+                for r in select_rows(SEND_ROWS.format(ids=placeholders(len(unread))), tuple(unread))
+            )
         deferred: dict[float, list[int]] = {}
         settled: list[int] = []
         sending: list[int] = []

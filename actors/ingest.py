@@ -140,6 +140,7 @@ class IngestClient:
         self.queue: deque[_Pending] = deque()
         self.signal = FlushSignal()
         self.channels = ChannelCache()
+        self.handoff = store.SendHandoff()
 
     def request_flush(self) -> bool:
         """Make sure a FLUSH is on its way to a live ingest actor; False when it is down."""
@@ -235,6 +236,7 @@ class IngestActor(MailboxActor):
             stored = store.accept(self.mailbox, [new for _, new in accepted], now)
         for (i, _), row in zip(accepted, stored, strict=True):
             outcomes[i] = Accepted(row.id, row.status, wake=row.wake)
+        self.client.handoff.put(send for row in stored for send in row.sends)  # committed
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
     def _idempotent_replay(

@@ -8,6 +8,8 @@ write transaction, and a database error propagates (the caller's transaction rol
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -130,7 +132,27 @@ EVENTS_AFTER = """
 LAST_EVENT_ID = "SELECT MAX(id) FROM message_event"
 EVENTS_OF = "SELECT at, type, detail FROM message_event WHERE message_id = ? ORDER BY id"
 
+# What one send needs from the delivery, its message and its channel, read in one query.
+SEND_ROWS = """
+    SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
+           m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
+           m.recipients, c.config, c.updated_at
+      FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
+     WHERE d.id IN ({ids})"""
+# Deliveries untouched since they were accepted: still pending, never written again (a status,
+# a retry, an edit of their message all set updated_at), and their channel unchanged since.
+UNTOUCHED_DELIVERIES = """
+    SELECT d.id, d.message_id, d.channel_id, d.created_at
+      FROM delivery d JOIN channel c ON c.id = d.channel_id
+     WHERE d.id IN ({ids}) AND d.status = 'pending' AND d.updated_at = d.created_at
+       AND c.updated_at <= d.created_at"""
+TOUCH_UNSENT = (
+    "UPDATE delivery SET updated_at = ? WHERE message_id = ? AND status IN ('pending', 'sending')"
+)
+
 MAX_FALLBACK_DEPTH = 3
+HANDOFF_LIMIT = 20_000
+HANDOFF_SECONDS = 300.0
 UNSENT = ("pending", "sending")
 
 _event_detail = MessageEvent.detail.db_value
@@ -198,6 +220,97 @@ def stage_entries(
     ]
 
 
+@dataclass(frozen=True)
+class SendRow:
+    """What one send needs from the delivery, its message and its channel (one SEND_ROWS row)."""
+
+    delivery_id: int
+    message_id: int
+    channel_id: int | None
+    channel_name: str
+    channel_type: str
+    status: str
+    message_status: str
+    title: str
+    body: str
+    format: str
+    url: str | None
+    priority: int
+    fetched: str | None
+    ai_result: str | None
+    created_at: float
+    recipients: str | None
+    channel_config: str | None
+    channel_updated_at: float | None
+
+
+class SendHandoff:
+    """Send rows ingest has just committed, handed to this process's channel pool so it does
+    not read back what was just written.
+
+    Ingest's actor thread `put`s after its commit; the channel pool's actor thread `take`s
+    inside its claim transaction, where one id-only query (UNTOUCHED_DELIVERIES) confirms
+    each row is still what was stored: a delivery written since (sent, cancelled, retried,
+    its message edited), its channel changed or deleted, or an id taken by another row all
+    fall back to reading SEND_ROWS. Bounded: the oldest rows and rows older than
+    HANDOFF_SECONDS are dropped (their entries were taken elsewhere or wait for send_at).
+    Thread-safe; database errors propagate.
+    """
+
+    def __init__(self, limit: int = HANDOFF_LIMIT) -> None:
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[int, SendRow] = OrderedDict()
+        self._limit = limit
+
+    def put(self, rows: Iterable[SendRow]) -> None:
+        with self._lock:
+            for row in rows:
+                self._rows[row.delivery_id] = row
+            while len(self._rows) > self._limit:
+                self._rows.popitem(last=False)
+
+    def take(self, delivery_ids: Iterable[int], now: float) -> dict[int, SendRow]:
+        """The rows of these deliveries still as stored; the others are left to the caller."""
+        with self._lock:
+            found = {i: row for i in delivery_ids if (row := self._rows.pop(i, None)) is not None}
+        fresh = {i: row for i, row in found.items() if now - row.created_at <= HANDOFF_SECONDS}
+        if not fresh:
+            return {}
+        ids = tuple(fresh)
+        return {
+            delivery_id: row
+            for delivery_id, *stored in select_rows(
+                UNTOUCHED_DELIVERIES.format(ids=_ids(len(ids))), ids
+            )
+            if [(row := fresh[delivery_id]).message_id, row.channel_id, row.created_at] == stored
+        }
+
+
+def _send_row(
+    delivery_id: int, message_id: int, channel: Channel, draft: Any, status: str, now: float
+) -> SendRow:
+    return SendRow(
+        delivery_id,
+        message_id,
+        channel.id,
+        channel.name,
+        channel.type,
+        "pending",
+        status,
+        draft.title,
+        draft.body,
+        draft.format,
+        draft.url,
+        draft.priority,
+        None,
+        None,
+        now,
+        _json(draft.recipients),
+        channel.config,
+        channel.updated_at,
+    )
+
+
 def _add_events(events: list[tuple]) -> None:
     execute_many(INSERT_EVENT, events)
 
@@ -225,6 +338,7 @@ class Stored:
     id: int
     status: str
     wake: tuple[str, ...]
+    sends: tuple[SendRow, ...] = ()
 
 
 def _message_row(d: Any, status: str, now: float) -> tuple:
@@ -297,7 +411,15 @@ def accept(mailbox: Mailbox, new: list[NewMessage], now: float) -> list[Stored]:
             stage_entries(MessageRef(message_id, d.priority, d.user_id), stage, ids, available)
         )
         wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
-        stored.append(Stored(message_id, status, wake))
+        sends = (
+            tuple(
+                _send_row(i, message_id, c, d, status, now)
+                for i, c in zip(ids, item.channels, strict=True)
+            )
+            if stage == "send" and not available
+            else ()
+        )
+        stored.append(Stored(message_id, status, wake, sends))
     _add_events(events)
     mailbox.put_many(entries)
     return stored
@@ -714,6 +836,7 @@ def record_change(
     with write_transaction():
         if new_text is not None:
             execute(EDIT_MESSAGE, (*new_text, now, message_id))
+            execute(TOUCH_UNSENT, (now, message_id))  # a hand-off of the old text is stale
         add_event(
             message_id,
             "recalled" if action == "recall" else "edited",

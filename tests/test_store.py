@@ -430,3 +430,51 @@ def test_retryable_leaves_out_sent_pending_and_replaced_deliveries():
     ]
     assert lifecycle.retryable(rows) == [2]
     assert lifecycle.retryable([view(7, "failed"), view(6, "dead")]) == [6, 7]
+
+
+# --- the hand-off from ingest to the channel pool ----------------------------------------------
+
+
+def handed(runtime, user, *channels) -> tuple[store.SendHandoff, store.Stored]:
+    handoff = store.SendHandoff()
+    stored = accept(runtime, user, list(channels), title="handed")
+    handoff.put(stored.sends)
+    return handoff, stored
+
+
+def test_the_hand_off_gives_back_what_accept_stored_while_it_is_untouched(runtime, user):
+    handoff, stored = handed(runtime, user, channel(runtime, user, "a"))
+    (row,) = stored.sends
+    assert (row.title, row.channel_name, row.status) == ("handed", "a", "pending")
+    assert handoff.take([row.delivery_id], NOW) == {row.delivery_id: row}
+    assert handoff.take([row.delivery_id], NOW) == {}  # taken once
+
+
+def test_the_hand_off_refuses_a_delivery_written_since(runtime, user):
+    handoff, stored = handed(runtime, user, channel(runtime, user, "a"))
+    (row,) = stored.sends
+    store.record_change(stored.id, "edit", "ops", {}, NOW + 1, ("new", "text"))
+    assert handoff.take([row.delivery_id], NOW + 1) == {}
+
+
+def test_the_hand_off_refuses_a_delivery_whose_channel_changed_or_went(runtime, user):
+    a, b = channel(runtime, user, "a"), channel(runtime, user, "b")
+    handoff, stored = handed(runtime, user, a, b)
+    first, second = stored.sends
+    Channel.update(updated_at=NOW + 1).where(Channel.id == a.id).execute()
+    b.delete_instance()
+    assert handoff.take([first.delivery_id, second.delivery_id], NOW) == {}
+
+
+def test_the_hand_off_refuses_a_row_whose_id_now_belongs_to_another_message(runtime, user):
+    handoff, stored = handed(runtime, user, channel(runtime, user, "a"))
+    (row,) = stored.sends
+    store.purge_messages([stored.id])
+    again = accept(runtime, user, [channel(runtime, user, "b")], title="other")
+    assert Delivery.get(Delivery.message == again.id).id == row.delivery_id  # the id came back
+    assert handoff.take([row.delivery_id], NOW) == {}
+
+
+def test_a_later_send_at_is_not_handed_off(runtime, user):
+    stored = accept(runtime, user, [channel(runtime, user, "a")], send_at=NOW + 60)
+    assert stored.sends == ()

@@ -194,3 +194,27 @@ def test_a_cancel_between_accept_and_claim_means_nothing_is_sent(pipeline, sink)
     assert sink.requests == []
     assert Message.get_by_id(accepted.id).status == "cancelled"
     assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").state == "done"
+
+
+def test_an_edit_between_accept_and_send_sends_the_new_text(pipeline, sink):
+    from messagepusher.actors import store
+
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="old title", channels=["hook"])
+    pipeline.clock.advance(1)
+    store.record_change(accepted.id, "edit", "test", {}, pipeline.clock.now(), ("new title", ""))
+    assert pipeline.pool.run_once() == 1
+    assert [r["body"]["title"] for r in sink.requests] == ["new title"]
+
+
+def test_a_channel_changed_between_accept_and_send_sends_with_its_new_config(pipeline, sink):
+    hook = pipeline.channel("hook", sink.url + "/old")
+    accepted = pipeline.send(title="moved", channels=["hook"])
+    pipeline.clock.advance(1)
+    Channel.update(
+        config=pipeline.runtime.secretbox.encrypt({"url": sink.url + "/new"}),
+        updated_at=pipeline.clock.now(),
+    ).where(Channel.id == hook.id).execute()
+    assert pipeline.pool.run_once() == 1
+    assert [r["path"] for r in sink.requests] == ["/new"]
+    assert Message.get_by_id(accepted.id).status == "delivered"

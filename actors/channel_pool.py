@@ -142,7 +142,8 @@ class ChannelPoolActor(PoolActor):
         if not sends:
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
-        rows = self.runtime.ingest.handoff.take(ids, self.runtime.clock.now())
+        client = self.runtime.ingest  # None in a runtime without ingest: nothing is handed
+        rows = client.handoff.take(ids, self.runtime.clock.now()) if client is not None else {}
         unread = [i for i in ids if i not in rows]
         if unread:
             rows.update(

@@ -8,10 +8,8 @@ which is `lifecycle`'s decision, queued by `store.start_stage`.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
-from messagepusher.supervisor.actor import TICK, MailboxActor, Tick
+from messagepusher.supervisor.actor import TICK, MailboxActor
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +17,8 @@ POOLS = ("channel_pool", "ai_pool", "fetcher")
 
 
 class DispatcherActor(MailboxActor):
-    """Scans for due work on a timer. Every method runs in the dispatcher's thread.
+    """Scans for due work when woken and on a timer. Every method runs in the dispatcher's
+    thread: the timer is a TICK told by the process ticker, re-armed by each scan.
 
     A failing scan (database busy) is logged and retried at the next tick rather
     than crashing the actor.
@@ -28,18 +27,24 @@ class DispatcherActor(MailboxActor):
     name = "dispatcher"
 
     def setup(self) -> None:
-        self.timer: threading.Timer | None = None
+        """Actor thread: read the scan interval. The WAKE that follows on_start does the first scan."""
         self.interval = self.settings.mailbox.scan_interval_seconds
 
     def on_wake(self) -> None:
+        """Actor thread, told by whoever queued delayed work: scan now."""
         self.scan()
 
     def on_tick(self) -> None:
+        """Actor thread, told by its timer: scan."""
         self.scan()
 
     def scan(self) -> None:
+        """Actor thread: wake pools with due work, tick the pools, arm the timer for the next due.
+
+        Only an injected fault raises (crashing the actor); database errors are logged.
+        """
         self.faults.before_entry(self.name)
-        now = self.runtime.clock.now()
+        now = self.clock.now()
         next_at = now + self.interval
         try:
             due = self.mailbox.next_due()
@@ -53,19 +58,4 @@ class DispatcherActor(MailboxActor):
                 next_at = min(next_at, at)
         for pool in POOLS:
             self.runtime.tell(pool, TICK)
-        self._schedule(max(0.01, next_at - time.time()))
-
-    def _schedule(self, delay: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = threading.Timer(delay, self._tick)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def _tick(self) -> None:
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(Tick())
-
-    def teardown(self, crashed: bool) -> None:
-        if getattr(self, "timer", None) is not None:
-            self.timer.cancel()
+        self.timers.after("scan", max(0.01, next_at - self.clock.now()), TICK)

@@ -6,7 +6,7 @@ A recall empties the delivery's row and hides it, an edit rewrites its title and
 
 from __future__ import annotations
 
-from messagepusher.supervisor.db import execute, is_sqlite, select_rows, write_transaction
+from messagepusher.supervisor.db import database, execute, select_rows, write_transaction
 from messagepusher.supervisor.models import InboxItem
 
 # The message as it is when the delivery is sent; a replayed send (same delivery) stores nothing.
@@ -34,8 +34,7 @@ def store(delivery_id: int, now: float) -> int | None:
     could see id 11 committed before id 10 and resume past 10 for good.
     """
     with write_transaction():
-        if not is_sqlite():
-            execute("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE")
+        database.dialect.serialize_inserts("inbox")
         execute(STORE, (now, delivery_id))
         rows = select_rows(STORED, (delivery_id,))
     return rows[0][0] if rows else None

@@ -7,7 +7,6 @@ it encrypted as the channels API does; a second run finds everything there and c
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -155,7 +154,7 @@ class Importer:
         self.tally.add("users")
         if self.dry_run:
             return name
-        now = time.time()
+        now = self.runtime.clock.now()
         # Its bcrypt hash cannot be carried over: an unknown random password until an admin sets one.
         return User.create(
             username=name,
@@ -204,7 +203,7 @@ class Importer:
                 secret_hash=hash_secret(token),
                 scopes=KEY_SCOPES,
                 enabled=True,
-                created_at=time.time(),
+                created_at=self.runtime.clock.now(),
             )
 
     # --- channels -------------------------------------------------------------------------
@@ -271,7 +270,7 @@ class Importer:
         self, row: dict[str, Any], target: User, mapped: MappedChannel, default: bool, enabled: bool
     ) -> None:
         created = row.get("created_time")
-        now = time.time()
+        now = self.runtime.clock.now()
         Channel.create(
             user=target.id,
             name=str(row.get("name")),

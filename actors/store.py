@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from messagepusher.actors import lifecycle
 from messagepusher.supervisor.db import (
+    database,
     execute,
     execute_many,
     insert_returning_ids,
-    is_sqlite,
     placeholders,
     select_rows,
     write_transaction,
@@ -594,8 +594,10 @@ class SendOutcomes:
         if not ids:
             return batch
         for message_id, status, callback_url, priority, user_id in select_rows(
-            f"SELECT id, status, callback_url, priority, user_id FROM message WHERE id IN ({_ids(len(ids))}) "
-            f"ORDER BY id{'' if is_sqlite() else ' FOR UPDATE'}",
+            database.dialect.for_update(
+                f"SELECT id, status, callback_url, priority, user_id FROM message "
+                f"WHERE id IN ({_ids(len(ids))}) ORDER BY id"
+            ),
             tuple(ids),
         ):
             batch.messages[message_id] = _Open(callback_url, priority, user_id, status)
@@ -757,8 +759,10 @@ def finish_if_final(
     ids = sorted(message_ids) if isinstance(message_ids, set) else [message_ids]
     finals = lifecycle.MESSAGE_FINAL
     open_messages = select_rows(
-        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
-        f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id{'' if is_sqlite() else ' FOR UPDATE'}",
+        database.dialect.for_update(
+            f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
+            f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id"
+        ),
         (*ids, *finals),
     )
     if not open_messages:

@@ -23,7 +23,7 @@ from messagepusher.supervisor.credentials import (
     new_api_key,
     new_session_token,
 )
-from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.db import database, write_transaction
 from messagepusher.supervisor.models import (
     ApiKey,
     Channel,
@@ -352,36 +352,57 @@ def locked_for(keys: Iterable[str], now: float | None = None) -> float:
     return max((r.locked_until - now for r in rows), default=0.0)
 
 
+# One failed attempt against one key, in one statement, so attempts made at the same moment
+# through different processes or nodes all count (a read-then-write would lose some on
+# PostgreSQL). A row whose lock has ended, or whose last failure is older than the lockout,
+# starts again at 1; reaching :max_failures while not locked starts a lock until :until.
+_STALE = (
+    "((login_failure.locked_until IS NOT NULL AND login_failure.locked_until <= :now) "
+    "OR :now - login_failure.last_at > :lockout)"
+)
+_COUNT = f"(CASE WHEN {_STALE} THEN 1 ELSE login_failure.failures + 1 END)"
+RECORD_FAILURE_SQL = f"""
+INSERT INTO login_failure ("key", failures, locked_until, last_at)
+VALUES (:key, 1, CASE WHEN 1 >= :max_failures THEN :until ELSE NULL END, :now)
+ON CONFLICT ("key") DO UPDATE SET
+    failures = {_COUNT},
+    locked_until = CASE
+        WHEN {_COUNT} >= :max_failures AND ({_STALE} OR login_failure.locked_until IS NULL)
+        THEN :until
+        WHEN {_STALE} THEN NULL
+        ELSE login_failure.locked_until END,
+    last_at = :now
+RETURNING failures, locked_until
+"""
+_NAMED = re.compile(r":([a-z_]+)")
+
+
 def record_failure(
     keys: Iterable[str], max_failures: int, lockout_seconds: float, now: float | None = None
 ) -> tuple[int, bool]:
     """Count one failed attempt against each key. Returns (highest failure count, whether a lock began).
 
     Failures older than `lockout_seconds`, and those before an expired lock, no longer count.
+    Runs in the caller's thread, one statement per key in one transaction; raises peewee errors.
     """
     now = time.time() if now is None else now
+    until = now + lockout_seconds
+    values = {
+        "now": now,
+        "until": until,
+        "lockout": float(lockout_seconds),
+        "max_failures": max_failures,
+    }
+    db = database.obj
+    sql = _NAMED.sub(db.param, RECORD_FAILURE_SQL)
     highest, locked = 0, False
     with write_transaction():
         for key in keys:
-            row = LoginFailure.get_or_none(LoginFailure.key == key)
-            if row is None:
-                row = LoginFailure(key=key, failures=0, last_at=now)
-                created = True
-            else:
-                created = False
-                if (
-                    row.locked_until is not None and row.locked_until <= now
-                ) or now - row.last_at > lockout_seconds:
-                    row.failures, row.locked_until = 0, None
-            row.failures += 1
-            row.last_at = now
-            if row.failures >= max_failures and (
-                row.locked_until is None or row.locked_until <= now
-            ):
-                row.locked_until = now + lockout_seconds
-                locked = True
-            row.save(force_insert=created)
-            highest = max(highest, row.failures)
+            values["key"] = key
+            params = tuple(values[name] for name in _NAMED.findall(RECORD_FAILURE_SQL))
+            failures, locked_until = db.execute_sql(sql, params).fetchone()
+            highest = max(highest, int(failures))
+            locked = locked or locked_until == until
     return highest, locked
 
 

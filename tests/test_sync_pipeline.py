@@ -10,7 +10,14 @@ from __future__ import annotations
 import pytest
 
 from messagepusher.actors.channel_pool import ChannelPoolActor
-from messagepusher.actors.ingest import Accepted, Draft, IngestActor, IngestError, _Pending
+from messagepusher.actors.ingest import (
+    Accepted,
+    Draft,
+    IngestActor,
+    IngestClient,
+    IngestError,
+    _Pending,
+)
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.mailbox import Mailbox
@@ -49,6 +56,7 @@ class Pipeline:
         self.user = User.create(
             username="sync", password_hash="x", created_at=START, updated_at=START
         )
+        self.runtime.ingest = IngestClient(self.runtime)
         self.ingest = IngestActor(self.runtime)
         self.ingest.setup()
         self.pool = ChannelPoolActor(self.runtime)

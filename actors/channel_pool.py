@@ -22,7 +22,7 @@ from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.db import placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Delivery, Message
-from messagepusher.supervisor.ratelimit import BucketMap
+from messagepusher.supervisor.ratelimit import SharedBuckets
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class ChannelPoolActor(PoolActor):
     def setup(self) -> None:
         super().setup()
         self.transport = Transport(pool_size=max(32, self.workers))
-        self.buckets = BucketMap()
+        self.buckets = SharedBuckets("channel", self.runtime.clock.now)
         self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
 
     # --- actor thread: before the send -------------------------------------------------

@@ -51,6 +51,13 @@ class SqliteDialect:
         """
         return self.db.atomic("IMMEDIATE")
 
+    def relaxed_commit(self):
+        """A block whose writes may be lost in a crash in exchange for a cheaper commit.
+
+        SQLite: nothing to relax; the block runs as it is.
+        """
+        return contextlib.nullcontext()
+
     def for_update(self, select: str) -> str:
         """The SELECT as one that locks its rows until the transaction ends.
 
@@ -138,6 +145,20 @@ class PostgresDialect:
     def write_transaction(self):
         """A plain transaction: PostgreSQL locks rows as they are written."""
         return self.db.atomic()
+
+    @contextlib.contextmanager
+    def relaxed_commit(self) -> Iterator[None]:
+        """A block whose writes may be lost in a crash in exchange for a cheaper commit.
+
+        Outside a transaction: its own transaction committed without waiting for the WAL flush
+        (`synchronous_commit` off). Inside one: the caller's transaction decides.
+        """
+        if self.db.in_transaction():
+            yield
+            return
+        with self.db.atomic():
+            self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
+            yield
 
     def for_update(self, select: str) -> str:
         """The SELECT as one that locks its rows until the transaction ends."""

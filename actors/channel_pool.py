@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from messagepusher.actors import lifecycle, netguard
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.channels.details_link import page_url
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import Job, PoolActor
@@ -71,17 +72,20 @@ class SendRow:
     recipients: str | None
     channel_config: str | None
     channel_updated_at: float | None
+    public_token: str | None = None  # the public page's (actors/channels/details_link.py)
+    owner_preferences: str | None = None
 
 
 SEND_ROWS = """
     SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
            m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
-           m.recipients, c.config, c.updated_at
+           m.recipients, c.config, c.updated_at, m.public_token, u.preferences
       FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
+      JOIN "user" u ON u.id = m.user_id
      WHERE d.id IN ({ids})"""
 
 
-def outbound(row: SendRow) -> OutboundMessage:
+def outbound(row: SendRow, public_url: str = "") -> OutboundMessage:
     """The channel's view of a stored message (pure)."""
     stored_fetched = json.loads(row.fetched) if row.fetched else None
     stored_ai = json.loads(row.ai_result) if row.ai_result else None
@@ -107,6 +111,9 @@ def outbound(row: SendRow) -> OutboundMessage:
         ai=ai,
         created_at=to_rfc3339(row.created_at) or "",
         recipients=tuple(json.loads(row.recipients)) if row.recipients else (),
+        details_url=page_url(
+            public_url, row.public_token, json.loads(row.owner_preferences or "{}")
+        ),
     )
 
 
@@ -195,7 +202,7 @@ class ChannelPoolActor(PoolActor):
                 d.channel_name,
                 config,
                 error,
-                outbound(d),
+                outbound(d, self.settings.server.public_url),
                 d.created_at,
             )
             sending.append(d.delivery_id)

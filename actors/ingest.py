@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 
 from messagepusher.actors import lifecycle
+from messagepusher.actors.channels.details_link import new_token
 from messagepusher.actors.dispatcher import send_entry
 from messagepusher.supervisor.actor import FLUSH, FlushSignal, MailboxActor
 from messagepusher.supervisor.db import execute_many, insert_returning_ids, write_transaction
@@ -42,6 +43,7 @@ MESSAGE_COLUMNS = (
     "recipients",
     "created_at",
     "updated_at",
+    "public_token",
 )
 DELIVERY_COLUMNS = (
     "message_id",
@@ -342,6 +344,7 @@ class IngestActor(MailboxActor):
                     to_json(d.recipients),
                     now,
                     now,
+                    new_token(),
                 )
                 for _, d, _, _, status in plans
             ],

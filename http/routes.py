@@ -45,8 +45,10 @@ def all_routes() -> list[Route]:
         hooks,
         messages,
         operations,
+        public,
         schedules,
         streams,
+        tasks,
         ui,
     )
 
@@ -56,6 +58,7 @@ def all_routes() -> list[Route]:
         docs,
         ui,
         messages,
+        tasks,
         schedules,
         hooks,
         channels,
@@ -63,6 +66,7 @@ def all_routes() -> list[Route]:
         operations,
         compat,
         streams,
+        public,
     ):
         routes.extend(module.ROUTES)
     return routes

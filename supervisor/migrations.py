@@ -21,11 +21,13 @@ from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
+    V11_MODELS,
     ApiKey,
     AuditLog,
     Delivery,
     InboxItem,
     JobRun,
+    MailboxEntry,
     Message,
     SchemaVersion,
     User,
@@ -119,6 +121,20 @@ def _inbox_recalled(db: peewee.Database) -> None:
     )
 
 
+def _pauses_and_public_pages(db: peewee.Database) -> None:
+    db.create_tables(V11_MODELS, safe=True)
+    _add_missing_columns(
+        db,
+        Message._meta.table_name,
+        (("public_token", peewee.CharField(max_length=64, null=True, unique=True)),),
+    )
+    if isinstance(db, peewee.PostgresqlDatabase):
+        # "cancelled" (a task cancelled by hand) does not fit the old VARCHAR(8); SQLite ignores lengths.
+        db.execute_sql(
+            f"ALTER TABLE {MailboxEntry._meta.table_name} ALTER COLUMN state TYPE VARCHAR(16)"
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -130,6 +146,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
+    (11, "pauses of mailboxes and channels; public message page tokens", _pauses_and_public_pages),
 ]
 
 LATEST = MIGRATIONS[-1][0]

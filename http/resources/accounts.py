@@ -66,6 +66,9 @@ class PreferencesIn(Strict):
     default_channels: list[str] | None = Field(
         None, max_length=100, description="names of your channels used when a message names none"
     )
+    public_page: StrictBool | None = Field(
+        None, description="false: no public page /m/{token} for your messages, nor links to one"
+    )
 
 
 class UserIn(Strict):
@@ -208,6 +211,8 @@ def _preferences(user: User, prefs: PreferencesIn) -> dict[str, Any]:
         stored["timezone"] = accounts.validate_timezone(prefs.timezone)
     if prefs.language is not None:
         stored["language"] = prefs.language
+    if prefs.public_page is not None:
+        stored["public_page"] = prefs.public_page
     if prefs.default_channels is not None:
         accounts.set_default_channels(user.id, prefs.default_channels)
     return stored

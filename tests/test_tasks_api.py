@@ -1,0 +1,310 @@
+"""The tasks API through the real server: listing, retry, cancel, bulk re-drive of dead letters, and
+pauses of a mailbox or a channel that hold across a restart and across two processes on one file.
+
+A pause promises that nothing happens, so where no later work can show it held, it is watched for
+HOLD_SECONDS (many dispatcher scans of 0.2 s) and then lifted, and the work must then go through.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support.ops import CONFIRM, db_file, rows, until, webhook
+
+pytestmark = pytest.mark.xdist_group("heavy")  # 500 messages, restarts, two processes
+
+ENV = {
+    "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+    # a small retry budget: a send that keeps failing is dead after two quick attempts
+    "MP_RETRY__MAX_ATTEMPTS": "2",
+    "MP_RETRY__BASE_DELAY_SECONDS": "0.1",
+    "MP_RETRY__MAX_DELAY_SECONDS": "0.2",
+}
+CONTRACT = {
+    "id",
+    "mailbox",
+    "kind",
+    "state",
+    "attempts",
+    "max_attempts",
+    "available_at",
+    "lease_owner",
+    "lease_expires_at",
+    "last_error",
+    "message_id",
+    "delivery_id",
+    "created_at",
+}
+HOLD_SECONDS = 3.0
+
+
+def user(server, name: str):
+    server.create_user(name)
+    return server.client(server.create_key(name))
+
+
+def send(api, title: str, channel: str) -> int:
+    sent = api.post("/api/v1/messages", json={"title": title, "channels": [channel]})
+    assert sent.status_code == 202, sent.text
+    return sent.json()["id"]
+
+
+def tasks_of(api, message_id: int) -> list[dict]:
+    listed = api.get(f"/api/v1/tasks?message_id={message_id}")
+    assert listed.status_code == 200, listed.text
+    return listed.json()["items"]
+
+
+def the_send(api, message_id: int) -> dict:
+    [task] = [t for t in tasks_of(api, message_id) if t["kind"] == "send"]
+    return task
+
+
+def delivered_ids(sink) -> set[int]:
+    return {r["body"]["id"] for r in sink.received(200)}
+
+
+def held(api, sink, message_ids: list[int], seconds: float = HOLD_SECONDS) -> None:
+    """Watch paused sends for `seconds`: each stays ready, unclaimed, and nothing reaches the sink."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for message_id in message_ids:
+            task = the_send(api, message_id)
+            assert (task["state"], task["attempts"], task["paused"]) == ("ready", 0, True), task
+        assert not {r["body"]["id"] for r in sink.received(None)} & set(message_ids)
+        time.sleep(0.1)
+
+
+def paused_mailboxes(api) -> list[str]:
+    status = api.get("/api/v1/admin/status")
+    assert status.status_code == 200, status.text
+    return [m["name"] for m in status.json()["paused"]["mailboxes"]]
+
+
+def audited(admin, action: str, who: str) -> list[dict]:
+    def found():
+        items = admin.get("/api/v1/admin/audit", params={"action": action}).json()["items"]
+        return [i for i in items if i["username"] == who]
+
+    return until(found, 30, f"an audit row of {action} by {who}")
+
+
+def test_a_user_lists_retries_and_cancels_their_own_tasks_and_another_users_are_404(
+    server_factory, sink
+):
+    server = server_factory(ENV)
+    admin = server.client(server.create_key())
+    alice, bob = user(server, "alice"), user(server, "bob")
+    webhook(alice, sink.url + "/alice")
+    sink.default_status = 500
+    message_id = send(alice, "dead letter", "hook")
+    alice.wait_message(message_id, ("failed",))
+
+    task = the_send(alice, message_id)
+    assert set(task) >= CONTRACT, CONTRACT - set(task)
+    assert (task["mailbox"], task["state"], task["attempts"], task["max_attempts"]) == (
+        "channel_pool",
+        "dead",
+        2,
+        2,
+    )
+    assert task["message_id"] == message_id and task["delivery_id"] and task["lease_owner"] is None
+    assert "500" in task["last_error"]
+    assert alice.get(f"/api/v1/tasks/{task['id']}").json() == task
+    assert alice.get("/api/v1/tasks?state=dead&mailbox=channel_pool").json()["items"] == [task]
+
+    # another user: nothing listed, and the entry does not exist for them
+    assert bob.get("/api/v1/tasks").json()["items"] == []
+    assert bob.get(f"/api/v1/tasks?message_id={message_id}").json()["items"] == []
+    for method, path in (
+        ("GET", f"/api/v1/tasks/{task['id']}"),
+        ("POST", f"/api/v1/tasks/{task['id']}/retry"),
+        ("POST", f"/api/v1/tasks/{task['id']}/cancel"),
+    ):
+        answer = bob.request(method, path)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", path
+    assert the_send(alice, message_id)["state"] == "dead"
+    # the admin sees everyone's, or one user's
+    assert task["id"] in [t["id"] for t in admin.get("/api/v1/tasks?user=alice").json()["items"]]
+    assert admin.get("/api/v1/tasks?user=bob").json()["items"] == []
+    # only an admin re-drives in bulk or pauses
+    assert bob.post("/api/v1/tasks/retry", json={}).status_code == 403
+    assert bob.post("/api/v1/admin/mailboxes/channel_pool/pause").status_code == 403
+
+    sink.default_status = 200
+    retried = alice.post(f"/api/v1/tasks/{task['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["attempts"] == 0 and retried.json()["state"] in (
+        "ready",
+        "leased",
+        "done",
+    )
+    alice.wait_message(message_id, ("delivered",))
+    assert message_id in delivered_ids(sink)
+    timeline = [e["type"] for e in alice.get(f"/api/v1/messages/{message_id}").json()["events"]]
+    assert "retry" in timeline and timeline[-1] == "delivered", timeline
+
+    done = until(lambda: the_send(alice, message_id)["state"] == "done", 30, "the entry done")
+    assert done
+    again = alice.post(f"/api/v1/tasks/{task['id']}/retry")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_retryable"
+    assert "done" in again.json()["error"]["message"]
+    cancel = alice.post(f"/api/v1/tasks/{task['id']}/cancel")
+    assert cancel.status_code == 409 and cancel.json()["error"]["code"] == "not_cancellable"
+
+    for bad in ("state=sleeping", "mailbox=nowhere", "message_id=abc", "limit=0"):
+        refused = alice.get(f"/api/v1/tasks?{bad}")
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["details"][0]["field"] == bad.split("=")[0]
+    assert alice.get("/api/v1/tasks/99999999").status_code == 404
+    row = audited(admin, "POST /api/v1/tasks/{task_id}/retry", "alice")
+    assert {r["target"] for r in row} == {str(task["id"])}
+    assert {r["outcome"] for r in row} == {"ok", "error"}
+
+
+def test_a_paused_channel_holds_its_sends_while_others_go_and_a_cancel_ends_its_delivery(
+    server_factory, sink
+):
+    server = server_factory(ENV)
+    admin = server.client(server.create_key())
+    alice = user(server, "alice")
+    paused = webhook(alice, sink.url + "/paused", name="paused")
+    webhook(alice, sink.url + "/open", name="open")
+
+    pause = admin.post(f"/api/v1/channels/{paused['id']}/pause")
+    assert pause.status_code == 200, pause.text
+    assert pause.json()["paused"] is True and pause.json()["paused_by"] == "admin"
+    assert alice.post(f"/api/v1/channels/{paused['id']}/pause").status_code == 403
+    assert admin.post("/api/v1/channels/99999999/pause").status_code == 404
+    listed = admin.get("/api/v1/admin/pauses").json()
+    assert [c["id"] for c in listed["channels"]] == [paused["id"]]
+    assert "channel_pool" in listed["known_mailboxes"]
+
+    # sent first, so any claim that reaches the second message passes over the first
+    to_cancel = send(alice, "held then cancelled", "paused")
+    kept = send(alice, "held then sent", "paused")
+    through = send(alice, "not paused", "open")
+    alice.wait_message(through, ("delivered",))
+    held(alice, sink, [to_cancel, kept], seconds=0.5)
+
+    task = the_send(alice, to_cancel)
+    cancelled = alice.post(f"/api/v1/tasks/{task['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled"
+    message = alice.wait_message(to_cancel, ("cancelled",))
+    assert [d["status"] for d in message["deliveries"]] == ["cancelled"]
+    assert "delivery_cancelled" in [e["type"] for e in message["events"]]
+    assert alice.post(f"/api/v1/tasks/{task['id']}/cancel").status_code == 409
+
+    resumed = admin.post(f"/api/v1/channels/{paused['id']}/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    assert admin.get("/api/v1/admin/pauses").json()["channels"] == []
+    alice.wait_message(kept, ("delivered",))
+    assert to_cancel not in {r["body"]["id"] for r in sink.received(None)}
+    audited(admin, "POST /api/v1/channels/{channel_id}/pause", "admin")
+
+
+def test_bulk_re_drive_delivers_500_dead_letters_once_the_sink_recovers(server_factory, sink):
+    server = server_factory(ENV)
+    admin = server.client(server.create_key())
+    webhook(admin, sink.url + "/bulk")
+    sink.default_status = 503
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda n: send(admin, f"bulk {n}", "hook"), range(500)))
+
+    def dead_count() -> int:
+        depths = admin.get("/api/v1/admin/status").json()["mailbox"]
+        return sum(
+            q["count"] for q in depths if q["recipient"] == "channel_pool" and q["state"] == "dead"
+        )
+
+    until(lambda: dead_count() == 500, 120, "500 dead letters")
+    assert len(sink.received(None)) == 1000  # two attempts each, both refused
+    sink.default_status = 200
+
+    unconfirmed = admin.post("/api/v1/tasks/retry", json={"mailbox": "channel_pool"})
+    assert unconfirmed.status_code == 403, unconfirmed.text
+    assert unconfirmed.json()["error"]["code"] == "confirmation_required"
+    assert dead_count() == 500
+    bad = admin.post("/api/v1/tasks/retry", json={"state": "done"}, headers=CONFIRM)
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "state"
+
+    redriven = admin.post(
+        "/api/v1/tasks/retry", json={"mailbox": "channel_pool", "state": "dead"}, headers=CONFIRM
+    )
+    assert redriven.status_code == 200, redriven.text
+    assert redriven.json() | {"refusals": []} == {
+        "matched": 500,
+        "retried": 500,
+        "refused": 0,
+        "refusals": [],
+        "more": False,
+    }
+    sink.wait_for(lambda got: {r["body"]["id"] for r in got if r["status"] == 200} >= set(ids), 120)
+    assert sorted(r["body"]["id"] for r in sink.received(200)) == sorted(ids)  # each once
+    until(
+        lambda: (
+            rows(db_file(server), "SELECT COUNT(*) FROM message WHERE status = 'delivered'")
+            == [(500,)]
+        ),
+        60,
+        "500 messages delivered",
+    )
+    assert dead_count() == 0
+    [row] = audited(admin, "POST /api/v1/tasks/retry", "admin")[:1]
+    assert row["detail"]["retried"] == 500 and row["target"] == "500 entries"
+
+
+def test_a_paused_mailbox_stays_paused_across_a_restart_and_resumes(server_factory, sink, tmp_path):
+    server = server_factory(ENV, data_dir=tmp_path / "one")
+    admin = server.client(server.create_key())
+    webhook(admin, sink.url + "/restart")
+    assert admin.post("/api/v1/admin/mailboxes/nowhere/pause").status_code == 404
+    paused = admin.post("/api/v1/admin/mailboxes/channel_pool/pause")
+    assert paused.status_code == 200 and paused.json()["paused"] is True, paused.text
+    before = send(admin, "queued before the restart", "hook")
+    held(admin, sink, [before])
+
+    assert server.stop() == 0
+    server.start()
+    assert paused_mailboxes(admin) == ["channel_pool"]
+    after = send(admin, "queued after the restart", "hook")
+    held(admin, sink, [before, after])
+
+    resumed = admin.post("/api/v1/admin/mailboxes/channel_pool/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    assert paused_mailboxes(admin) == []
+    for message_id in (before, after):
+        admin.wait_message(message_id, ("delivered",))
+
+
+def test_pauses_hold_in_two_processes_sharing_one_sqlite_file(server_factory, sink, tmp_path):
+    first = server_factory(ENV, data_dir=tmp_path / "shared")
+    second = server_factory(ENV, data_dir=tmp_path / "shared")
+    key = first.create_key()
+    one, two = first.client(key), second.client(key)
+    channel = webhook(one, sink.url + "/paused", name="paused")
+    webhook(one, sink.url + "/open", name="open")
+
+    # a channel paused through one process: the other's claims pass over its sends too
+    assert one.post(f"/api/v1/channels/{channel['id']}/pause").status_code == 200
+    waiting = [send(one, "held by one", "paused"), send(two, "held by two", "paused")]
+    passing = [send(one, "through one", "open"), send(two, "through two", "open")]
+    for message_id in passing:
+        two.wait_message(message_id, ("delivered",))
+    held(two, sink, waiting, seconds=0.5)
+    assert two.post(f"/api/v1/channels/{channel['id']}/resume").status_code == 200
+    for message_id in waiting:
+        one.wait_message(message_id, ("delivered",))
+
+    # a mailbox paused through one process, seen and lifted through the other
+    assert two.post("/api/v1/admin/mailboxes/channel_pool/pause").status_code == 200
+    assert paused_mailboxes(one) == ["channel_pool"]
+    stalled = [send(one, "stalled in one", "open"), send(two, "stalled in two", "open")]
+    held(one, sink, stalled)
+    assert one.post("/api/v1/admin/mailboxes/channel_pool/resume").status_code == 200
+    for message_id in stalled:
+        two.wait_message(message_id, ("delivered",))
+    assert first.proc.poll() is None and second.proc.poll() is None

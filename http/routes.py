@@ -23,6 +23,7 @@ class Op:
     # Query parameters: a name from params.COMMON, or a params.Param. ParamsMiddleware checks
     # them and the OpenAPI document declares them, so declaring is all a route has to do.
     query: tuple[Any, ...] = ()
+    html: bool = False  # a page for people: it answers text/html, its 404 too
 
 
 @dataclass(frozen=True)

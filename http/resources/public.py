@@ -156,7 +156,7 @@ ROUTES = [
     Route(
         "/m/{token}",
         "public:PublicMessage",
-        {"GET": Op(PUBLIC, "The public page of one message, by its unguessable token (HTML)")},
+        {"GET": Op(PUBLIC, "The public page of one message, by its unguessable token", html=True)},
         tag="public",
     ),
 ]

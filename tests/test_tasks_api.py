@@ -13,6 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.ops import CONFIRM, db_file, rows, until, webhook
 
+from messagepusher.actors.task_control import entry_refusal, retry_refusal
+from messagepusher.supervisor.clock import FakeClock
+from messagepusher.supervisor.mailbox import PARKED_AT, REDRIVABLE, Mailbox, owner_for
+from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Message, User
+
 pytestmark = pytest.mark.xdist_group("heavy")  # 500 messages, restarts, two processes
 
 ENV = {
@@ -89,6 +94,106 @@ def audited(admin, action: str, who: str) -> list[dict]:
         return [i for i in items if i["username"] == who]
 
     return until(found, 30, f"an audit row of {action} by {who}")
+
+
+# --- the mailbox's side, driven synchronously on a SQLite file --------------------------------
+
+
+def _deliveries(count: int, channel_names: tuple[str, ...]) -> dict[str, list[int]]:
+    """`count` pending deliveries through each named channel (one user, one message each)."""
+    now = 1_700_000_000.0
+    user = User.create(username="u", password_hash="x", created_at=now, updated_at=now)
+    out: dict[str, list[int]] = {}
+    for name in channel_names:
+        channel = Channel.create(
+            user=user, name=name, type="webhook", config="", created_at=now, updated_at=now
+        )
+        for _ in range(count):
+            message = Message.create(
+                user=user, status="queued", accepted_status="queued", created_at=now, updated_at=now
+            )
+            delivery = Delivery.create(
+                message=message,
+                channel=channel,
+                channel_name=name,
+                channel_type="webhook",
+                created_at=now,
+                updated_at=now,
+            )
+            out.setdefault(name, []).append(delivery.id)
+    return out
+
+
+def test_a_paused_mailbox_is_never_claimed_nor_woken_until_resumed(db):
+    clock = FakeClock()
+    mailbox = Mailbox(db, now=clock.now)
+    mailbox.put("fetcher", "fetch", {"message_id": 1})
+    mailbox.pause("admin", mailbox="fetcher")
+    mailbox.pause("someone else", mailbox="fetcher")  # a second pause changes nothing
+    assert mailbox.pauses() == ({"fetcher"}, set())
+    assert mailbox.claim("fetcher", 10, 30, owner_for("fetcher")) == []
+    assert "fetcher" not in mailbox.next_due()
+    assert mailbox.resume(mailbox="fetcher") is True
+    assert mailbox.resume(mailbox="fetcher") is False
+    assert [e.kind for e in mailbox.claim("fetcher", 10, 30, owner_for("fetcher"))] == ["fetch"]
+
+
+def test_a_paused_channel_s_sends_are_passed_over_and_stay_ready_behind_a_full_head(db):
+    clock = FakeClock()
+    mailbox = Mailbox(db, now=clock.now)
+    ids = _deliveries(5, ("paused", "open"))
+    for delivery_id in ids["paused"] + ids["open"]:  # the paused ones first: the head of the queue
+        mailbox.put("channel_pool", "send", {"delivery_id": delivery_id, "message_id": 1})
+    paused_channel = Delivery.get_by_id(ids["paused"][0]).channel_id
+    mailbox.pause("admin", channel_id=paused_channel)
+    taken = mailbox.claim("channel_pool", 2, 30, owner_for("channel_pool"))
+    assert [e.payload["delivery_id"] for e in taken] == ids["open"][:2]
+    waiting = MailboxEntry.select().where(MailboxEntry.state == "ready")
+    parked = [e for e in waiting if e.available_at >= PARKED_AT]
+    assert len(parked) == 5 and all(e.attempts == 0 for e in parked)
+    mailbox.resume(channel_id=paused_channel)
+    clock.advance(1)
+    again = mailbox.claim("channel_pool", 10, 30, owner_for("channel_pool"))
+    assert {e.payload["delivery_id"] for e in again} == set(ids["paused"] + ids["open"][2:])
+
+
+def test_redrive_resets_the_budget_and_cancel_ends_only_unleased_entries(db):
+    clock = FakeClock()
+    mailbox = Mailbox(db, now=clock.now)
+    owner = owner_for("channel_pool")
+    first = mailbox.put("channel_pool", "send", {}, max_attempts=1)
+    [entry] = mailbox.claim("channel_pool", 1, 30, owner)
+    assert mailbox.nack(entry, owner, "HTTP 500") == "dead"
+    assert mailbox.redrive([first]) == 1
+    row = MailboxEntry.get_by_id(first)
+    assert (row.state, row.attempts, row.available_at) == ("ready", 0, clock.now())
+    [entry] = mailbox.claim("channel_pool", 1, 30, owner)
+    assert mailbox.redrive([first]) == 0 and mailbox.cancel(first, "by hand") is False  # leased
+    mailbox.ack(first, owner)
+    assert mailbox.redrive([first]) == 0  # done
+    second = mailbox.put("channel_pool", "send", {})
+    assert mailbox.cancel(second, "cancelled by admin") is True
+    assert MailboxEntry.get_by_id(second).state == "cancelled"
+    assert mailbox.claim("channel_pool", 5, 30, owner) == []
+
+
+def test_what_a_hand_retry_refuses_and_why():
+    assert entry_refusal("dead", REDRIVABLE, "retried") is None
+    assert "leased" in entry_refusal("leased", REDRIVABLE, "retried")
+    assert "done" in entry_refusal("done", REDRIVABLE, "retried")
+    sent = Delivery(id=4, status="sent", message=1)
+    dead = Delivery(id=4, status="dead", message=1)
+    failed_message = Message(id=1, status="failed")
+    assert retry_refusal("send", failed_message, dead, {}) is None
+    assert "sent" in retry_refusal("send", failed_message, sent, {})
+    assert "cancelled" in retry_refusal("send", Message(id=1, status="cancelled"), dead, {})
+    assert "no longer exists" in retry_refusal("send", None, None, {"message_id": 1})
+    assert "went on" in retry_refusal("ai", Message(id=1, status="queued"), None, {})
+    assert retry_refusal("fetch", Message(id=1, status="fetching"), None, {}) is None
+    assert retry_refusal("fire", None, None, {}) is None  # a schedule's fire: nothing to check
+
+
+# --- through the server ----------------------------------------------------------------------
 
 
 def test_a_user_lists_retries_and_cancels_their_own_tasks_and_another_users_are_404(

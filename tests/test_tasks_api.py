@@ -15,7 +15,15 @@ from support.ops import CONFIRM, db_file, rows, until, webhook
 
 from messagepusher.actors.task_control import entry_refusal, retry_refusal
 from messagepusher.supervisor.clock import FakeClock
-from messagepusher.supervisor.mailbox import PARKED_AT, REDRIVABLE, Mailbox, owner_for
+from messagepusher.supervisor.db import open_database
+from messagepusher.supervisor.mailbox import (
+    PARKED_AT,
+    REDRIVABLE,
+    Mailbox,
+    owner_for,
+    payload_number,
+)
+from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Message, User
 
 pytestmark = pytest.mark.xdist_group("heavy")  # 500 messages, restarts, two processes
@@ -96,7 +104,22 @@ def audited(admin, action: str, who: str) -> list[dict]:
     return until(found, 30, f"an audit row of {action} by {who}")
 
 
-# --- the mailbox's side, driven synchronously on a SQLite file --------------------------------
+# --- the mailbox's side, driven synchronously on SQLite and PostgreSQL --------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    else:
+        url, _schema = request.getfixturevalue("postgres_url")
+    database = open_database(url)
+    database.connect()
+    migrate(database)
+    yield database
+    database.close()
+    if request.param == "postgres":
+        database.close_all()
 
 
 def _deliveries(count: int, channel_names: tuple[str, ...]) -> dict[str, list[int]]:
@@ -175,6 +198,18 @@ def test_redrive_resets_the_budget_and_cancel_ends_only_unleased_entries(db):
     assert mailbox.cancel(second, "cancelled by admin") is True
     assert MailboxEntry.get_by_id(second).state == "cancelled"
     assert mailbox.claim("channel_pool", 5, 30, owner) == []
+
+
+def test_the_entries_of_one_message_are_found_by_the_message_id_in_their_payload(db):
+    mailbox = Mailbox(db, now=FakeClock().now)
+    mine = [
+        mailbox.put("fetcher", "fetch", {"message_id": 12}),
+        mailbox.put("channel_pool", "send", {"delivery_id": 3, "message_id": 12}),
+    ]
+    mailbox.put("channel_pool", "send", {"delivery_id": 4, "message_id": 120})
+    mailbox.put("janitor", "backup", {"run_id": 12})
+    found = MailboxEntry.select(MailboxEntry.id).where(payload_number(db, "message_id") == 12)
+    assert sorted(e.id for e in found) == mine
 
 
 def test_what_a_hand_retry_refuses_and_why():

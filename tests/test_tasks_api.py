@@ -96,12 +96,16 @@ def paused_mailboxes(api) -> list[str]:
     return [m["name"] for m in status.json()["paused"]["mailboxes"]]
 
 
-def audited(admin, action: str, who: str) -> list[dict]:
+def audited(admin, action: str, who: str, outcomes: set[str] = frozenset({"ok"})) -> list[dict]:
+    """The audit rows of `action` by `who`, once rows with each of `outcomes` are written (the
+    audit writer commits in batches)."""
+
     def found():
         items = admin.get("/api/v1/admin/audit", params={"action": action}).json()["items"]
-        return [i for i in items if i["username"] == who]
+        mine = [i for i in items if i["username"] == who]
+        return mine if outcomes <= {i["outcome"] for i in mine} else None
 
-    return until(found, 30, f"an audit row of {action} by {who}")
+    return until(found, 30, f"audit rows of {action} by {who} with outcomes {outcomes}")
 
 
 # --- the mailbox's side, driven synchronously on SQLite and PostgreSQL --------------------------
@@ -276,11 +280,7 @@ def test_a_user_lists_retries_and_cancels_their_own_tasks_and_another_users_are_
     sink.default_status = 200
     retried = alice.post(f"/api/v1/tasks/{task['id']}/retry")
     assert retried.status_code == 200, retried.text
-    assert retried.json()["attempts"] == 0 and retried.json()["state"] in (
-        "ready",
-        "leased",
-        "done",
-    )
+    assert (retried.json()["state"], retried.json()["attempts"]) == ("ready", 0)
     alice.wait_message(message_id, ("delivered",))
     assert message_id in delivered_ids(sink)
     timeline = [e["type"] for e in alice.get(f"/api/v1/messages/{message_id}").json()["events"]]
@@ -299,9 +299,8 @@ def test_a_user_lists_retries_and_cancels_their_own_tasks_and_another_users_are_
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.json()["error"]["details"][0]["field"] == bad.split("=")[0]
     assert alice.get("/api/v1/tasks/99999999").status_code == 404
-    row = audited(admin, "POST /api/v1/tasks/{task_id}/retry", "alice")
+    row = audited(admin, "POST /api/v1/tasks/{task_id}/retry", "alice", {"ok", "error"})
     assert {r["target"] for r in row} == {str(task["id"])}
-    assert {r["outcome"] for r in row} == {"ok", "error"}
 
 
 def test_a_paused_channel_holds_its_sends_while_others_go_and_a_cancel_ends_its_delivery(
@@ -393,7 +392,7 @@ def test_bulk_re_drive_delivers_500_dead_letters_once_the_sink_recovers(server_f
         "500 messages delivered",
     )
     assert dead_count() == 0
-    [row] = audited(admin, "POST /api/v1/tasks/retry", "admin")[:1]
+    [row] = [r for r in audited(admin, "POST /api/v1/tasks/retry", "admin") if r["outcome"] == "ok"]
     assert row["detail"]["retried"] == 500 and row["target"] == "500 entries"
 
 

@@ -22,6 +22,7 @@ from messagepusher.http.resources.common import listing, next_cursor, page, read
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import Strict
 from messagepusher.supervisor.actor import PoolActor, SerialActor
+from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import PARKED_AT, payload_number
 from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Pause, User
 from messagepusher.supervisor.supervisor import CHILD_CLASSES, child_class
@@ -184,7 +185,11 @@ class Tasks(Resource):
 class TaskRetry(Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: int) -> None:
         entry = get_task(req, task_id)
-        outcome = task_control.retry(self.runtime, [entry], req.context.principal.username)
+        # One transaction around the action and the answer: the entry as the action left it,
+        # before any worker can take it.
+        with write_transaction():
+            outcome = task_control.retry(self.runtime, [entry], req.context.principal.username)
+            resp.media = task_views(self.runtime, [MailboxEntry.get_by_id(entry.id)])[0]
         if outcome.refused:
             raise APIError(
                 409,
@@ -192,7 +197,6 @@ class TaskRetry(Resource):
                 f"task {entry.id} cannot be retried: {outcome.refused[entry.id]}",
             )
         self._wake(outcome.wake)
-        resp.media = task_views(self.runtime, [MailboxEntry.get_by_id(entry.id)])[0]
 
     def _wake(self, recipients: set[str]) -> None:
         for recipient in recipients:
@@ -202,7 +206,9 @@ class TaskRetry(Resource):
 class TaskCancel(TaskRetry):
     def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: int) -> None:
         entry = get_task(req, task_id)
-        outcome = task_control.cancel(self.runtime, entry, req.context.principal.username)
+        with write_transaction():
+            outcome = task_control.cancel(self.runtime, entry, req.context.principal.username)
+            resp.media = task_views(self.runtime, [MailboxEntry.get_by_id(entry.id)])[0]
         if outcome.refused:
             raise APIError(
                 409,
@@ -210,7 +216,6 @@ class TaskCancel(TaskRetry):
                 f"task {entry.id} cannot be cancelled: {outcome.refused[entry.id]}",
             )
         self._wake(outcome.wake)
-        resp.media = task_views(self.runtime, [MailboxEntry.get_by_id(entry.id)])[0]
 
 
 class TasksRetry(TaskRetry):

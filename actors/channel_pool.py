@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from messagepusher.actors import lifecycle, netguard, store
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.channels.details_link import page_url
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.actors.store import SEND_ROWS, SendRow
 from messagepusher.supervisor.actor import Job, PoolActor
@@ -51,7 +52,7 @@ class CallbackTask:
     body: dict[str, Any]
 
 
-def outbound(row: SendRow) -> OutboundMessage:
+def outbound(row: SendRow, public_url: str = "") -> OutboundMessage:
     """The channel's view of a stored message (pure)."""
     stored_fetched = json.loads(row.fetched) if row.fetched else None
     stored_ai = json.loads(row.ai_result) if row.ai_result else None
@@ -77,6 +78,9 @@ def outbound(row: SendRow) -> OutboundMessage:
         ai=ai,
         created_at=to_rfc3339(row.created_at) or "",
         recipients=tuple(json.loads(row.recipients)) if row.recipients else (),
+        details_url=page_url(
+            public_url, row.public_token, json.loads(row.owner_preferences or "{}")
+        ),
     )
 
 
@@ -143,7 +147,10 @@ class ChannelPoolActor(PoolActor):
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
         client = self.runtime.ingest  # None in a runtime without ingest: nothing is handed
-        rows = client.handoff.take(ids, self.runtime.clock.now()) if client is not None else {}
+        # A handed-off row does not know the owner's page preference: with a public URL set,
+        # the rows are read (SEND_ROWS joins the owner) so the details link follows it.
+        use_handoff = client is not None and not self.settings.server.public_url
+        rows = client.handoff.take(ids, self.runtime.clock.now()) if use_handoff else {}
         unread = [i for i in ids if i not in rows]
         if unread:
             rows.update(
@@ -177,7 +184,7 @@ class ChannelPoolActor(PoolActor):
                 d.channel_name,
                 config,
                 error,
-                outbound(d),
+                outbound(d, self.settings.server.public_url),
                 d.created_at,
             )
             sending.append(d.delivery_id)

@@ -8,6 +8,7 @@ write transaction, and a database error propagates (the caller's transaction rol
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -30,6 +31,8 @@ from messagepusher.supervisor.models import Channel, Message, MessageEvent
 if TYPE_CHECKING:
     from messagepusher.supervisor.mailbox import Mailbox
 
+PUBLIC_TOKEN_BYTES = 24  # 192 random bits, 32 URL-safe characters (the page /m/{token})
+
 # --- the SQL ---------------------------------------------------------------------------------
 
 MESSAGE_COLUMNS = (
@@ -49,6 +52,7 @@ MESSAGE_COLUMNS = (
     "recipients",
     "created_at",
     "updated_at",
+    "public_token",
 )
 IMPORTED_COLUMNS = (
     "user_id",
@@ -107,6 +111,17 @@ REQUEUE_DELIVERIES = (
     "WHERE id IN ({ids})"
 )
 REQUEUE_MESSAGE = "UPDATE message SET status = ?, finished_at = NULL, updated_at = ? WHERE id = ?"
+# Hand intervention on a task (actors/task_control.py): a failed or dead delivery pending again,
+# its finished (not cancelled) message queued again; one unsent delivery cancelled.
+REOPEN_FAILED_DELIVERIES = (
+    "UPDATE delivery SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ? "
+    "WHERE id IN ({ids}) AND status IN ({failed})"
+)
+REQUEUE_FINISHED_MESSAGES = (
+    "UPDATE message SET status = 'queued', finished_at = NULL, updated_at = ? "
+    "WHERE id IN ({ids}) AND status IN ({finals}) AND status <> 'cancelled'"
+)
+CANCEL_DELIVERY = "UPDATE delivery SET status = 'cancelled', updated_at = ? WHERE id = ? AND status NOT IN ({finals})"
 EDIT_MESSAGE = "UPDATE message SET title = ?, body = ?, updated_at = ? WHERE id = ?"
 PENDING_DELIVERIES = (
     "SELECT id FROM delivery WHERE message_id = ? AND status = 'pending' ORDER BY id"
@@ -136,8 +151,9 @@ EVENTS_OF = "SELECT at, type, detail FROM message_event WHERE message_id = ? ORD
 SEND_ROWS = """
     SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
            m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
-           m.recipients, c.config, c.updated_at
+           m.recipients, c.config, c.updated_at, m.public_token, u.preferences
       FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
+      JOIN "user" u ON u.id = m.user_id
      WHERE d.id IN ({ids})"""
 # Deliveries untouched since they were accepted: still pending, never written again (a status,
 # a retry, an edit of their message all set updated_at), and their channel unchanged since.
@@ -242,6 +258,8 @@ class SendRow:
     recipients: str | None
     channel_config: str | None
     channel_updated_at: float | None
+    public_token: str | None = None  # the public page's (actors/channels/details_link.py)
+    owner_preferences: str | None = None  # None in a hand-off: the owner was not read
 
 
 class SendHandoff:
@@ -341,7 +359,12 @@ class Stored:
     sends: tuple[SendRow, ...] = ()
 
 
-def _message_row(d: Any, status: str, now: float) -> tuple:
+def new_public_token() -> str:
+    """A fresh public-page token for a new message (random, never derived from its id)."""
+    return secrets.token_urlsafe(PUBLIC_TOKEN_BYTES)
+
+
+def _message_row(d: Any, status: str, now: float, token: str) -> tuple:
     return (
         d.user_id,
         d.title,
@@ -359,6 +382,7 @@ def _message_row(d: Any, status: str, now: float) -> tuple:
         _json(d.recipients),
         now,
         now,
+        token,
     )
 
 
@@ -378,7 +402,7 @@ def accept(mailbox: Mailbox, new: list[NewMessage], now: float) -> list[Stored]:
     message_ids = insert_returning_ids(
         "message",
         MESSAGE_COLUMNS,
-        [_message_row(item.draft, status, now) for item, _, status in plans],
+        [_message_row(item.draft, status, now, new_public_token()) for item, _, status in plans],
     )
     delivery_ids = insert_returning_ids(
         "delivery",
@@ -824,6 +848,54 @@ def cancel(mailbox: Mailbox, message_id: int, by: str, now: float) -> bool:
         add_event(message_id, "cancel_requested", {"by": by}, now)
         finish_if_final(mailbox, message_id, now, forced="cancelled")
     return True
+
+
+def reopen_deliveries(deliveries: dict[int, int], by: str, now: float) -> None:
+    """A task's retry: failed and dead deliveries (id → message id) pending again with a fresh
+    budget; their finished messages queued again, a `retry` event each. Caller's transaction."""
+    if not deliveries:
+        return
+    ids = list(deliveries)
+    failed = lifecycle.DELIVERY_FAILED
+    execute(
+        REOPEN_FAILED_DELIVERIES.format(ids=_ids(len(ids)), failed=_ids(len(failed))),
+        (now, *ids, *failed),
+    )
+    per_message: dict[int, list[int]] = {}
+    for delivery_id, message_id in deliveries.items():
+        per_message.setdefault(message_id, []).append(delivery_id)
+    finals = lifecycle.MESSAGE_FINAL
+    execute(
+        REQUEUE_FINISHED_MESSAGES.format(ids=_ids(len(per_message)), finals=_ids(len(finals))),
+        (now, *per_message, *finals),
+    )
+    _add_events(
+        [
+            (message_id, now, "retry", _event_detail({"deliveries": ids_, "by": by, "via": "task"}))
+            for message_id, ids_ in per_message.items()
+        ]
+    )
+
+
+def cancel_delivery(
+    mailbox: Mailbox, delivery_id: int | None, message_id: int | None, by: str, now: float
+) -> set[str]:
+    """A task's cancel: a delivery not sent yet cancelled, a `delivery_cancelled` event, and the
+    message's final status once nothing else is left. Caller's transaction; returns the
+    recipients to wake (a callback to post)."""
+    if delivery_id is None or message_id is None:
+        return set()
+    finals = lifecycle.DELIVERY_FINAL
+    changed = execute(CANCEL_DELIVERY.format(finals=_ids(len(finals))), (now, delivery_id, *finals))
+    if not changed:
+        return set()
+    add_event(
+        message_id,
+        "delivery_cancelled",
+        {"delivery_id": delivery_id, "by": by, "via": "task"},
+        now,
+    )
+    return finish_if_final(mailbox, message_id, now)
 
 
 def record_change(

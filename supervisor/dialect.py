@@ -94,6 +94,9 @@ class SqliteDialect:
         )
         self.db.cursor().executemany(sql, rows)
 
+    def widen_varchar(self, table: str, column: str, length: int) -> None:
+        """Let a text column hold `length` characters (SQLite ignores declared lengths)."""
+
     def table_exists(self, table: str) -> bool:
         return self.db.table_exists(table)
 
@@ -193,6 +196,12 @@ class PostgresDialect:
         """Insert rows in multi-row VALUES, skipping each that conflicts with a unique key."""
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s ON CONFLICT DO NOTHING"
         psycopg2.extras.execute_values(self.db.cursor(), sql, rows, page_size=500)
+
+    def widen_varchar(self, table: str, column: str, length: int) -> None:
+        """Let a text column hold `length` characters (ALTER COLUMN … TYPE VARCHAR)."""
+        self.db.execute_sql(
+            f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({int(length)})"
+        )
 
     def table_exists(self, table: str) -> bool:
         # to_regclass follows search_path; peewee's table_exists looks only in "public".

@@ -19,6 +19,7 @@ from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
     CLUSTER_MODELS,
+    PAUSE_MODELS,
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
@@ -27,6 +28,7 @@ from messagepusher.supervisor.models import (
     Delivery,
     InboxItem,
     JobRun,
+    MailboxEntry,
     Message,
     SchemaVersion,
     User,
@@ -114,6 +116,17 @@ def _cluster_state(db: peewee.Database) -> None:
     db.create_tables(CLUSTER_MODELS, safe=True)
 
 
+def _pauses_and_public_pages(db: peewee.Database) -> None:
+    db.create_tables(PAUSE_MODELS, safe=True)
+    _add_missing_columns(
+        db,
+        Message._meta.table_name,
+        (("public_token", peewee.CharField(max_length=64, null=True, unique=True)),),
+    )
+    # "cancelled" (a task cancelled by hand) does not fit the old VARCHAR(8).
+    db.dialect.widen_varchar(MailboxEntry._meta.table_name, "state", 16)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -126,6 +139,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
     (11, "shared rate-limit buckets and cluster stamps", _cluster_state),
+    (12, "pauses of mailboxes and channels; public message page tokens", _pauses_and_public_pages),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from messagepusher.actors import lifecycle, reports
+from messagepusher.actors import lifecycle, reports, store
 from messagepusher.supervisor.actor import TICK, Job, PerJobPoolActor
 from messagepusher.supervisor.config import RetentionSettings
 from messagepusher.supervisor.db import write_transaction
@@ -21,7 +21,6 @@ from messagepusher.supervisor.mailbox import FINISHED
 from messagepusher.supervisor.models import (
     Alert,
     AuditLog,
-    Delivery,
     JobRun,
     MailboxEntry,
     Message,
@@ -119,10 +118,11 @@ def purge(runtime: Runtime) -> dict[str, Any]:
                     .limit(retention.batch_size)
                     .tuples()
                 ]
-                if ids and model is Message:
-                    MessageEvent.delete().where(MessageEvent.message.in_(ids)).execute()
-                    Delivery.delete().where(Delivery.message.in_(ids)).execute()
-                if ids:
+                if model is Message:
+                    store.purge_messages(ids)
+                elif model is MessageEvent:
+                    store.purge_events(ids)
+                elif ids:
                     model.delete().where(model.id.in_(ids)).execute()
             if not ids:
                 break

@@ -42,18 +42,21 @@ def build(
             path_param(name).document("path") for name in re.findall(r"{(\w+)}", route.template)
         ]
         for method, op in route.ops.items():
+            errors: dict[str, Any] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            }
+            success: dict[str, Any] = {"description": "success"}
+            if op.html:
+                page = {"text/html": {"schema": {"type": "string"}}}
+                success["content"] = page
+                errors.update(page)
             operation: dict[str, Any] = {
                 "summary": op.summary,
                 "tags": [route.tag] if route.tag else [],
                 "x-permission": op.permission,
                 "responses": {
-                    str(op.status): {"description": "success"},
-                    "default": {
-                        "description": "error",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                        },
-                    },
+                    str(op.status): success,
+                    "default": {"description": "error", "content": errors},
                 },
             }
             parameters = list(params) + [query_param(q).document("query") for q in op.query]

@@ -23,6 +23,7 @@ class Op:
     # Query parameters: a name from params.COMMON, or a params.Param. ParamsMiddleware checks
     # them and the OpenAPI document declares them, so declaring is all a route has to do.
     query: tuple[Any, ...] = ()
+    html: bool = False  # a page for people: it answers text/html, its 404 too
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ def all_routes() -> list[Route]:
         messages,
         nodes,
         operations,
+        public,
         schedules,
         streams,
+        tasks,
         ui,
     )
 
@@ -57,6 +60,7 @@ def all_routes() -> list[Route]:
         docs,
         ui,
         messages,
+        tasks,
         schedules,
         hooks,
         channels,
@@ -65,6 +69,7 @@ def all_routes() -> list[Route]:
         nodes,
         compat,
         streams,
+        public,
     ):
         routes.extend(module.ROUTES)
     return routes

@@ -10,7 +10,7 @@ import logging
 import re
 import time
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from messagepusher.supervisor.credentials import (
@@ -29,7 +29,6 @@ from messagepusher.supervisor.models import (
     Channel,
     LoginFailure,
     MailboxEntry,
-    Message,
     User,
     WebSession,
 )
@@ -162,20 +161,33 @@ def set_default_channels(user_id: int, names: list[str]) -> list[str]:
             f"no channel {unknown[0]!r} of yours; "
             f"your channels: {', '.join(sorted(own)) or 'none yet'}",
         )
+    now = time.time()
     with write_transaction():
-        Channel.update(is_default=Channel.name.in_(names) if names else False).where(
-            Channel.user == user_id
-        ).execute()
+        # Only the rows that change, each with its updated_at: that is what tells a cache.
+        for default, chosen in (
+            (True, Channel.name.in_(names)),
+            (False, Channel.name.not_in(names)),
+        ):
+            Channel.update(is_default=default, updated_at=now).where(
+                (Channel.user == user_id) & chosen & (Channel.is_default != default)
+            ).execute()
     return sorted(set(names))
 
 
-def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> dict[str, Any]:
+def delete_user(
+    user: User,
+    reassign_to: User | None,
+    secretbox: SecretBox,
+    move_messages: Callable[[int, int], int],
+) -> dict[str, Any]:
     """Delete a user; their keys and sessions go with them.
 
     Without `reassign_to` their messages and channels are deleted too (ON DELETE CASCADE).
     With it, messages and channels move to that user; a channel whose name the new owner
     already uses is renamed `<name>-<old username>` (groups that named it follow), and the
-    moved channels stop being defaults. Returns what was moved and renamed.
+    moved channels stop being defaults. `move_messages(from, to)` is the message store's
+    transition that moves the messages (`actors.store.move_messages`; this layer does not
+    write message rows). Returns what was moved and renamed.
     """
     if reassign_to is not None and reassign_to.id == user.id:
         raise AccountError(
@@ -184,7 +196,7 @@ def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> d
     moved: dict[str, Any] = {"messages": 0, "channels": 0, "renamed": {}}
     with write_transaction():
         if reassign_to is not None:
-            moved = _reassign(user, reassign_to, secretbox)
+            moved = _reassign(user, reassign_to, secretbox, move_messages)
         User.delete().where(User.id == user.id).execute()
     log.info(
         "deleted user %s (id %d)%s",
@@ -195,7 +207,9 @@ def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> d
     return moved
 
 
-def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
+def _reassign(
+    user: User, target: User, secretbox: SecretBox, move_messages: Callable[[int, int], int]
+) -> dict[str, Any]:
     taken = {c.name for c in Channel.select(Channel.name).where(Channel.user == target.id)}
     channels = list(Channel.select().where(Channel.user == user.id))
     renamed: dict[str, str] = {}
@@ -218,13 +232,7 @@ def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
             ]
             changes["config"] = secretbox.encrypt(config)
         Channel.update(**changes).where(Channel.id == channel.id).execute()
-    target_keys = Message.select(Message.idempotency_key).where(
-        (Message.user == target.id) & Message.idempotency_key.is_null(False)
-    )
-    Message.update(idempotency_key=None).where(
-        (Message.user == user.id) & Message.idempotency_key.in_(target_keys)
-    ).execute()
-    messages = Message.update(user=target.id).where(Message.user == user.id).execute()
+    messages = move_messages(user.id, target.id)
     MailboxEntry.update(user_id=target.id).where(MailboxEntry.user_id == user.id).execute()
     return {"messages": messages, "channels": len(channels), "renamed": renamed}
 

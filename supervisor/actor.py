@@ -318,18 +318,33 @@ class PoolActor(MailboxActor):
         return super().handle(message)
 
     def on_wake(self) -> None:
+        """Actor thread: claim up to the free capacity and hand each job to a worker.
+
+        Raising (the database, an injected fault) crashes the actor; what it claimed stays
+        leased and its restart recovers it.
+        """
         capacity = self.workers - len(self.in_flight)
         if capacity <= 0:
             self.more_waiting = True
             return
         batch = min(capacity, self.settings.mailbox.claim_batch)
-        entries = self.mailbox.claim(
-            self.name, batch, self.settings.mailbox.lease_seconds, self.owner
-        )
+        for job in self._claim(batch):
+            self.faults.before_entry(self.name)
+            future = self.executor.submit(self._run, job)
+            self.in_flight[job.entry.id] = (job, future)
+
+    def _claim(self, batch: int) -> list[Job]:
+        """Actor thread: claim and `prepare` in one transaction; the jobs to run.
+
+        Poison entries (claimed more often than max_attempts) are given up and written back
+        at once; entries `prepare` settled (acked, deferred) are not returned.
+        """
+        with write_transaction():
+            entries = self.mailbox.claim(
+                self.name, batch, self.settings.mailbox.lease_seconds, self.owner
+            )
+            tasks = self.prepare(entries) if entries else {}
         self.more_waiting = len(entries) == batch
-        if not entries:
-            return
-        tasks = self.prepare(entries)
         poisoned = [
             Job(e, tasks[e.id], error=PoisonEntry(e))
             for e in entries
@@ -337,13 +352,27 @@ class PoolActor(MailboxActor):
         ]
         if poisoned:
             self.write_back(poisoned)
-        for entry in entries:
-            if entry.id not in tasks or entry.attempts > entry.max_attempts:
-                continue  # settled by prepare() (acked, deferred) or given up above
-            self.faults.before_entry(self.name)
-            job = Job(entry, tasks[entry.id])
-            future = self.executor.submit(self._run, job)
-            self.in_flight[entry.id] = (job, future)
+        return [
+            Job(e, tasks[e.id]) for e in entries if e.id in tasks and e.attempts <= e.max_attempts
+        ]
+
+    def run_once(self) -> int:
+        """Claim what is due, run each job's `work` inline and write the outcomes back.
+
+        The synchronous driver: no worker threads, no wake-ups, one claim's worth per
+        call, in the caller's thread (a test's, or the actor's). Returns how many jobs
+        ran; 0 when nothing was due. `work` raising becomes the job's error as in the
+        pool; anything else raising propagates, and the claimed entries stay leased.
+        """
+        jobs = self._claim(self.settings.mailbox.claim_batch)
+        for job in jobs:
+            try:
+                job.result = self.work(job)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a nack in apply()
+                job.error = exc
+        if jobs:
+            self.write_back(jobs)
+        return len(jobs)
 
     def _run(self, job: Job) -> None:
         """Worker thread: run `work`, keep its result or exception, tell the actor."""

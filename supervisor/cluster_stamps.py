@@ -25,13 +25,13 @@ def bump(name: str) -> None:
     Raises peewee errors when the database fails.
     """
     db = database.obj
-    db.execute_sql(BUMP_SQL.replace("?", db.param), (name,))
+    db.execute_sql(db.dialect.sql(BUMP_SQL), (name,))
 
 
 def read(name: str) -> int:
     """The current value of stamp `name` (0 before its first bump). Raises peewee errors."""
     db = database.obj
-    row = db.execute_sql(READ_SQL.replace("?", db.param), (name,)).fetchone()
+    row = db.execute_sql(db.dialect.sql(READ_SQL), (name,)).fetchone()
     return int(row[0]) if row else 0
 
 

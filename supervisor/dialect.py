@@ -51,6 +51,13 @@ class SqliteDialect:
         """
         return self.db.atomic("IMMEDIATE")
 
+    def relaxed_commit(self):
+        """A block whose writes may be lost in a crash in exchange for a cheaper commit.
+
+        SQLite: nothing to relax; the block runs as it is.
+        """
+        return contextlib.nullcontext()
+
     def for_update(self, select: str) -> str:
         """The SELECT as one that locks its rows until the transaction ends.
 
@@ -86,6 +93,9 @@ class SqliteDialect:
             f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
         )
         self.db.cursor().executemany(sql, rows)
+
+    def widen_varchar(self, table: str, column: str, length: int) -> None:
+        """Let a text column hold `length` characters (SQLite ignores declared lengths)."""
 
     def table_exists(self, table: str) -> bool:
         return self.db.table_exists(table)
@@ -139,6 +149,20 @@ class PostgresDialect:
         """A plain transaction: PostgreSQL locks rows as they are written."""
         return self.db.atomic()
 
+    @contextlib.contextmanager
+    def relaxed_commit(self) -> Iterator[None]:
+        """A block whose writes may be lost in a crash in exchange for a cheaper commit.
+
+        Outside a transaction: its own transaction committed without waiting for the WAL flush
+        (`synchronous_commit` off). Inside one: the caller's transaction decides.
+        """
+        if self.db.in_transaction():
+            yield
+            return
+        with self.db.atomic():
+            self.db.execute_sql("SET LOCAL synchronous_commit TO OFF")
+            yield
+
     def for_update(self, select: str) -> str:
         """The SELECT as one that locks its rows until the transaction ends."""
         return f"{select} FOR UPDATE"
@@ -172,6 +196,12 @@ class PostgresDialect:
         """Insert rows in multi-row VALUES, skipping each that conflicts with a unique key."""
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s ON CONFLICT DO NOTHING"
         psycopg2.extras.execute_values(self.db.cursor(), sql, rows, page_size=500)
+
+    def widen_varchar(self, table: str, column: str, length: int) -> None:
+        """Let a text column hold `length` characters (ALTER COLUMN … TYPE VARCHAR)."""
+        self.db.execute_sql(
+            f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({int(length)})"
+        )
 
     def table_exists(self, table: str) -> bool:
         # to_regclass follows search_path; peewee's table_exists looks only in "public".

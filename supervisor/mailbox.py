@@ -20,13 +20,19 @@ import peewee
 import psutil
 
 from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.models import MailboxEntry
+from messagepusher.supervisor.models import Delivery, MailboxEntry, Pause
 from messagepusher.supervisor.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 CLAIMABLE = ("ready", "failed", "leased")
-FINISHED = ("done", "dead")
+FINISHED = ("done", "dead", "cancelled")
+REDRIVABLE = ("ready", "failed", "dead")  # what a hand retry may put back to ready now
+CANCELLABLE = REDRIVABLE  # a leased entry is in a worker's hands: it finishes first
+CHANNEL_RECIPIENT = "channel_pool"
+# A due entry of a paused channel waits at this available_at, still `ready` (see Mailbox.claim);
+# resuming the channel makes it due now. It lies beyond every time the API accepts.
+PARKED_AT = 1.0e13
 
 
 @dataclass
@@ -107,6 +113,8 @@ INSERT_COLUMNS = (
     "created_at",
     "updated_at",
 )
+
+PAUSES = "SELECT mailbox, channel_id FROM pause"
 
 # Puts and acks are the per-entry hot paths: a fixed statement costs a tenth of what
 # building the same statement with peewee's query builder does.
@@ -209,11 +217,21 @@ class Mailbox:
     # --- taking work -------------------------------------------------------------
 
     def claim(self, recipient: str, n: int, lease_seconds: float, owner: str) -> list[Entry]:
-        """Lease up to n due entries, highest priority then oldest first, in one short transaction."""
+        """Lease up to n due entries, highest priority then oldest first, in one short transaction.
+
+        Nothing while the recipient's mailbox is paused. While channels are paused, the due
+        entries of theirs at the head of the channel pool's queue are parked first (`_park`),
+        so that the claim passes over them and they stay ready.
+        """
         now = self.now()
+        paused_mailboxes, paused_channels = self.pauses()
+        if recipient in paused_mailboxes:
+            return []
         expires = now + lease_seconds
         params = (owner, expires, expires, now, recipient, now, n)
         with write_transaction(self.db):
+            if paused_channels and recipient == CHANNEL_RECIPIENT:
+                self._park(paused_channels, n, now)
             rows = self.db.execute_sql(self._claim, params).fetchall()
         entries = [
             Entry(r[0], r[1], r[2], json.loads(r[3]) if r[3] else {}, r[4], r[5], r[6], r[7])
@@ -350,13 +368,14 @@ class Mailbox:
     # --- looking --------------------------------------------------------------------
 
     def next_due(self) -> dict[str, float]:
-        """Earliest available_at of claimable work, per recipient."""
+        """Earliest available_at of claimable work, per recipient whose mailbox is not paused."""
+        paused = self.pauses()[0]
         query = (
             MailboxEntry.select(MailboxEntry.recipient, peewee.fn.MIN(MailboxEntry.available_at))
             .where(MailboxEntry.state.in_(CLAIMABLE))
             .group_by(MailboxEntry.recipient)
         )
-        return {recipient: due for recipient, due in query.tuples()}
+        return {recipient: due for recipient, due in query.tuples() if recipient not in paused}
 
     def depths(self) -> list[dict[str, Any]]:
         """Count per recipient and state, with the age of the oldest due entry where ready."""
@@ -392,6 +411,126 @@ class Mailbox:
             for r, c in dead.tuples()
         )
         return out
+
+    # --- pauses ------------------------------------------------------------------------
+
+    def pauses(self) -> tuple[set[str], set[int]]:
+        """(paused mailbox names, paused channel ids), read from the database every call: a
+        pause is cluster-wide and survives restarts."""
+        mailboxes: set[str] = set()
+        channels: set[int] = set()
+        # Every claim asks: a fixed statement, not the query builder, keeps that cheap.
+        for mailbox, channel_id in self.db.execute_sql(PAUSES).fetchall():
+            if mailbox is not None:
+                mailboxes.add(mailbox)
+            if channel_id is not None:
+                channels.add(channel_id)
+        return mailboxes, channels
+
+    def pause(self, by: str, mailbox: str | None = None, channel_id: int | None = None) -> None:
+        """Pause a mailbox or a channel (give one); pausing again keeps the first pause."""
+        row = {"mailbox": mailbox, "channel": channel_id, "paused_by": by, "paused_at": self.now()}
+        with write_transaction(self.db):
+            Pause.insert(row).on_conflict_ignore().execute()
+
+    def resume(self, mailbox: str | None = None, channel_id: int | None = None) -> bool:
+        """Lift a pause; False when there was none. A resumed channel's parked work is due now
+        (every parked entry is: those of channels still paused are parked again by the next claim)."""
+        now = self.now()
+        where = Pause.mailbox == mailbox if mailbox is not None else Pause.channel == channel_id
+        with write_transaction(self.db):
+            lifted = Pause.delete().where(where).execute()
+            if channel_id is not None:
+                MailboxEntry.update(available_at=now, updated_at=now).where(
+                    (MailboxEntry.recipient == CHANNEL_RECIPIENT)
+                    & MailboxEntry.state.in_(CLAIMABLE)
+                    & (MailboxEntry.available_at >= PARKED_AT)
+                ).execute()
+        return bool(lifted)
+
+    def _park(self, channels: set[int], n: int, now: float) -> None:
+        """Move the paused channels' due entries out of the head of the channel pool's queue.
+
+        Runs inside the claim's write transaction. Only the n entries the claim would take are
+        looked at, again until none of them is a paused channel's, so each parked entry costs
+        one look; an expired lease among them becomes ready again (its worker is gone).
+        """
+        due = (
+            (MailboxEntry.recipient == CHANNEL_RECIPIENT)
+            & MailboxEntry.state.in_(CLAIMABLE)
+            & (MailboxEntry.available_at <= now)
+        )
+        while True:
+            head = (
+                MailboxEntry.select(MailboxEntry.id, MailboxEntry.kind, MailboxEntry.payload)
+                .where(due)
+                .order_by(MailboxEntry.priority.desc(), MailboxEntry.id)
+                .limit(n)
+                .tuples()
+            )
+            by_delivery = {
+                payload.get("delivery_id"): entry_id
+                for entry_id, kind, payload in head
+                if kind == "send" and payload
+            }
+            if not by_delivery:
+                return
+            blocked = [
+                by_delivery[delivery_id]
+                for (delivery_id,) in Delivery.select(Delivery.id)
+                .where(Delivery.id.in_(list(by_delivery)) & Delivery.channel.in_(list(channels)))
+                .tuples()
+            ]
+            if not blocked:
+                return
+            MailboxEntry.update(
+                available_at=PARKED_AT,
+                state=peewee.Case(
+                    None, [(MailboxEntry.state == "leased", "ready")], MailboxEntry.state
+                ),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            ).where(due & MailboxEntry.id.in_(blocked)).execute()
+
+    # --- hand intervention --------------------------------------------------------------
+
+    def redrive(self, entry_ids: list[int]) -> int:
+        """Ready now with a fresh attempt budget (a hand retry); only dead, failed and ready
+        entries change. Returns how many did. Runs in the caller's transaction, if any."""
+        if not entry_ids:
+            return 0
+        now = self.now()
+        return (
+            MailboxEntry.update(
+                state="ready",
+                attempts=0,
+                available_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            .where(MailboxEntry.id.in_(entry_ids) & MailboxEntry.state.in_(REDRIVABLE))
+            .execute()
+        )
+
+    def cancel(self, entry_id: int, reason: str) -> bool:
+        """Cancelled for good (never claimed again, purged like done work); False unless it was
+        ready, failed or dead. Runs in the caller's transaction, if any."""
+        now = self.now()
+        changed = (
+            MailboxEntry.update(state="cancelled", last_error=reason[:4000], updated_at=now)
+            .where((MailboxEntry.id == entry_id) & MailboxEntry.state.in_(CANCELLABLE))
+            .execute()
+        )
+        return changed == 1
+
+
+def payload_number(db: peewee.Database, key: str) -> peewee.SQL:
+    """The integer `payload.<key>` of a mailbox row, as an SQL expression (NULL when absent)."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return peewee.SQL(f"CAST(CAST(payload AS jsonb) ->> '{key}' AS BIGINT)")
+    return peewee.SQL(f"CAST(json_extract(payload, '$.{key}') AS INTEGER)")
 
 
 def create_claim_index(db: peewee.Database) -> None:

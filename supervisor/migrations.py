@@ -19,15 +19,17 @@ from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
     CLUSTER_MODELS,
+    NODE_MODELS,
+    PAUSE_MODELS,
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
-    V12_MODELS,
     ApiKey,
     AuditLog,
     Delivery,
     InboxItem,
     JobRun,
+    MailboxEntry,
     Message,
     SchemaVersion,
     User,
@@ -115,8 +117,19 @@ def _cluster_state(db: peewee.Database) -> None:
     db.create_tables(CLUSTER_MODELS, safe=True)
 
 
+def _pauses_and_public_pages(db: peewee.Database) -> None:
+    db.create_tables(PAUSE_MODELS, safe=True)
+    _add_missing_columns(
+        db,
+        Message._meta.table_name,
+        (("public_token", peewee.CharField(max_length=64, null=True, unique=True)),),
+    )
+    # "cancelled" (a task cancelled by hand) does not fit the old VARCHAR(8).
+    db.dialect.widen_varchar(MailboxEntry._meta.table_name, "state", 16)
+
+
 def _node_registry(db: peewee.Database) -> None:
-    db.create_tables(V12_MODELS, safe=True)
+    db.create_tables(NODE_MODELS, safe=True)
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
@@ -131,7 +144,8 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
     (11, "shared rate-limit buckets and cluster stamps", _cluster_state),
-    (12, "node registry: every process with its heartbeat", _node_registry),
+    (12, "pauses of mailboxes and channels; public message page tokens", _pauses_and_public_pages),
+    (13, "node registry: every process with its heartbeat", _node_registry),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -119,6 +119,8 @@ class Message(BaseModel):
     created_at = Time()
     updated_at = Time()
     finished_at = Time(null=True)
+    # added by migration 11: the unguessable key of the public page /m/{token}
+    public_token = peewee.CharField(max_length=64, null=True, unique=True)
 
     class Meta:
         indexes = (
@@ -162,7 +164,7 @@ class MailboxEntry(BaseModel):
     kind = peewee.CharField(max_length=32)
     payload = JSONField(default=dict)
     priority = peewee.SmallIntegerField(default=3)
-    state = peewee.CharField(max_length=8, default="ready")
+    state = peewee.CharField(max_length=16, default="ready")  # 8 before migration 12
     available_at = Time()
     lease_owner = peewee.CharField(null=True)
     lease_expires_at = Time(null=True)
@@ -370,6 +372,21 @@ class ClusterStamp(BaseModel):
     value = peewee.BigIntegerField(default=0)
 
 
+# --- table added by migration 12 (pauses) ---
+
+
+class Pause(BaseModel):
+    """A paused mailbox or channel: its work stays ready and is not claimed, on every node."""
+
+    mailbox = peewee.CharField(max_length=32, null=True, unique=True)
+    channel = peewee.ForeignKeyField(Channel, null=True, unique=True, on_delete="CASCADE")
+    paused_by = peewee.CharField(default="")
+    paused_at = Time()
+
+
+# --- table added by migration 13 (node registry) ---
+
+
 class Node(BaseModel):
     """One process of the cluster: a root, a worker, or a process serving alone (kind)."""
 
@@ -406,5 +423,8 @@ V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
 INBOX_MODELS = [InboxItem]
 V9_MODELS = [Schedule, ScheduleFire, Hook]
 CLUSTER_MODELS = [RateBucket, ClusterStamp]
-V12_MODELS = [Node]
-ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS + CLUSTER_MODELS + V12_MODELS
+PAUSE_MODELS = [Pause]
+NODE_MODELS = [Node]
+ALL_MODELS = (
+    V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS + CLUSTER_MODELS + PAUSE_MODELS + NODE_MODELS
+)

@@ -88,7 +88,6 @@ RETURNING tokens, granted
 # A take lost in a PostgreSQL crash only lets a bucket refill early, so its commit need not
 # wait for the WAL to reach the disk (on a busy disk that wait is milliseconds per request).
 # Only a take in a transaction of its own is relaxed, never a caller's transaction.
-RELAXED_COMMIT_SQL = "SET LOCAL synchronous_commit TO OFF"
 _NAMED = re.compile(r":([a-z_]+)")
 _TAKE_ORDER = _NAMED.findall(TAKE_SQL)
 _TAKE_POSITIONAL = _NAMED.sub("?", TAKE_SQL)
@@ -162,12 +161,7 @@ class SharedBuckets:
             "fresh_grant": fresh_grant,
         }
         db = database.obj
-        sql = _TAKE_POSITIONAL.replace("?", db.param)
         params = tuple(values[k] for k in _TAKE_ORDER)
-        if isinstance(db, peewee.PostgresqlDatabase) and not db.in_transaction():
-            with db.atomic():
-                db.execute_sql(RELAXED_COMMIT_SQL)
-                row = db.execute_sql(sql, params).fetchone()
-        else:
-            row = db.execute_sql(sql, params).fetchone()
+        with db.dialect.relaxed_commit():
+            row = db.execute_sql(db.dialect.sql(_TAKE_POSITIONAL), params).fetchone()
         return float(row[0]), float(row[1])

@@ -205,6 +205,7 @@ BODIES = {
     ),
     ("PATCH", "/api/v1/hooks/{hook_id}"): (lambda w, ids: {"priority": 4}, 200),
     ("POST", "/api/v1/hooks/{hook_id}/preview"): (lambda w, ids: {"payload": {"x": "y"}}, 200),
+    ("POST", "/api/v1/tasks/retry"): (lambda w, ids: {"state": "dead", "limit": 10}, 403),
 }
 
 

@@ -13,6 +13,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.actors.channels.details_link import fit_with_link
 from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
@@ -21,7 +22,6 @@ from messagepusher.actors.channels.http_common import (
     classify_body_code,
     json_call,
     render,
-    truncate,
     truncation_note,
     utf8_len,
 )
@@ -48,7 +48,7 @@ def level(priority: int) -> str:
 
 def build_call(message: OutboundMessage, config: BarkConfig) -> tuple[Call, list[str]]:
     full = render(message, markdown=False, title=False)
-    body, cut = truncate(full, BODY_LIMIT_BYTES, utf8_len)
+    body, cut = fit_with_link(full, message, BODY_LIMIT_BYTES, utf8_len)
     notes = [truncation_note("body", utf8_len(full), BODY_LIMIT_BYTES, "bytes")] if cut else []
     payload = {
         "device_key": config.device_key,

@@ -32,6 +32,7 @@ class OutboundMessage:
     ai: dict[str, Any] | None = None  # {"task", "result"} when an AI step ran
     created_at: str = ""
     recipients: tuple[str, ...] = ()  # who to address instead of the channel's own (compat `to`)
+    details_url: str | None = None  # the public message page (actors/channels/details_link.py)
 
 
 @dataclass(frozen=True)

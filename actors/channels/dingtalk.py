@@ -19,6 +19,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.actors.channels.details_link import fit_with_link
 from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
@@ -28,7 +29,6 @@ from messagepusher.actors.channels.http_common import (
     json_call,
     message_title,
     render,
-    truncate,
     truncation_note,
     utf8_len,
 )
@@ -76,7 +76,7 @@ def build_call(
     """The robot request; with a secret, signed with the time `now` (seconds)."""
     markdown = message.format == "markdown"
     full = render(message, markdown=markdown)
-    content, cut = truncate(full, CONTENT_LIMIT_BYTES, utf8_len)
+    content, cut = fit_with_link(full, message, CONTENT_LIMIT_BYTES, utf8_len, markdown)
     notes = (
         [truncation_note("content", utf8_len(full), CONTENT_LIMIT_BYTES, "bytes")] if cut else []
     )

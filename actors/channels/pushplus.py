@@ -13,6 +13,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.actors.channels.details_link import with_link
 from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
@@ -47,7 +48,7 @@ def build_call(message: OutboundMessage, config: PushPlusConfig) -> tuple[Call, 
     payload = {
         "token": config.token,
         "title": message_title(message),
-        "content": render(message, markdown=markdown, title=False),
+        "content": with_link(render(message, markdown=markdown, title=False), message, markdown),
         "template": "markdown" if markdown else "txt",
     }
     if config.topic:

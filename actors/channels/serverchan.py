@@ -15,6 +15,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.actors.channels.details_link import fit_with_link
 from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
@@ -59,7 +60,7 @@ def build_call(message: OutboundMessage, config: ServerChanConfig) -> tuple[Call
             truncation_note("title", len(message_title(message)), TITLE_LIMIT_CHARS, "characters")
         )
     full = render(message, markdown=True, title=False)
-    desp, cut = truncate(full, DESP_LIMIT_BYTES, utf8_len)
+    desp, cut = fit_with_link(full, message, DESP_LIMIT_BYTES, utf8_len, markdown=True)
     if cut:
         notes.append(truncation_note("desp", utf8_len(full), DESP_LIMIT_BYTES, "bytes"))
     return form_call(endpoint(config), {"title": title, "desp": desp}), notes

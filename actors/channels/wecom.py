@@ -15,6 +15,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.actors.channels.details_link import fit_with_link
 from messagepusher.actors.channels.http_common import (
     Answer,
     BaseUrl,
@@ -23,7 +24,6 @@ from messagepusher.actors.channels.http_common import (
     classify_body_code,
     json_call,
     render,
-    truncate,
     truncation_note,
     utf8_len,
 )
@@ -54,7 +54,7 @@ def build_call(message: OutboundMessage, config: WeComConfig) -> tuple[Call, lis
     markdown = message.format == "markdown"
     limit = MARKDOWN_LIMIT_BYTES if markdown else TEXT_LIMIT_BYTES
     full = render(message, markdown=markdown)
-    content, cut = truncate(full, limit, utf8_len)
+    content, cut = fit_with_link(full, message, limit, utf8_len, markdown)
     notes = [truncation_note("content", utf8_len(full), limit, "bytes")] if cut else []
     if markdown:
         payload = {"msgtype": "markdown", "markdown": {"content": content}}

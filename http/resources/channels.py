@@ -134,6 +134,7 @@ class Channels:
             raise APIError(
                 409, "name_taken", f"you already have a channel named {body.name!r}"
             ) from None
+        self.runtime.ingest.channels.invalidate(user_id)
         resp.status = falcon.HTTP_201
         resp.media = view(self.runtime, row)
 
@@ -168,11 +169,13 @@ class Channels:
             raise APIError(
                 409, "name_taken", f"you already have a channel named {body.name!r}"
             ) from None
+        self.runtime.ingest.channels.invalidate(row.user_id)
         resp.media = view(self.runtime, Channel.get_by_id(row.id))
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         row.delete_instance()
+        self.runtime.ingest.channels.invalidate(row.user_id)
         resp.status = falcon.HTTP_204
 
 

@@ -21,6 +21,7 @@ from messagepusher.http.auth import UNAUTHORIZED_HEADERS
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.params import Param
 from messagepusher.http.resources.common import listing, newest_page, read_object
+from messagepusher.http.resources.tasks import pauses_view
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.http.schemas import ConfigPatch
 from messagepusher.supervisor import logs
@@ -74,6 +75,7 @@ class Status(Resource):
             "failing": failing,
             "components": components,
             "mailbox": refresh_queue_gauges(runtime),
+            "paused": pauses_view(),  # {"mailboxes": […], "channels": […]}
             "resources": refresh_process_gauges(runtime, _process),
             "config_version": runtime.runtime_config.view()["version"]
             if runtime.runtime_config

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from messagepusher.http.errors import APIError
 from messagepusher.http.schemas import Strict
@@ -35,6 +35,9 @@ class PreferencesIn(Strict):
     language: Literal["zh-CN", "en"] | None = None
     default_channels: list[str] | None = Field(
         None, max_length=100, description="names of your channels used when a message names none"
+    )
+    public_page: StrictBool | None = Field(
+        None, description="false: no public page /m/{token} for your messages, nor links to one"
     )
 
 
@@ -69,6 +72,8 @@ def apply_preferences(user: User, prefs: PreferencesIn) -> dict[str, Any]:
         stored["timezone"] = accounts.validate_timezone(prefs.timezone)
     if prefs.language is not None:
         stored["language"] = prefs.language
+    if prefs.public_page is not None:
+        stored["public_page"] = prefs.public_page
     if prefs.default_channels is not None:
         accounts.set_default_channels(user.id, prefs.default_channels)
     return stored

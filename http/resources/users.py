@@ -10,6 +10,7 @@ from typing import Literal
 import falcon
 from pydantic import Field, StrictBool, field_validator
 
+from messagepusher.actors import store
 from messagepusher.http import params
 from messagepusher.http.audit import note
 from messagepusher.http.auth import Principal
@@ -178,7 +179,7 @@ class Users:
             if target is None:
                 raise unprocessable("to", "no such user", ref)
         try:
-            moved = accounts.delete_user(user, target, self.runtime.secretbox)
+            moved = accounts.delete_user(user, target, self.runtime.secretbox, store.move_messages)
         except AccountError as exc:
             raise account_error(exc) from None
         _forget_user(self.runtime, user.id)

@@ -97,6 +97,10 @@ class SqliteDialect:
     def widen_varchar(self, table: str, column: str, length: int) -> None:
         """Let a text column hold `length` characters (SQLite ignores declared lengths)."""
 
+    def json_integer(self, column: str, key: str) -> str:
+        """SQL for the integer at `key` of a JSON text column (NULL when absent)."""
+        return f"CAST(json_extract({column}, '$.{key}') AS INTEGER)"
+
     def table_exists(self, table: str) -> bool:
         return self.db.table_exists(table)
 
@@ -202,6 +206,10 @@ class PostgresDialect:
         self.db.execute_sql(
             f"ALTER TABLE {table} ALTER COLUMN {column} TYPE VARCHAR({int(length)})"
         )
+
+    def json_integer(self, column: str, key: str) -> str:
+        """SQL for the integer at `key` of a JSON text column (NULL when absent)."""
+        return f"CAST(CAST({column} AS jsonb) ->> '{key}' AS BIGINT)"
 
     def table_exists(self, table: str) -> bool:
         # to_regclass follows search_path; peewee's table_exists looks only in "public".

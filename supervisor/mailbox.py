@@ -528,9 +528,7 @@ class Mailbox:
 
 def payload_number(db: peewee.Database, key: str) -> peewee.SQL:
     """The integer `payload.<key>` of a mailbox row, as an SQL expression (NULL when absent)."""
-    if isinstance(db, peewee.PostgresqlDatabase):
-        return peewee.SQL(f"CAST(CAST(payload AS jsonb) ->> '{key}' AS BIGINT)")
-    return peewee.SQL(f"CAST(json_extract(payload, '$.{key}') AS INTEGER)")
+    return peewee.SQL(db.dialect.json_integer("payload", key))
 
 
 def create_claim_index(db: peewee.Database) -> None:

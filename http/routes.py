@@ -46,6 +46,7 @@ def all_routes() -> list[Route]:
         messages,
         operations,
         schedules,
+        stats,
         streams,
         ui,
     )
@@ -63,6 +64,7 @@ def all_routes() -> list[Route]:
         operations,
         compat,
         streams,
+        stats,
     ):
         routes.extend(module.ROUTES)
     return routes

@@ -633,9 +633,9 @@ async function loadAccount() {
 
 async function loadKeys() {
   const keys = (await api("GET", "/api/v1/keys?limit=200")).items.filter((k) => k.user_id === state.user.id);
-  $("keys-body").innerHTML = rowsOr(keys.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td class="owner-col" hidden></td><td><code>${esc(k.prefix)}</code></td>
+  $("keys-body").innerHTML = rowsOr(keys.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td><code>${esc(k.prefix)}</code></td>
     <td>${k.scopes.map((s) => `<span class="badge text-bg-light border me-1">${esc(s)}</span>`).join("")}</td><td>${k.expires_at ? when(k.expires_at) : label("never", "never")}</td>
-    <td>${when(k.last_used_at)}</td><td class="text-end">${button("delete-key", k.id, "delete", "Delete", "btn-outline-danger")}</td></tr>`), 8);
+    <td>${when(k.last_used_at)}</td><td class="text-end">${button("delete-key", k.id, "delete", "Delete", "btn-outline-danger")}</td></tr>`), 7);
   labelCells($("account-view"));
 }
 

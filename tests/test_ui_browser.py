@@ -25,7 +25,10 @@ from typing import Any
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -130,8 +133,23 @@ class UI:
             field.clear()
             field.send_keys(value)
 
+    def press(self, css: str) -> None:
+        """Scroll the element to the middle of the window (clear of the sticky header and the
+        window's edge) and click it."""
+
+        def pressed(d) -> bool:
+            element = self.find(css)
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            try:
+                element.click()
+            except ElementClickInterceptedException:
+                return False  # the page moved under the pointer (a list loading above): again
+            return True
+
+        self.wait(pressed, f"{css} pressed")
+
     def submit(self, form: str) -> None:
-        self.find(f"{form} button[type=submit]").click()
+        self.press(f"{form} button[type=submit]")
 
     def go(self, view: str) -> None:
         """Click the view's link in the header, opening the collapsed menu first on a phone."""
@@ -175,7 +193,7 @@ class UI:
 
     def click(self, css: str) -> None:
         """Click, again if a reload replaced the element meanwhile."""
-        self.wait(lambda d: self.find(css).click() or True, f"{css} clicked")
+        self.wait(lambda d: self.press(css) or True, f"{css} clicked")
 
     def table(self, tbody: str) -> list[list[str]]:
         """The cells' text of a table body, read at once (a reload cannot leave stale rows)."""
@@ -314,12 +332,13 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
 def create_webhook_channel(ui: UI, name: str, url: str, default: bool = False) -> None:
     """Through the Channels form generated from the webhook type's schema."""
     ui.go("channels")
-    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#channel-types option"), "types")
+    ui.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#channels-body tr"), "the list loaded")
     Select(ui.find("#channel-types")).select_by_value("webhook")
     ui.visible('#channel-config [name="config.url"]')
     ui.fill("#channel-form", name=name, **{"config.url": url})
     if default:
-        ui.find("#channel-default").click()
+        ui.press("#channel-default")
+        assert ui.find("#channel-default").is_selected()
     ui.submit("#channel-form")
     row = f'//tbody[@id="channels-body"]/tr[td[2]="{name}"]'
     ui.wait(EC.presence_of_element_located((By.XPATH, row)), f"the channel {name} listed")
@@ -362,7 +381,7 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
     heads = [th.text for th in ui.driver.find_elements(By.CSS_SELECTOR, "#message-view thead th")]
     assert heads == ["Channel", "Status", "Attempts", "Response code", "Last error", "Sent at"]
     cells = ui.table("#message-deliveries")[0]
-    assert cells[:4] == ["sink webhook", "delivered", "1", "200"], cells
+    assert cells[:4] == ["sink webhook", "sent", "1", "200"], cells
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", cells[5]), cells
     ui.wait(lambda d: "Delivered" in ui.find("#message-timeline").text, "the timeline's last event")
     events = [
@@ -376,16 +395,11 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
 
     # The list shows it too, with the status filter.
     ui.go("messages")
-    ui.wait(lambda d: ui.table("#messages-body")[0][2] == "delivered", "the list")
+    ui.wait(lambda d: [r[2] for r in ui.table("#messages-body")] == ["delivered"], "the list")
     Select(ui.find("#filter-status")).select_by_value("failed")
     ui.wait(lambda d: ui.table("#messages-body") == [["none"]], "filtered by status")
     Select(ui.find("#filter-status")).select_by_value("")
-    ui.wait(
-        lambda d: (
-            len(ui.table("#messages-body")) == 1 and ui.table("#messages-body")[0][0] == message_id
-        ),
-        "all again",
-    )
+    ui.wait(lambda d: [r[0] for r in ui.table("#messages-body")] == [message_id], "all again")
     ui.fill("#message-filter", text="nothing like it")
     ui.wait(lambda d: ui.table("#messages-body") == [["none"]], "filtered by text")
 
@@ -395,7 +409,6 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
     assert ui.mislabelled(english=False) == []
     assert ui.find("#lang").text == "English"
     assert ui.find("html").get_attribute("lang") == "zh-CN"
-    ui.find(f'a[href="#/messages/{message_id}"]')
     ui.driver.execute_script(f"location.hash = '#/messages/{message_id}'")
     ui.text("#message-status", "已送达")
     assert ui.mislabelled(english=False) == []

@@ -28,6 +28,7 @@ from selenium import webdriver
 from selenium.common.exceptions import (
     ElementClickInterceptedException,
     StaleElementReferenceException,
+    TimeoutException,
 )
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -99,6 +100,7 @@ class UI:
     def __init__(self, driver: webdriver.Chrome, server: ServerProcess):
         self.driver = driver
         self.server = server
+        driver.get("about:blank")  # the last test's page stops calling its (stopped) server
         driver.set_window_size(1366, 900)
         self.time_zone("UTC")  # the zone an earlier test chose is not kept
         driver.get_log("browser")  # drop what an earlier test left
@@ -136,17 +138,25 @@ class UI:
     def press(self, css: str) -> None:
         """Scroll the element to the middle of the window (clear of the sticky header and the
         window's edge) and click it."""
+        self.intercepted = ""
+        try:
+            self.wait(lambda d: self.try_press(css), f"{css} pressed")
+        except TimeoutException:
+            raise AssertionError(f"{css} could not be pressed: {self.intercepted}") from None
 
-        def pressed(d) -> bool:
-            element = self.find(css)
-            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-            try:
-                element.click()
-            except ElementClickInterceptedException:
-                return False  # the page moved under the pointer (a list loading above): again
-            return True
-
-        self.wait(pressed, f"{css} pressed")
+    def try_press(self, css: str) -> bool:
+        """One attempt of press(): False when the page moved under the pointer (a list loading
+        above the element, a toast passing)."""
+        element = self.find(css)
+        self.driver.execute_script(
+            "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element
+        )
+        try:
+            element.click()
+        except ElementClickInterceptedException as exc:
+            self.intercepted = exc.msg
+            return False
+        return True
 
     def submit(self, form: str) -> None:
         self.press(f"{form} button[type=submit]")
@@ -156,7 +166,10 @@ class UI:
         link = self.find(f'#nav a[href="#{view}"]')
         if not link.is_displayed():
             self.find("#nav-toggle").click()
-            self.wait(lambda d: link.is_displayed(), "the menu open")
+            self.wait(
+                lambda d: "show" in self.find("#nav-collapse").get_attribute("class").split(),
+                "the menu open",
+            )
         link.click()
         self.visible(f"#{view}-view")
 
@@ -181,7 +194,7 @@ class UI:
             cells = d.find_elements(By.XPATH, cell)
             if cells and cells[0].text == wanted:
                 return True
-            d.find_element(By.ID, button).click()
+            self.try_press(f"#{button}")
             return False
 
         WebDriverWait(
@@ -306,7 +319,7 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
     ui.no_error()
     assert ui.find("#login-form [name=password]").get_attribute("value") == ""
 
-    ui.find("#admin-link").click()
+    ui.press("#admin-link")
     ui.visible("#admin-view")
     raw = ui.wait(
         lambda d: ui.find("#admin-status").get_attribute("textContent").strip(),
@@ -317,7 +330,7 @@ def test_login_rejects_a_wrong_password_then_admin_status_and_log_out(ui):
     assert {"dispatcher", "channel_pool"} <= set(status["components"]), status["components"]
     ui.wait(lambda d: ui.find("#admin-logs").text, "the admin panel loaded")  # nothing in flight
 
-    ui.find("#logout").click()
+    ui.press("#logout")
     ui.visible("#login-view")
     ui.hidden("#nav")
     ui.hidden("#admin-view")
@@ -404,7 +417,7 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
     ui.wait(lambda d: ui.table("#messages-body") == [["none"]], "filtered by text")
 
     # The language toggle relabels everything, the rendered labels and statuses too, and back.
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#messages"]', "消息")
     assert ui.mislabelled(english=False) == []
     assert ui.find("#lang").text == "English"
@@ -412,7 +425,7 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
     ui.driver.execute_script(f"location.hash = '#/messages/{message_id}'")
     ui.text("#message-status", "已送达")
     assert ui.mislabelled(english=False) == []
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#messages"]', "Messages")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(("/api/v1/me", 401))
@@ -424,7 +437,7 @@ def test_an_api_key_with_the_admin_scope_asks_for_the_password_in_a_modal_and_wo
     ui.go("account")
     ui.visible('#key-scopes input[value="admin"]')
     ui.fill("#key-form", name="from-the-ui")
-    ui.find('#key-scopes input[value="admin"]').click()  # the admin scope: sensitive
+    ui.press('#key-scopes input[value="admin"]')  # the admin scope: sensitive
 
     # The API asks for a second verification: the modal opens at that moment; a wrong password
     # is refused inside it, the right one creates the key.
@@ -432,12 +445,12 @@ def test_an_api_key_with_the_admin_scope_asks_for_the_password_in_a_modal_and_wo
     ui.visible("#confirm-modal #confirm-secret")
     assert "X-Confirm" in ui.find("#confirm-what").text
     ui.find("#confirm-secret").send_keys("not-my-password")
-    ui.find("#confirm-ok").click()
+    ui.press("#confirm-ok")
     ui.wait(lambda d: ui.find("#confirm-error").text, "the refusal shown in the modal")
     assert "does not match" in ui.find("#confirm-error").text
     assert not ui.find("#new-key").is_displayed()
     ui.find("#confirm-secret").send_keys(ADMIN_PASSWORD)
-    ui.find("#confirm-ok").click()
+    ui.press("#confirm-ok")
     ui.hidden("#confirm-modal")
     ui.visible("#new-key")
     key = ui.find("#new-key-value").text
@@ -458,7 +471,7 @@ def test_an_api_key_with_the_admin_scope_asks_for_the_password_in_a_modal_and_wo
         {"origin": ui.server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
     )
     ui.clear_toasts()
-    ui.find('[data-copy="new-key-value"]').click()
+    ui.press('[data-copy="new-key-value"]')
     assert ui.success() == "Copied"
 
     me = requests.get(
@@ -472,11 +485,11 @@ def test_an_api_key_with_the_admin_scope_asks_for_the_password_in_a_modal_and_wo
 
     # Delete asks first.
     key_id = ui.driver.find_element(By.XPATH, row + "/td[1]").text
-    ui.find(f'[data-delete-key="{key_id}"]').click()
+    ui.press(f'[data-delete-key="{key_id}"]')
     assert ui.agree() == "Delete?"
     ui.wait(lambda d: not d.find_elements(By.XPATH, row), "the key gone")
 
-    ui.find("#logout").click()
+    ui.press("#logout")
     ui.visible("#login-view")
     assert ui.find("#new-key-value").get_attribute("textContent") == ""  # gone from the page
     assert ui.find("#keys-body").get_attribute("textContent").strip() == ""
@@ -529,10 +542,10 @@ def test_the_admin_panel_shows_the_status_and_creates_confirms_and_disables_user
     assert login_status(ui.server, "carol", "carol-pass-Test-1") == 200
 
     # A role change is sensitive too; disabling is not.
-    ui.find(f'[data-make-user="{user_id}"]').click()
+    ui.press(f'[data-make-user="{user_id}"]')
     ui.confirm(ADMIN_PASSWORD)
     ui.wait(lambda d: d.find_element(By.XPATH, user + "/td[3]").text == "user", "carol made a user")
-    ui.find(f'[data-disable="{user_id}"]').click()
+    ui.press(f'[data-disable="{user_id}"]')
     ui.wait(
         lambda d: d.find_element(By.XPATH, user + "/td[4]").text == "disabled", "carol disabled"
     )
@@ -549,7 +562,7 @@ def test_the_admin_panel_shows_the_status_and_creates_confirms_and_disables_user
         EC.presence_of_element_located((By.XPATH, '//tbody[@id="admin-users"]/tr[td[2]="dave"]')),
         "dave listed",
     )
-    ui.find("#logout").click()
+    ui.press("#logout")
     ui.visible("#login-view")
     ui.driver.refresh()  # still at #admin
     ui.visible("#login-view")
@@ -621,11 +634,11 @@ def test_the_admin_panel_acks_an_alert_runs_a_job_and_shows_events_and_logs(aler
     assert "messagepusher: listening on http://" in log, log
 
     # Every label of the panel, the rendered ones too, has its Chinese text.
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "管理")
     assert ui.mislabelled(english=False) == []
     assert ui.find('[data-run-job="backup"]').text == "立即运行"
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "Admin")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(("/api/v1/me", 401))
@@ -730,11 +743,11 @@ def test_the_admin_panel_takes_a_backup_restores_it_and_shows_the_audit_log(ui):
     audited(restore_action, name, "ok (200)")
 
     # Every new label has its Chinese text.
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "管理")
     assert ui.mislabelled(english=False) == []
     assert ui.find(restore).text == "恢复" and ui.find("#backup-now").text == "立即备份"
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "Admin")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(("/api/v1/me", 401), (f"/api/v1/admin/backups/{name}/restore", 403))
@@ -840,15 +853,18 @@ def test_the_admin_panel_changes_the_run_time_config_live_refuses_a_bad_value_an
     assert "Config version: 2" in ui.find("#config-summary").text
 
     # Every new label has its Chinese text.
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "管理")
     assert ui.mislabelled(english=False) == []
     assert ui.find('[data-rollback="1"]').text == "回滚"
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#admin"]', "Admin")
     assert ui.mislabelled(english=True) == []
     ui.assert_console_clean(
-        ("/api/v1/me", 401), ("/api/v1/admin/config", 403), ("/api/v1/admin/config", 422)
+        ("/api/v1/me", 401),
+        ("/api/v1/admin/config", 403),
+        ("/api/v1/admin/config", 422),
+        ("/api/v1/admin/config/versions/0/rollback", 403),
     )
 
 
@@ -909,7 +925,7 @@ def test_schedules_show_next_runs_in_local_time_and_hooks_show_their_url_once(ui
         title="Stand-up",
         body="in 5 minutes",
     )
-    ui.find('#schedule-channels input[value="sink"]').click()
+    ui.press('#schedule-channels input[value="sink"]')
     ui.submit("#schedule-form")
     row = '//tbody[@id="schedules-body"]/tr[td[2]="standup"]'
     ui.wait(EC.presence_of_element_located((By.XPATH, row)), "the new schedule listed")
@@ -919,7 +935,8 @@ def test_schedules_show_next_runs_in_local_time_and_hooks_show_their_url_once(ui
     shown = [t.text for t in times]  # the browser's local time, with its zone named
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d 09:30:00 GMT\+8", t) for t in shown), shown
     taken = _screenshots(ui, shots, "schedules")
-    ui.driver.find_element(By.XPATH, row + "//button[@data-disable-schedule]").click()
+    schedule_id = ui.driver.find_element(By.XPATH, row + "/td[1]").text
+    ui.press(f'[data-disable-schedule="{schedule_id}"]')
     ui.wait(
         lambda d: d.find_element(By.XPATH, row + "/td[4]").text == "off", "disabled: no next runs"
     )
@@ -929,7 +946,7 @@ def test_schedules_show_next_runs_in_local_time_and_hooks_show_their_url_once(ui
     ui.fill(
         "#hook-form", name="ci", title="Build {{ payload.status }}", body="by {{ payload.who }}"
     )
-    ui.find('#hook-channels input[value="sink"]').click()
+    ui.press('#hook-channels input[value="sink"]')
     ui.submit("#hook-form")
     url = ui.visible("#new-hook-url").text
     assert url.startswith(ui.server.url + "/hooks/")
@@ -949,10 +966,10 @@ def test_schedules_show_next_runs_in_local_time_and_hooks_show_their_url_once(ui
     ui.wait(lambda d: [r[3] for r in ui.table("#hooks-body") if r[1] == "ci"] != [""], "last use")
     assert token not in ui.driver.page_source  # shown once, gone after a reload
 
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#hooks"]', "Webhook 接入")
     assert ui.mislabelled(english=False) == []
-    ui.find("#lang").click()
+    ui.press("#lang")
     assert all(os.path.getsize(p) > 0 for p in taken)
     ui.assert_console_clean(("/api/v1/me", 401))
 
@@ -992,10 +1009,10 @@ def test_recall_and_edit_a_sent_message_from_its_page(ui, shots):
         assert discord.deleted == [remote]
         taken = _screenshots(ui, shots, "message")
         assert all(os.path.getsize(p) > 0 for p in taken)
-        ui.find("#lang").click()
+        ui.press("#lang")
         ui.text(f'[data-recall="{sent["id"]}"]', "撤回")
         assert ui.mislabelled(english=False) == []
-        ui.find("#lang").click()
+        ui.press("#lang")
     ui.assert_console_clean(("/api/v1/me", 401))
 
 
@@ -1062,18 +1079,18 @@ def test_channels_are_made_from_their_schema_tested_edited_and_deleted_with_feed
     assert stored["config"]["secret"].endswith("alue"), stored  # masked, but still there
 
     # A conflict in 中文: the error code's own sentence, not the English text.
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.clear_toasts()
     Select(ui.find("#channel-types")).select_by_value("webhook")
     ui.fill("#channel-form", name="hook-renamed", **{"config.url": sink.url + "/other"})
     ui.submit("#channel-form")
     assert ui.error() == "这个名称已被使用。"
-    ui.find("#lang").click()
+    ui.press("#lang")
 
     # Delete asks first; "Cancel" keeps it.
     ui.click(f'[data-delete-channel="{channel_id}"]')
     ui.visible("#ask-modal #ask-ok")
-    ui.find("#ask-modal .btn-close").click()
+    ui.press("#ask-modal .btn-close")
     ui.hidden("#ask-modal")
     assert ui.driver.find_elements(By.XPATH, renamed)
     ui.click(f'[data-delete-channel="{channel_id}"]')
@@ -1188,7 +1205,7 @@ def test_the_dashboard_draws_its_charts_and_the_tasks_page_works_with_or_without
     ui.wait(lambda d: "webhook" in ui.find("#chart-success").text, "the success rate per type")
     assert "100%" in ui.find("#chart-success").text
     assert ui.find("#chart-success .progress-bar").value_of_css_property("width") != "0px"
-    ui.visible("#chart-depth svg polyline")
+    assert ui.driver.find_elements(By.CSS_SELECTOR, "#chart-depth svg polyline")
 
     tasks_api = "/api/v1/tasks" in api.get("/openapi.json").json()["paths"]
     ui.go("tasks")
@@ -1200,10 +1217,10 @@ def test_the_dashboard_draws_its_charts_and_the_tasks_page_works_with_or_without
         ui.visible("#tasks-unavailable")
         assert not ui.find("#tasks-panel").is_displayed()
         ui.no_error()
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.text('#nav a[href="#tasks"]', "任务")
     assert ui.mislabelled(english=False) == []
-    ui.find("#lang").click()
+    ui.press("#lang")
     ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/tasks", 404))
 
 

@@ -215,8 +215,6 @@ async function api(method, path, body, options = {}) {
 function show(view) {
   document.querySelectorAll("main > section").forEach((s) => { s.hidden = s.id !== `${view}-view`; });
   document.querySelectorAll("#nav .nav-link").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === `#${view}`));
-  const collapse = bootstrap.Collapse.getInstance($("nav-collapse"));
-  if (collapse) collapse.hide();
 }
 
 // Also forgets what the last user saw, so the next one at this browser finds none of it.
@@ -486,7 +484,8 @@ function fieldSchema(prop) {
   let p = prop;
   if (p.$ref) p = { ...state.channelSchemas.refs[p.$ref.split("/").pop()], ...p };
   if (p.anyOf) {
-    const branch = p.anyOf.find((b) => b.type !== "null") || {};
+    // Of several branches a string one wins: a text box takes any of them (an id or a name).
+    const branch = p.anyOf.find((b) => b.type === "string") || p.anyOf.find((b) => b.type !== "null") || {};
     p = { ...(branch.$ref ? state.channelSchemas.refs[branch.$ref.split("/").pop()] : branch), ...p, anyOf: undefined };
   }
   return p;
@@ -986,6 +985,14 @@ on($("lang"), "click", async () => {
 });
 on($("logout"), "click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
 on(window, "hashchange", route);
+// A tap on a link folds the phone menu, also when the link is the page already shown.
+on($("nav"), "click", async (event) => {
+  const collapse = bootstrap.Collapse.getInstance($("nav-collapse"));
+  if (!collapse || !(event.target instanceof Element) || !event.target.closest("a")) return;
+  // Bootstrap ignores hide() while the menu is still opening: fold it once it has opened.
+  if ($("nav-collapse").classList.contains("collapsing")) $("nav-collapse").addEventListener("shown.bs.collapse", () => collapse.hide(), { once: true });
+  else collapse.hide();
+});
 on($("totp-enrol"), "click", enrolTotp);
 on($("totp-remove"), "click", async () => { await api("DELETE", "/api/v1/me/totp"); toast("success", t("totp_removed", "TOTP removed")); await loadAccount(); });
 

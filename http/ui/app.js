@@ -396,6 +396,10 @@ function messageActions(m) {
 async function showMessage(id, changed) {
   const m = changed || await api("GET", `/api/v1/messages/${id}`);
   if (state.openMessage !== m.id) return;  // another page opened meanwhile
+  // A recall's or edit's per-delivery answer stays beside its delivery while the page is open,
+  // through the reloads that the live events of that change bring.
+  if (changed) state.changes = { id: m.id, byDelivery: Object.fromEntries(m.deliveries.filter((d) => d.change).map((d) => [d.id, d.change])) };
+  else if (state.changes && state.changes.id === m.id) m.deliveries.forEach((d) => { d.change = state.changes.byDelivery[d.id]; });
   const change = (c) => (c ? `<div class="small change">${esc(c.action)}: ${statusBadge(c.status)} ${esc(c.detail || "")}</div>` : "");
   const deliveries = m.deliveries.map((d) => `<tr><td>${esc(d.channel.name)} <span class="text-body-secondary small">${esc(d.channel.type)}</span></td>
     <td>${statusBadge(d.status)}${change(d.change)}</td><td>${d.attempts}</td><td>${d.response_code ?? ""}</td>

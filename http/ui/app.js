@@ -533,7 +533,8 @@ function drawChannelFields(values = {}) {
       input = `<input class="form-control" id="${id}" name="${esc(fieldName)}" type="${inputType}" data-kind="${kind}" ${secret ? 'autocomplete="new-password" data-secret="1"' : 'autocomplete="off"'}
         value="${esc(value)}" placeholder="${esc(hint)}" ${required.has(name) && !(secret && editing) ? "required" : ""}>`;
     }
-    return `<div class="col-12 col-md-6"><label class="form-label" for="${id}">${esc(humanize(name))}${mark}</label>${input}${help}${feedback}</div>`;
+    if (raw.writeOnly || p.writeOnly) input = `<div class="input-group has-validation">${input}<button type="button" class="btn btn-outline-secondary" data-reveal="${id}" data-i18n="show" data-en="Show">${esc(t("show", "Show"))}</button>${feedback}</div>`;
+    return `<div class="col-12 col-md-6"><label class="form-label" for="${id}">${esc(humanize(name))}${mark}</label>${input}${help}${raw.writeOnly || p.writeOnly ? "" : feedback}</div>`;
   }).join("");
 }
 
@@ -668,11 +669,11 @@ async function loadDashboard() {
   const s = await api("GET", "/api/v1/admin/stats/charts");
   const hours = s.messages_per_hour.hours.map((iso) => `${pad(new Date(iso).getHours())}:00`);
   const legend = Object.fromEntries(Object.keys(STATUS_COLOURS).map((k) => [k, t(`st_${k}`, k.replace(/_/g, " "))]));
-  $("chart-hourly").innerHTML = stackedBars(hours, s.messages_per_hour.by_status, STATUS_COLOURS, legend) + `<div class="small text-body-secondary">${esc(zoneName())}</div>`;
+  $("chart-hourly").innerHTML = stackedBars(hours, s.messages_per_hour.by_status, STATUS_COLOURS, legend, Math.max(300, $("chart-hourly").clientWidth || 720)) + `<div class="small text-body-secondary">${esc(zoneName())}</div>`;
   $("chart-success").innerHTML = rateBars(s.delivery_success, { none: t("no_data", "no data yet"), sent: t("sent_n", "sent"), failed: t("failed_n", "failed") });
   const depthLabels = s.queue_depth.at.map((iso) => { const d = new Date(iso); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; });
   const mailboxes = Object.entries(s.queue_depth.by_mailbox).map(([name, v]) => `<span class="me-3 text-nowrap">${esc(name)}: <b>${v[v.length - 1]}</b></span>`).join("");
-  $("chart-depth").innerHTML = lineChart(depthLabels, s.queue_depth.total) + `<div class="small">${mailboxes}</div>`;
+  $("chart-depth").innerHTML = lineChart(depthLabels, s.queue_depth.total, Math.max(300, $("chart-depth").clientWidth || 480)) + `<div class="small">${mailboxes}</div>`;
   applyStyles($("dashboard-view"));
 }
 
@@ -949,6 +950,7 @@ on(document, "click", async (event) => {
   if (d.deleteSchedule && await confirmDelete()) { await api("DELETE", `/api/v1/schedules/${d.deleteSchedule}`); toast("success", t("deleted", "Deleted")); await loadSchedules(); }
   if (d.deleteHook && await confirmDelete()) { await api("DELETE", `/api/v1/hooks/${d.deleteHook}`); toast("success", t("deleted", "Deleted")); await loadHooks(); }
   if (d.deleteKey && await confirmDelete()) { await api("DELETE", `/api/v1/keys/${d.deleteKey}`); toast("success", t("deleted", "Deleted")); await loadKeys(); }
+  if (d.reveal) { const input = $(d.reveal); input.type = input.type === "password" ? "text" : "password"; }
   if (d.copy) { await navigator.clipboard.writeText($(d.copy).textContent); toast("success", t("copied", "Copied")); }
   if (d.retryTask) { await taskAction(`/api/v1/tasks/${d.retryTask}/retry`, "retried", "Re-queued"); await loadTasks(true); }
   if (d.cancelTask) { await taskAction(`/api/v1/tasks/${d.cancelTask}/cancel`, "cancelled_ok", "Cancelled"); await loadTasks(true); }

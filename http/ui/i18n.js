@@ -54,7 +54,7 @@ const ZH = {
   paused: "已暂停", resumed: "已恢复", live_on: "实时", live_poll: "轮询", in_flight: "处理中",
   delivered_rate: "成功率", sent_n: "成功", failed_n: "失败", curl_example: "用 curl 发送",
   push_example: "兼容 message-pusher 的地址", required: "必填", keep_secret: "留空则保持不变",
-  one_per_line: "每行一个", json_object: "JSON 对象", field_error: "请检查标出的字段",
+  one_per_line: "每行一个", show: "显示", json_object: "JSON 对象", field_error: "请检查标出的字段",
 };
 
 // The API's error codes (http/errors.py and the resources): the Chinese sentence for each.

@@ -105,8 +105,10 @@ function applyStyles(root) {
 
 // Charts: plain SVG strings sized by viewBox, so they scale to any width without scrolling.
 const STATUS_COLOURS = { delivered: "#198754", partially_failed: "#fd7e14", failed: "#dc3545", cancelled: "#6c757d" };
-function stackedBars(labels, series, colours, legend) {
-  const width = 720, height = 220, left = 34, bottom = 22, top = 8;
+// `width` is the drawing's own width in px (its box's), so the labels keep their size on a phone.
+function stackedBars(labels, series, colours, legend, width = 720) {
+  const height = Math.round(Math.min(220, width * 0.5)), left = 28, bottom = 22, top = 8;
+  const every = Math.max(1, Math.ceil((labels.length * 44) / width));
   const totals = labels.map((_, i) => Object.values(series).reduce((sum, s) => sum + (s[i] || 0), 0));
   const max = Math.max(1, ...totals);
   const step = (width - left) / labels.length;
@@ -118,7 +120,7 @@ function stackedBars(labels, series, colours, legend) {
       const h = (values[i] || 0) * scale;
       if (h > 0) { y -= h; bars += `<rect x="${(left + i * step + 1).toFixed(1)}" y="${y.toFixed(1)}" width="${(step - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${colours[name] || "#0d6efd"}"><title>${esc(label)} · ${esc(legend[name] || name)}: ${values[i]}</title></rect>`; }
     }
-    if (i % 4 === 0) bars += `<text x="${(left + i * step).toFixed(1)}" y="${height - 6}" font-size="11" fill="#6c757d">${esc(label)}</text>`;
+    if (i % every === 0) bars += `<text x="${(left + i * step).toFixed(1)}" y="${height - 6}" font-size="11" fill="#6c757d">${esc(label)}</text>`;
   });
   const axis = `<text x="0" y="${top + 10}" font-size="11" fill="#6c757d">${max}</text><line x1="${left}" y1="${height - bottom}" x2="${width}" y2="${height - bottom}" stroke="#adb5bd"/>`;
   const key = Object.keys(series).map((name) => `<span class="me-3 text-nowrap"><span class="mp-swatch" data-bg="${colours[name] || "#0d6efd"}"></span>${esc(legend[name] || name)}</span>`).join("");
@@ -136,14 +138,15 @@ function rateBars(rows, words) {
   }).join("");
 }
 
-function lineChart(labels, values) {
-  const width = 480, height = 200, left = 34, bottom = 22, top = 8;
+function lineChart(labels, values, width = 480) {
+  const height = Math.round(Math.min(200, width * 0.45)), left = 28, bottom = 22, top = 8;
+  const every = Math.max(1, Math.ceil((labels.length * 48) / width));
   const max = Math.max(1, ...values);
   const x = (i) => left + (i * (width - left - 20)) / Math.max(1, values.length - 1);
   const y = (v) => height - bottom - (v * (height - bottom - top)) / max;
   const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   const dots = values.map((v, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="#0d6efd"><title>${esc(labels[i])}: ${v}</title></circle>`).join("");
-  const ticks = labels.map((l, i) => (i % 3 === 0 ? `<text x="${x(i).toFixed(1)}" y="${height - 6}" font-size="12" text-anchor="middle" fill="#6c757d">${esc(l)}</text>` : "")).join("");
+  const ticks = labels.map((l, i) => (i % every === 0 ? `<text x="${x(i).toFixed(1)}" y="${height - 6}" font-size="12" text-anchor="middle" fill="#6c757d">${esc(l)}</text>` : "")).join("");
   return `<svg viewBox="0 0 ${width} ${height}" class="w-100" role="img"><text x="0" y="${top + 10}" font-size="11" fill="#6c757d">${max}</text>
     <line x1="${left}" y1="${height - bottom}" x2="${width}" y2="${height - bottom}" stroke="#adb5bd"/>
     <polyline points="${points}" fill="none" stroke="#0d6efd" stroke-width="2"/>${dots}${ticks}</svg>`;

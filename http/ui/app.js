@@ -533,8 +533,9 @@ function drawChannelFields(values = {}) {
       input = `<input class="form-control" id="${id}" name="${esc(fieldName)}" type="${inputType}" data-kind="${kind}" ${secret ? 'autocomplete="new-password" data-secret="1"' : 'autocomplete="off"'}
         value="${esc(value)}" placeholder="${esc(hint)}" ${required.has(name) && !(secret && editing) ? "required" : ""}>`;
     }
-    if (raw.writeOnly || p.writeOnly) input = `<div class="input-group has-validation">${input}<button type="button" class="btn btn-outline-secondary" data-reveal="${id}" data-i18n="show" data-en="Show">${esc(t("show", "Show"))}</button>${feedback}</div>`;
-    return `<div class="col-12 col-md-6"><label class="form-label" for="${id}">${esc(humanize(name))}${mark}</label>${input}${help}${raw.writeOnly || p.writeOnly ? "" : feedback}</div>`;
+    const reveal = input.includes('type="password"');  // a masked one-line secret can be shown
+    if (reveal) input = `<div class="input-group has-validation">${input}<button type="button" class="btn btn-outline-secondary" data-reveal="${id}" data-i18n="show" data-en="Show">${esc(t("show", "Show"))}</button>${feedback}</div>`;
+    return `<div class="col-12 col-md-6"><label class="form-label" for="${id}">${esc(humanize(name))}${mark}</label>${input}${help}${reveal ? "" : feedback}</div>`;
   }).join("");
 }
 
@@ -985,6 +986,7 @@ on($("send-priority"), "input", async () => { $("priority-value").textContent = 
 on($("lang"), "click", async () => {
   state.lang = state.lang === "en" ? "zh" : "en";
   localStorage.setItem("mp_lang", state.lang);
+  $("lang").blur();
   translate();
   if (state.user && state.openMessage && !$("message-view").hidden) await showMessage(state.openMessage);
   if (state.user && !$("dashboard-view").hidden) await loadDashboard();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import requests
 import xstatic.pkg.bootstrap
 from support.ops import until
@@ -70,7 +71,18 @@ def test_bootstrap_comes_from_the_installed_package_and_nothing_from_elsewhere(p
     assert "alert(" not in scripts.replace("window.alert", "")  # toasts and modals, never alert()
 
 
-def test_the_dashboard_series_count_final_messages_deliveries_and_queue_depth(private_server, sink):
+@pytest.fixture(params=["sqlite", "postgres"])
+def charted_server(request, server_factory):
+    """A server on SQLite, then on the local PostgreSQL: the series are plain SQL on both."""
+    env = {"MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true"}
+    if request.param == "postgres":
+        url, _schema = request.getfixturevalue("postgres_url")
+        env["MP_DATABASE__URL"] = url
+    return server_factory(env)
+
+
+def test_the_dashboard_series_count_final_messages_deliveries_and_queue_depth(charted_server, sink):
+    private_server = charted_server
     admin = private_server.client(private_server.create_key())
     made = admin.post(
         "/api/v1/channels",

@@ -383,6 +383,7 @@ def test_a_message_sent_from_the_ui_arrives_live_on_its_own_page_with_labelled_d
         message_id = heading[1]
         assert ui.driver.current_url.endswith(f"#/messages/{message_id}")  # its own URL
         ui.driver.execute_script("window.notReloaded = true;")
+        ui.text("#live", "live")  # over the event stream, not the polling fallback
         ui.text("#message-status", "sending")  # pushed by the event stream: nobody pressed a key
     ui.wait(lambda d: ui.find("#message-status").text == "delivered", "delivered", DELIVERY_TIMEOUT)
     assert ui.driver.execute_script("return window.notReloaded === true;")  # no page load

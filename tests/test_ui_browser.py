@@ -1008,10 +1008,15 @@ def test_recall_and_edit_a_sent_message_from_its_page(ui, shots):
         ui.click(f'[data-recall="{sent["id"]}"]')
         ui.wait(lambda d: "recall: recalled" in ui.find("#message-deliveries").text, "recalled")
         assert discord.deleted == [remote]
+        ui.wait(  # once the timeline has the recall, Recall is no longer offered
+            lambda d: not d.find_elements(By.CSS_SELECTOR, "#message-actions button"),
+            "no action left",
+        )
+        assert "recall: recalled" in ui.find("#message-deliveries").text  # kept through reloads
         taken = _screenshots(ui, shots, "message")
         assert all(os.path.getsize(p) > 0 for p in taken)
         ui.press("#lang")
-        ui.text(f'[data-recall="{sent["id"]}"]', "撤回")
+        ui.wait(lambda d: "撤回: 已撤回" in ui.find("#message-deliveries").text, "in 中文")
         assert ui.mislabelled(english=False) == []
         ui.press("#lang")
     ui.assert_console_clean(("/api/v1/me", 401))

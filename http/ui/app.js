@@ -30,7 +30,8 @@ function button(action, id, key, en, style = "btn-outline-secondary") {
 function statusBadge(status) {
   const colour = { delivered: "success", sent: "success", ok: "success", running: "success", resolved: "success", done: "success",
     failed: "danger", dead: "danger", denied: "danger", error: "danger", firing: "danger", given_up: "danger", stopped: "danger",
-    partially_failed: "warning", restarting: "warning", cancelled: "secondary", missed: "warning" }[status] || "info";
+    partially_failed: "warning", restarting: "warning", cancelled: "secondary", missed: "warning",
+    recalled: "success", edited: "success", not_supported: "secondary" }[status] || "info";
   return `<span class="badge text-bg-${colour} status-${esc(status)}" data-status="${esc(status)}">${label(`st_${status}`, String(status).replace(/_/g, " "))}</span>`;
 }
 function when(iso) { return timeTag(iso, state.lang); }
@@ -389,7 +390,8 @@ function messageActions(m) {
   const out = [];
   if (failed && FINAL.has(m.status) && m.status !== "cancelled") out.push(button("retry", m.id, "retry", "Retry", "btn-outline-primary"));
   if (!FINAL.has(m.status)) out.push(button("cancel", m.id, "cancel", "Cancel", "btn-outline-danger"));
-  if (sent) out.push(button("recall", m.id, "recall", "Recall", "btn-outline-danger"));
+  const recalled = m.events.some((e) => e.type === "recalled");
+  if (sent && !recalled) out.push(button("recall", m.id, "recall", "Recall", "btn-outline-danger"));
   return out.join(" ");
 }
 
@@ -400,7 +402,7 @@ async function showMessage(id, changed) {
   // through the reloads that the live events of that change bring.
   if (changed) state.changes = { id: m.id, byDelivery: Object.fromEntries(m.deliveries.filter((d) => d.change).map((d) => [d.id, d.change])) };
   else if (state.changes && state.changes.id === m.id) m.deliveries.forEach((d) => { d.change = state.changes.byDelivery[d.id]; });
-  const change = (c) => (c ? `<div class="small change">${esc(c.action)}: ${statusBadge(c.status)} ${esc(c.detail || "")}</div>` : "");
+  const change = (c) => (c ? `<div class="small change">${label(c.action, c.action)}: ${statusBadge(c.status)} ${esc(c.detail || "")}</div>` : "");
   const deliveries = m.deliveries.map((d) => `<tr><td>${esc(d.channel.name)} <span class="text-body-secondary small">${esc(d.channel.type)}</span></td>
     <td>${statusBadge(d.status)}${change(d.change)}</td><td>${d.attempts}</td><td>${d.response_code ?? ""}</td>
     <td class="text-break mp-wrap">${esc(d.last_error || "")}</td><td>${when(d.sent_at)}</td></tr>`);

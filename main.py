@@ -231,7 +231,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings, config_path: str | None) -> int:
+    """Main thread: the composition root. It alone joins the layers: the runtime
+    (supervisor/), the actors' ingest client and the HTTP server on top."""
     from messagepusher.actors.backups import BackupError, hold_serving_lock
+    from messagepusher.actors.ingest import IngestClient
     from messagepusher.supervisor import logs, sd_notify
     from messagepusher.supervisor.runtime import Runtime
 
@@ -244,6 +247,7 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     runtime = Runtime(settings, config_path)
+    runtime.ingest = IngestClient(runtime)
     generated = runtime.open_storage()
     if generated:
         print(

@@ -9,15 +9,13 @@ import threading
 import time
 from typing import Any
 
-from messagepusher.actors import lifecycle
+from messagepusher.actors import lifecycle, store
 from messagepusher.actors.ai import run_task
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult
-from messagepusher.actors.channel_pool import finish_if_final
-from messagepusher.actors.dispatcher import route
 from messagepusher.supervisor.actor import Job, PerJobPoolActor
 from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
-from messagepusher.supervisor.models import Delivery, Message, MessageEvent
+from messagepusher.supervisor.models import Message
 
 
 class AIPoolActor(PerJobPoolActor):
@@ -31,6 +29,9 @@ class AIPoolActor(PerJobPoolActor):
         self.local = threading.local()
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
+        """Actor thread, inside the claim's transaction: each message's AI request; the
+        messages taken show `ai_processing`. An entry whose message is final, gone or has
+        no AI step is acked."""
         ids = [e.payload["message_id"] for e in entries]
         messages = {
             m.id: m
@@ -55,18 +56,7 @@ class AIPoolActor(PerJobPoolActor):
                 language=m.ai_request.get("language"),
             )
             tasks[e.id] = (m.id, request, m.ai_request.get("provider"))
-        if tasks:
-            now = time.time()
-            started = [t[0] for t in tasks.values()]
-            Message.update(status="ai_processing", updated_at=now).where(
-                Message.id.in_(started)
-            ).execute()
-            MessageEvent.insert_many(
-                [
-                    {"message": m, "at": now, "type": "ai_processing", "detail": None}
-                    for m in started
-                ]
-            ).execute()
+        store.start_work([t[0] for t in tasks.values()], "ai", self.runtime.clock.now())
         return tasks
 
     def work(self, job: Job) -> AIResult:
@@ -88,8 +78,11 @@ class AIPoolActor(PerJobPoolActor):
             self.runtime.metrics.step_latency.labels("ai").observe(time.perf_counter() - started)
 
     def apply(self, job: Job) -> set[str]:
+        """Actor thread, inside the write-back transaction: ack or nack; a result (or a final
+        failure) is kept on the message, which goes on to its next stage or, when the step
+        failed and ai.on_failure is fail, fails its pending deliveries."""
         message_id, request, provider = job.task
-        now = time.time()
+        now = self.runtime.clock.now()
         message = Message.get_or_none(Message.id == message_id)
         if message is None or message.status in lifecycle.MESSAGE_FINAL:
             self.mailbox.ack(job.entry.id, self.owner)
@@ -119,9 +112,7 @@ class AIPoolActor(PerJobPoolActor):
                 job.entry, self.owner, error, retry_after, permanent=not retryable
             )
             if state == "failed":
-                MessageEvent.create(
-                    message=message_id, at=now, type="ai_retry", detail={"error": error}
-                )
+                store.record_ai_retry(message_id, error, now)
                 return set()
             result = {
                 "status": "error",
@@ -130,19 +121,11 @@ class AIPoolActor(PerJobPoolActor):
                 "result": None,
                 "error": error,
             }
-        Message.update(ai_result=result, updated_at=now).where(Message.id == message_id).execute()
-        MessageEvent.create(
-            message=message_id,
-            at=now,
-            type="ai_done" if result["status"] == "ok" else "ai_failed",
-            detail={"task": request.task, "provider": result["provider"], "error": result["error"]},
+        return store.record_ai_result(
+            self.mailbox,
+            message,
+            result,
+            request.task,
+            self.settings.ai.on_failure == "fail",
+            now,
         )
-        if result["status"] != "ok" and self.settings.ai.on_failure == "fail":
-            Delivery.update(
-                status="failed",
-                last_error=f"not sent: the AI step failed and ai.on_failure is fail: "
-                f"{result['error']}",
-                updated_at=now,
-            ).where((Delivery.message == message_id) & (Delivery.status == "pending")).execute()
-            return finish_if_final(self.mailbox, message_id, now)
-        return route(self.mailbox, message, "send", now)

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.config import Settings
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 if TYPE_CHECKING:
@@ -88,7 +86,7 @@ def create_backup(runtime: Runtime) -> dict[str, Any]:
     source_path = sqlite_file(settings)
     directory = backup_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / backup_name(time.time())
+    target = directory / backup_name(runtime.clock.now())
     partial = target.with_name(target.name + ".partial")
     source = sqlite3.connect(source_path, timeout=settings.database.busy_timeout_ms / 1000)
     copy = sqlite3.connect(partial)
@@ -227,12 +225,13 @@ def restore_backup_offline(runtime: Runtime, name: str) -> None:
 def restore_backup_online(runtime: Runtime, name: str) -> dict[str, Any]:
     """HTTP worker thread: restore backup `name` into the live database, then carry on serving.
 
-    New work is refused (503) meanwhile: the scheduler pauses and every actor stops and
-    releases its leases; the backup is copied in through SQLite's backup API, so other
-    connections of this process see the restored content; then the schema is migrated,
-    the stored run-time configuration re-applied and the actors started again. Raises
-    BackupError (unknown or damaged backup, PostgreSQL, a restore already running) before
-    anything is stopped; a failure of the copy itself leaves the database as it was.
+    The pause around the copy is the runtime's (`Runtime.while_stopped`: new work refused,
+    actors stopped with their leases released, then migrated, re-configured and started
+    again, with the hooks upper layers registered, such as HTTP dropping its key cache). The
+    backup is copied in through SQLite's backup API, so other connections of this process
+    see the restored content. Raises BackupError (unknown or damaged backup, PostgreSQL, a
+    restore already running) before anything is stopped; a failure of the copy itself
+    leaves the database as it was.
     """
     db_path = sqlite_file(runtime.settings)
     source = _checked(runtime, name)
@@ -242,44 +241,17 @@ def restore_backup_online(runtime: Runtime, name: str) -> dict[str, Any]:
             status=409,
             code="restore_running",
         )
-    started = time.monotonic()
-    stop_heartbeat = threading.Event()
+    started = runtime.clock.monotonic()
+    timeout = runtime.settings.database.busy_timeout_ms / 1000
     try:
-        runtime.accepting = False
-        threading.Thread(
-            target=_heartbeat, args=(stop_heartbeat, name), name="restore-heartbeat", daemon=True
-        ).start()
-        if runtime.scheduler is not None:
-            runtime.scheduler.pause()
-        try:
-            runtime.stop_actors(runtime.settings.shutdown_grace_seconds)
-            held = getattr(runtime.db, "writes_held", contextlib.nullcontext)
-            with held():  # the audit writer waits: no row lands between the read and the copy
-                _copy_into(source, db_path, runtime.settings.database.busy_timeout_ms / 1000)
-        finally:
-            _resume(runtime)
+        runtime.while_stopped(
+            f"restoring backup {name}", lambda: _copy_into(source, db_path, timeout)
+        )
     finally:
-        stop_heartbeat.set()
         _restoring.release()
-    seconds = round(time.monotonic() - started, 3)
+    seconds = round(runtime.clock.monotonic() - started, 3)
     log.warning("database restored from backup %s in %.1fs", name, seconds)
     return {"restored": name, "duration_seconds": seconds}
-
-
-def _resume(runtime: Runtime) -> None:
-    from messagepusher.http.auth import KeyCache
-
-    migrate(runtime.db)
-    if runtime.runtime_config is not None:
-        runtime.runtime_config.apply_stored()
-    authenticator = getattr(runtime, "key_authenticator", None)
-    if authenticator is not None:  # keys verified before the restore may not exist in the backup
-        authenticator.cache = KeyCache(authenticator.cache.ttl)
-    runtime.start_actors()
-    runtime.wait_for_actors(30.0)
-    if runtime.scheduler is not None:
-        runtime.scheduler.resume()
-    runtime.accepting = True
 
 
 def _copy_into(source: Path, db_path: Path, timeout: float) -> None:
@@ -339,11 +311,3 @@ def _put_back_audit(conn: sqlite3.Connection, columns: list[str], rows: list[tup
         log.error(
             "restore: could not keep %d audit rows written since the backup: %s", len(rows), exc
         )
-
-
-def _heartbeat(stop: threading.Event, name: str) -> None:
-    # The monitor is stopped with the other actors: keep systemd's watchdog fed while we work.
-    sd_notify.notify(f"STATUS=restoring backup {name}")
-    interval = sd_notify.watchdog_interval()
-    while interval and not stop.wait(interval):
-        sd_notify.notify("WATCHDOG=1")

@@ -13,21 +13,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from messagepusher.actors import lifecycle, netguard
+from messagepusher.actors import lifecycle, netguard, store
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
-from messagepusher.actors.dispatcher import send_entry
+from messagepusher.actors.store import SEND_ROWS, SendRow
 from messagepusher.supervisor.actor import Job, PoolActor
-from messagepusher.supervisor.db import execute, execute_many, is_sqlite, placeholders, select_rows
-from messagepusher.supervisor.mailbox import Entry, NewEntry
-from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
-from messagepusher.supervisor.ratelimit import BucketMap
+from messagepusher.supervisor.db import placeholders, select_rows
+from messagepusher.supervisor.mailbox import Entry
+from messagepusher.supervisor.models import Delivery, Message
+from messagepusher.supervisor.ratelimit import SharedBuckets
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 log = logging.getLogger(__name__)
 
-MAX_FALLBACK_DEPTH = 3
+# The final-state transition is the store's; its old name here stays for the callers that
+# import it from the channel pool (tests/test_finish_race.py).
+finish_if_final = store.finish_if_final
 
 
 @dataclass
@@ -47,38 +49,6 @@ class CallbackTask:
     message_id: int
     url: str
     body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SendRow:
-    """What one send needs from the delivery, its message and its channel (one SELECT row)."""
-
-    delivery_id: int
-    message_id: int
-    channel_id: int | None
-    channel_name: str
-    channel_type: str
-    status: str
-    message_status: str
-    title: str
-    body: str
-    format: str
-    url: str | None
-    priority: int
-    fetched: str | None
-    ai_result: str | None
-    created_at: float
-    recipients: str | None
-    channel_config: str | None
-    channel_updated_at: float | None
-
-
-SEND_ROWS = """
-    SELECT d.id, d.message_id, d.channel_id, d.channel_name, d.channel_type, d.status,
-           m.status, m.title, m.body, m.format, m.url, m.priority, m.fetched, m.ai_result, m.created_at,
-           m.recipients, c.config, c.updated_at
-      FROM delivery d JOIN message m ON m.id = d.message_id LEFT JOIN channel c ON c.id = d.channel_id
-     WHERE d.id IN ({ids})"""
 
 
 def outbound(row: SendRow) -> OutboundMessage:
@@ -144,12 +114,20 @@ class ChannelPoolActor(PoolActor):
     def setup(self) -> None:
         super().setup()
         self.transport = Transport(pool_size=max(32, self.workers))
-        self.buckets = BucketMap()
+        self.buckets = SharedBuckets("channel", self.runtime.clock.now)
         self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
 
     # --- actor thread: before the send -------------------------------------------------
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
+        """Actor thread, inside the claim's transaction: what each send needs, read once.
+
+        Deliveries this process accepted a moment ago come from ingest's hand-off (checked
+        unchanged by `SendHandoff.take`); the rest are read in one query.
+
+        A delivery already final, of a cancelled or deleted message, is acked; one over
+        its channel's rate is deferred; the rest and their messages are marked `sending`.
+        """
         tasks: dict[int, Any] = {}
         sends = [e for e in entries if e.kind == "send"]
         for e in entries:
@@ -164,10 +142,14 @@ class ChannelPoolActor(PoolActor):
         if not sends:
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
-        rows = {
-            r[0]: SendRow(*r)
-            for r in select_rows(SEND_ROWS.format(ids=placeholders(len(ids))), tuple(ids))
-        }
+        client = self.runtime.ingest  # None in a runtime without ingest: nothing is handed
+        rows = client.handoff.take(ids, self.runtime.clock.now()) if client is not None else {}
+        unread = [i for i in ids if i not in rows]
+        if unread:
+            rows.update(
+                (r[0], SendRow(*r))
+                for r in select_rows(SEND_ROWS.format(ids=placeholders(len(unread))), tuple(unread))
+            )
         deferred: dict[float, list[int]] = {}
         settled: list[int] = []
         sending: list[int] = []
@@ -178,7 +160,7 @@ class ChannelPoolActor(PoolActor):
                 continue
             wait = self._rate_wait(d.channel_id, d.channel_type)
             if wait > 0:
-                deferred.setdefault(round(time.time() + wait, 3), []).append(e.id)
+                deferred.setdefault(round(self.runtime.clock.now() + wait, 3), []).append(e.id)
                 continue
             config, error = None, None
             if d.channel_id is None or d.channel_config is None:
@@ -199,23 +181,14 @@ class ChannelPoolActor(PoolActor):
                 d.created_at,
             )
             sending.append(d.delivery_id)
-        for e_id in settled:
-            self.mailbox.ack(e_id, self.owner)
+        self.mailbox.ack_many(settled, self.owner)
         for until, e_ids in deferred.items():
             self.mailbox.defer(e_ids, self.owner, until)
-        if sending:
-            now = time.time()
-            message_ids = sorted({tasks[e.id].message_id for e in sends if e.id in tasks})
-            finals = lifecycle.MESSAGE_FINAL
-            execute(
-                f"UPDATE delivery SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(sending))})",
-                (now, *sending),
-            )
-            execute(
-                f"UPDATE message SET status = 'sending', updated_at = ? WHERE id IN ({placeholders(len(message_ids))}) "
-                f"AND status NOT IN ({placeholders(len(finals))})",
-                (now, *message_ids, *finals),
-            )
+        store.mark_sending(
+            sending,
+            sorted({tasks[e.id].message_id for e in sends if e.id in tasks}),
+            self.runtime.clock.now(),
+        )
         return tasks
 
     def _config(self, channel_id: int, updated_at: float | None, encrypted: str) -> dict[str, Any]:
@@ -302,13 +275,14 @@ class ChannelPoolActor(PoolActor):
     # --- actor thread: after the send -------------------------------------------------------
 
     def apply_batch(self, jobs: list[Job]) -> set[str]:
-        """Write a batch of send and callback outcomes in a few statements (actor thread).
+        """Write a batch of send and callback outcomes (actor thread, in the write-back transaction).
 
         Sent: ack, delivery row, event. Retryable: nack with back-off. Permanent or out of
         attempts: the delivery ends failed or dead and its channel's fallback takes over.
-        Then every touched message whose deliveries are all final gets its final status.
+        Then every touched message whose deliveries are all final gets its final status:
+        `store.SendOutcomes` reads the touched messages once and decides from that.
         """
-        now = time.time()
+        now = self.runtime.clock.now()
         sends: list[tuple[Job, SendResult]] = []
         for job in jobs:
             result = (
@@ -322,23 +296,13 @@ class ChannelPoolActor(PoolActor):
                 sends.append((job, result))
         if not sends:
             return set()
-        ids = [job.task.delivery_id for job, _ in sends]
-        existing = {
-            row[0]
-            for row in select_rows(
-                f"SELECT id FROM delivery WHERE id IN ({placeholders(len(ids))})", tuple(ids)
-            )
-        }
+        batch = store.SendOutcomes.open({job.task.message_id for job, _ in sends}, now)
         acks: list[int] = []
-        updates: list[tuple] = []
-        events: list[tuple] = []
-        ended: list[int] = []
         for job, result in sends:
             task: SendTask = job.task
-            if task.delivery_id not in existing:
+            if not batch.exists(task.delivery_id):
                 acks.append(job.entry.id)  # the message was deleted meanwhile
                 continue
-            response = (result.response or "")[:2000] or None
             if result.status == "sent":
                 acks.append(job.entry.id)
                 status, error, kind = "sent", None, "delivery_sent"
@@ -356,37 +320,21 @@ class ChannelPoolActor(PoolActor):
                 else:
                     status = "failed" if result.status == "permanent" else "dead"
                     kind = f"delivery_{status}"
-                    ended.append(task.delivery_id)
                 error = result.detail
-            updates.append(
-                (
-                    status,
-                    job.entry.attempts,
-                    result.response_code,
-                    response,
-                    error,
-                    now if status == "sent" else None,
-                    result.remote_id if status == "sent" else None,
-                    now,
-                    task.delivery_id,
-                )
+            batch.record(
+                task.delivery_id,
+                status,
+                job.entry.attempts,
+                kind,
+                _event_detail(task, result),
+                result.response_code,
+                (result.response or "")[:2000] or None,
+                error,
+                result.remote_id,
             )
-            events.append((task.message_id, now, kind, _event_detail(task, result)))
             self.runtime.metrics.deliveries.labels(task.channel_type, status).inc()
         self.mailbox.ack_many(acks, self.owner)
-        execute_many(
-            "UPDATE delivery SET status = ?, attempts = ?, response_code = ?, response = ?, last_error = ?, "
-            "sent_at = COALESCE(?, sent_at), remote_id = COALESCE(?, remote_id), updated_at = ? "
-            "WHERE id = ?",
-            updates,
-        )
-        execute_many(
-            "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
-        )
-        wake: set[str] = set()
-        for delivery_id in ended:
-            wake |= self._fallback(Delivery.get_by_id(delivery_id), now)
-        return wake | finish_if_final(self.mailbox, {job.task.message_id for job, _ in sends}, now)
+        return batch.commit(self.mailbox)
 
     def _settle_callback(self, job: Job, result: SendResult, now: float) -> None:
         """Ack or nack a callback entry and put the outcome on the message's timeline (actor
@@ -418,50 +366,10 @@ class ChannelPoolActor(PoolActor):
                 "will be retried" if state == "failed" else "failed for good",
                 result.detail,
             )
-        if Message.select().where(Message.id == task.message_id).exists():  # not purged meanwhile
-            MessageEvent.create(message=task.message_id, at=now, type=kind, detail=detail)
-
-    def _fallback(self, delivery: Delivery, now: float) -> set[str]:
-        """Hand a finally failed delivery to its channel's fallback, once per channel in a chain."""
-        channel = (
-            Channel.get_or_none(Channel.id == delivery.channel_id) if delivery.channel_id else None
-        )
-        if channel is None or channel.fallback_id is None:
-            return set()
-        chain, node = {delivery.channel_id}, delivery
-        while node.fallback_of_id is not None and len(chain) <= MAX_FALLBACK_DEPTH:
-            node = Delivery.get_by_id(node.fallback_of_id)
-            chain.add(node.channel_id)
-        fallback = Channel.get_or_none(Channel.id == channel.fallback_id)
-        if (
-            fallback is None
-            or not fallback.enabled
-            or fallback.id in chain
-            or len(chain) > MAX_FALLBACK_DEPTH
-        ):
-            return set()
-        message = Message.get_by_id(delivery.message_id)
-        new = Delivery.create(
-            message=message.id,
-            channel=fallback.id,
-            channel_name=fallback.name,
-            channel_type=fallback.type,
-            status="pending",
-            fallback_of=delivery.id,
-            created_at=now,
-            updated_at=now,
-        )
-        MessageEvent.create(
-            message=message.id,
-            at=now,
-            type="fallback",
-            detail={"from": delivery.channel_name, "to": fallback.name, "delivery_id": new.id},
-        )
-        self.mailbox.put_many([send_entry(new.id, message.id, message.priority, message.user_id)])
-        return {"channel_pool"}
+        store.record_callback(task.message_id, kind, detail, now)
 
 
-def _event_detail(task: SendTask, result: SendResult) -> str:
+def _event_detail(task: SendTask, result: SendResult) -> dict[str, Any]:
     detail: dict[str, Any] = {"delivery_id": task.delivery_id, "channel": task.channel_name}
     if result.response_code is not None:
         detail["response_code"] = result.response_code
@@ -469,59 +377,4 @@ def _event_detail(task: SendTask, result: SendResult) -> str:
         detail["error"] = result.detail[:500]
     if result.notes:
         detail["notes"] = result.notes
-    return MessageEvent.detail.db_value(detail)
-
-
-def finish_if_final(
-    mailbox, message_ids: int | set[int], now: float, forced: str | None = None
-) -> set[str]:
-    """Give every message whose deliveries are all final its final status, and queue callbacks.
-
-    `forced` sets that final status regardless (a cancel). Runs inside the caller's write
-    transaction, in a few statements for the whole batch. Returns recipients to wake.
-    On PostgreSQL the open messages are locked before their deliveries are read, so two
-    processes finishing the last deliveries of one message cannot both miss (or both
-    write) its final status; on SQLite the write transaction already serializes them.
-    """
-    ids = sorted(message_ids) if isinstance(message_ids, set) else [message_ids]
-    finals = lifecycle.MESSAGE_FINAL
-    open_messages = select_rows(
-        f"SELECT id, callback_url, priority, user_id FROM message WHERE id IN ({placeholders(len(ids))}) "
-        f"AND status NOT IN ({placeholders(len(finals))}) ORDER BY id{'' if is_sqlite() else ' FOR UPDATE'}",
-        (*ids, *finals),
-    )
-    if not open_messages:
-        return set()
-    open_ids = tuple(row[0] for row in open_messages)
-    views: dict[int, list[lifecycle.DeliveryView]] = {m: [] for m in open_ids}
-    for delivery_id, message_id, status, fallback_of in select_rows(
-        f"SELECT id, message_id, status, fallback_of_id FROM delivery WHERE message_id IN ({placeholders(len(open_ids))})",
-        open_ids,
-    ):
-        views[message_id].append(lifecycle.DeliveryView(delivery_id, status, fallback_of))
-    finished, events, callbacks = [], [], []
-    for message_id, callback_url, priority, user_id in open_messages:
-        status = forced or lifecycle.final_status(views[message_id])
-        if status is None:
-            continue
-        finished.append((status, now, now, message_id))
-        events.append((message_id, now, status, None))
-        if callback_url:
-            callbacks.append(
-                NewEntry(
-                    "channel_pool",
-                    "callback",
-                    {"message_id": message_id, "url": callback_url},
-                    priority=priority,
-                    dedupe_key=f"callback:{message_id}",
-                    user_id=user_id,
-                )
-            )
-    execute_many(
-        "UPDATE message SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?", finished
-    )
-    execute_many(
-        "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
-    )
-    mailbox.put_many(callbacks)
-    return {"channel_pool"} if callbacks else set()
+    return detail

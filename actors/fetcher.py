@@ -10,13 +10,12 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from messagepusher.actors import lifecycle
-from messagepusher.actors.dispatcher import route
+from messagepusher.actors import lifecycle, store
 from messagepusher.actors.page_fetch import FetchResult, fetch_page
 from messagepusher.supervisor.actor import Job, PerJobPoolActor
 from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
-from messagepusher.supervisor.models import Message, MessageEvent
+from messagepusher.supervisor.models import Message
 
 STORED_FIELDS = ("status", "title", "text", "error", "final_url", "http_status", "content_type")
 
@@ -32,6 +31,8 @@ class FetcherActor(PerJobPoolActor):
         self.local = threading.local()
 
     def prepare(self, entries: list[Entry]) -> dict[int, Any]:
+        """Actor thread, inside the claim's transaction: each message's URL; the messages
+        taken show `fetching`. An entry whose message is final or gone is acked."""
         ids = [e.payload["message_id"] for e in entries]
         urls = {
             m.id: m.url
@@ -46,15 +47,7 @@ class FetcherActor(PerJobPoolActor):
                 tasks[e.id] = (message_id, urls[message_id])
             else:
                 self.mailbox.ack(e.id, self.owner)  # cancelled or deleted meanwhile
-        if tasks:
-            now = time.time()
-            started = [t[0] for t in tasks.values()]
-            Message.update(status="fetching", updated_at=now).where(
-                Message.id.in_(started)
-            ).execute()
-            MessageEvent.insert_many(
-                [{"message": m, "at": now, "type": "fetching", "detail": None} for m in started]
-            ).execute()
+        store.start_work([t[0] for t in tasks.values()], "fetch", self.runtime.clock.now())
         return tasks
 
     def work(self, job: Job) -> FetchResult:
@@ -73,8 +66,9 @@ class FetcherActor(PerJobPoolActor):
         return result
 
     def apply(self, job: Job) -> set[str]:
+        """Actor thread, inside the write-back transaction: ack, keep the outcome on the
+        message and queue its next stage (a failed fetch goes on without the page)."""
         message_id = job.task[0]
-        now = time.time()
         if job.error is not None:
             fetched = {
                 "status": "error",
@@ -85,20 +79,5 @@ class FetcherActor(PerJobPoolActor):
         else:
             data = asdict(job.result)
             fetched = {k: data.get(k) for k in STORED_FIELDS}
-        message = Message.get_or_none(Message.id == message_id)
         self.mailbox.ack(job.entry.id, self.owner)
-        if message is None or message.status in lifecycle.MESSAGE_FINAL:
-            return set()
-        Message.update(fetched=fetched, updated_at=now).where(Message.id == message_id).execute()
-        detail = {"title": fetched.get("title"), "chars": len(fetched.get("text") or "")}
-        if fetched["status"] != "ok":
-            detail = {"error": fetched.get("error")}
-        MessageEvent.create(
-            message=message_id,
-            at=now,
-            type="fetched" if fetched["status"] == "ok" else "fetch_failed",
-            detail=detail,
-        )
-        return route(
-            self.mailbox, message, lifecycle.stage_after("fetch", bool(message.ai_request)), now
-        )
+        return store.record_fetched(self.mailbox, message_id, fetched, self.runtime.clock.now())

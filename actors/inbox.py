@@ -6,9 +6,7 @@ A recall empties the delivery's row and hides it, an edit rewrites its title and
 
 from __future__ import annotations
 
-import time
-
-from messagepusher.supervisor.db import execute, is_sqlite, select_rows, write_transaction
+from messagepusher.supervisor.db import database, execute, select_rows, write_transaction
 from messagepusher.supervisor.models import InboxItem
 
 # The message as it is when the delivery is sent; a replayed send (same delivery) stores nothing.
@@ -27,7 +25,7 @@ STORED = "SELECT id FROM inbox WHERE delivery_id = ?"
 STREAMED_TYPES = ("client",)
 
 
-def store(delivery_id: int, now: float | None = None) -> int | None:
+def store(delivery_id: int, now: float) -> int | None:
     """Store the delivery's message in its owner's inbox; the inbox id, or None if the delivery is gone.
 
     Runs in a channel-pool worker thread, one short write transaction; database errors
@@ -36,9 +34,8 @@ def store(delivery_id: int, now: float | None = None) -> int | None:
     could see id 11 committed before id 10 and resume past 10 for good.
     """
     with write_transaction():
-        if not is_sqlite():
-            execute("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE")
-        execute(STORE, (time.time() if now is None else now, delivery_id))
+        database.dialect.serialize_inserts("inbox")
+        execute(STORE, (now, delivery_id))
         rows = select_rows(STORED, (delivery_id,))
     return rows[0][0] if rows else None
 
@@ -73,14 +70,14 @@ def last_id() -> int:
     return rows[0][0] or 0
 
 
-def mark_read(item_id: int, now: float | None = None) -> None:
+def mark_read(item_id: int, now: float) -> None:
     """Mark one row read (the first time only). Runs in an HTTP worker thread."""
-    InboxItem.update(read_at=time.time() if now is None else now).where(
+    InboxItem.update(read_at=now).where(
         (InboxItem.id == item_id) & InboxItem.read_at.is_null()
     ).execute()
 
 
-def remove(delivery_id: int, now: float | None = None) -> bool:
+def remove(delivery_id: int, now: float) -> bool:
     """Recall the delivery's row: it is emptied and marked recalled, and no listing or stream
     shows it again. False when there is none, or it was recalled already.
 
@@ -88,9 +85,7 @@ def remove(delivery_id: int, now: float | None = None) -> bool:
     Runs in an HTTP worker thread; database errors propagate.
     """
     updated = (
-        InboxItem.update(
-            recalled_at=time.time() if now is None else now, title="", body="", url=None
-        )
+        InboxItem.update(recalled_at=now, title="", body="", url=None)
         .where((InboxItem.delivery_id == delivery_id) & InboxItem.recalled_at.is_null())
         .execute()
     )

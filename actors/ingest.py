@@ -8,51 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
+import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 
-from messagepusher.actors import lifecycle
-from messagepusher.actors.dispatcher import send_entry
+from messagepusher.actors import store
 from messagepusher.supervisor.actor import FLUSH, FlushSignal, MailboxActor
-from messagepusher.supervisor.db import execute_many, insert_returning_ids, write_transaction
-from messagepusher.supervisor.mailbox import NewEntry
-from messagepusher.supervisor.models import Channel, Message, MessageEvent
+from messagepusher.supervisor.db import placeholders, select_rows, write_transaction
+from messagepusher.supervisor.models import Channel, Message
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP_DEPTH = 3
-MESSAGE_COLUMNS = (
-    "user_id",
-    "title",
-    "body",
-    "format",
-    "url",
-    "priority",
-    "status",
-    "accepted_status",
-    "ai_request",
-    "send_at",
-    "callback_url",
-    "idempotency_key",
-    "request_hash",
-    "recipients",
-    "created_at",
-    "updated_at",
-)
-DELIVERY_COLUMNS = (
-    "message_id",
-    "channel_id",
-    "channel_name",
-    "channel_type",
-    "status",
-    "attempts",
-    "created_at",
-    "updated_at",
-)
+MAX_CACHED_USERS = 10_000
+
+# What moves when any of a user's channels is created, changed or deleted: every write to a
+# channel sets its updated_at, and a new row raises the count or the highest id.
+CHANNEL_VERSIONS = """
+    SELECT user_id, COUNT(*), MAX(updated_at), MAX(id) FROM channel
+     WHERE user_id IN ({ids}) GROUP BY user_id"""
+NO_CHANNELS = (0, None, None)
 
 
 @dataclass
@@ -102,6 +81,51 @@ class IngestUnavailable(Exception):
     """The ingest actor is down or did not answer in time; nothing was stored."""
 
 
+class ChannelCache:
+    """Each user's channels by name and by id (as strings), loaded again only after a change.
+
+    Ingest's actor thread asks for a batch's users once per batch: one small query tells
+    whose channels changed since they were loaded, in this process or any other, and only
+    those are read again. `invalidate` (HTTP worker threads, after a change through the
+    API) drops a user's entry at once. Thread-safe; database errors propagate.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[int, tuple[tuple, dict[str, Channel]]] = {}
+
+    def invalidate(self, user_id: int) -> None:
+        with self._lock:
+            self._users.pop(user_id, None)
+
+    def for_users(self, user_ids: Iterable[int]) -> dict[int, dict[str, Channel]]:
+        ids = sorted(set(user_ids))
+        versions = {
+            row[0]: tuple(row[1:])
+            for row in select_rows(CHANNEL_VERSIONS.format(ids=placeholders(len(ids))), tuple(ids))
+        }
+        found: dict[int, dict[str, Channel]] = {}
+        with self._lock:
+            for user_id in ids:
+                cached = self._users.get(user_id)
+                if cached is not None and cached[0] == versions.get(user_id, NO_CHANNELS):
+                    found[user_id] = cached[1]
+        stale = [u for u in ids if u not in found]
+        if not stale:
+            return found
+        loaded: dict[int, dict[str, Channel]] = {u: {} for u in stale}
+        for row in Channel.select().where(Channel.user.in_(stale)):
+            by_key = loaded[row.user_id]
+            by_key[row.name] = row
+            by_key[str(row.id)] = row
+        with self._lock:
+            if len(self._users) + len(stale) > MAX_CACHED_USERS:
+                self._users.clear()
+            for user_id in stale:
+                self._users[user_id] = (versions.get(user_id, NO_CHANNELS), loaded[user_id])
+        return found | loaded
+
+
 @dataclass
 class _Pending:
     draft: Draft
@@ -115,6 +139,8 @@ class IngestClient:
         self.runtime = runtime
         self.queue: deque[_Pending] = deque()
         self.signal = FlushSignal()
+        self.channels = ChannelCache()
+        self.handoff = store.SendHandoff()
 
     def request_flush(self) -> bool:
         """Make sure a FLUSH is on its way to a live ingest actor; False when it is down."""
@@ -186,12 +212,13 @@ class IngestActor(MailboxActor):
             self.on_flush()
 
     def commit(self, batch: list[_Pending]) -> list[Accepted | IngestError]:
-        now = time.time()
+        """Validate and store a batch in one transaction; each draft's outcome in order."""
+        now = self.runtime.clock.now()
         outcomes: list[Accepted | IngestError | None] = [None] * len(batch)
-        plans: list[tuple[int, Draft, list[Channel], str, str]] = []
+        accepted: list[tuple[int, store.NewMessage]] = []
         seen_keys: dict[tuple[int, str], int] = {}
-        channel_cache: dict[int, dict[str, Channel]] = {}
         with write_transaction():
+            channels = self.client.channels.for_users(p.draft.user_id for p in batch)
             for i, pending in enumerate(batch):
                 draft = pending.draft
                 try:
@@ -199,17 +226,17 @@ class IngestActor(MailboxActor):
                     if replay is not None:
                         outcomes[i] = replay
                         continue
-                    channels = self._resolve_channels(draft, channel_cache)
+                    chosen = self._resolve_channels(draft, channels[draft.user_id])
                 except IngestError as exc:
                     outcomes[i] = exc
                     continue
-                stage = lifecycle.first_stage(bool(draft.url), bool(draft.ai))
-                status = lifecycle.initial_status(draft.send_at, now, stage)
-                plans.append((i, draft, channels, stage, status))
+                accepted.append((i, store.NewMessage(draft, chosen)))
                 if draft.idempotency_key:
                     seen_keys[(draft.user_id, draft.idempotency_key)] = i
-            if plans:
-                self._insert(plans, outcomes, now)
+            stored = store.accept(self.mailbox, [new for _, new in accepted], now)
+        for (i, _), row in zip(accepted, stored, strict=True):
+            outcomes[i] = Accepted(row.id, row.status, wake=row.wake)
+        self.client.handoff.put(send for row in stored for send in row.sends)  # committed
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
     def _idempotent_replay(
@@ -246,17 +273,7 @@ class IngestActor(MailboxActor):
             )
         return Accepted(row.id, row.accepted_status, replay=True)
 
-    def _resolve_channels(
-        self, draft: Draft, cache: dict[int, dict[str, Channel]]
-    ) -> list[Channel]:
-        if draft.user_id not in cache:
-            rows = list(Channel.select().where(Channel.user == draft.user_id))
-            by_key: dict[str, Channel] = {}
-            for row in rows:
-                by_key[row.name] = row
-                by_key[str(row.id)] = row
-            cache[draft.user_id] = by_key
-        by_key = cache[draft.user_id]
+    def _resolve_channels(self, draft: Draft, by_key: dict[str, Channel]) -> list[Channel]:
         if draft.channels is None:
             chosen = [
                 c
@@ -318,78 +335,3 @@ class IngestActor(MailboxActor):
                 by_key[str(m)] for m in members if str(m) in by_key and by_key[str(m)].enabled
             ]
             self._expand(resolved, by_key, out, depth + 1)
-
-    def _insert(self, plans, outcomes, now: float) -> None:
-        to_json = Message.ai_request.db_value
-        message_ids = insert_returning_ids(
-            "message",
-            MESSAGE_COLUMNS,
-            [
-                (
-                    d.user_id,
-                    d.title,
-                    d.body,
-                    d.format,
-                    d.url,
-                    d.priority,
-                    status,
-                    status,
-                    to_json(d.ai),
-                    d.send_at,
-                    d.callback_url,
-                    d.idempotency_key,
-                    d.request_hash,
-                    to_json(d.recipients),
-                    now,
-                    now,
-                )
-                for _, d, _, _, status in plans
-            ],
-        )
-        delivery_ids = insert_returning_ids(
-            "delivery",
-            DELIVERY_COLUMNS,
-            [
-                (message_id, c.id, c.name, c.type, "pending", 0, now, now)
-                for message_id, (_, _, channels, _, _) in zip(message_ids, plans, strict=True)
-                for c in channels
-            ],
-        )
-        events, entries = [], []
-        cursor = 0
-        for message_id, (i, d, channels, stage, status) in zip(message_ids, plans, strict=True):
-            ids = delivery_ids[cursor : cursor + len(channels)]
-            cursor += len(channels)
-            detail = {"channels": [c.name for c in channels], "stage": stage}
-            if status == "scheduled":
-                detail["send_at"] = d.send_at
-            events.append(
-                (
-                    message_id,
-                    now,
-                    status if status == "scheduled" else "accepted",
-                    MessageEvent.detail.db_value(detail),
-                )
-            )
-            available = d.send_at if d.send_at and d.send_at > now else None
-            if stage == "send":
-                entries.extend(
-                    send_entry(did, message_id, d.priority, d.user_id, available) for did in ids
-                )
-            else:
-                entries.append(
-                    NewEntry(
-                        lifecycle.STAGE_RECIPIENT[stage],
-                        stage,
-                        {"message_id": message_id},
-                        priority=d.priority,
-                        available_at=available,
-                        user_id=d.user_id,
-                    )
-                )
-            wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
-            outcomes[i] = Accepted(message_id, status, wake=wake)
-        execute_many(
-            "INSERT INTO message_event (message_id, at, type, detail) VALUES (?, ?, ?, ?)", events
-        )
-        self.mailbox.put_many(entries)

@@ -1,27 +1,26 @@
 """The janitor: housekeeping told by scheduled jobs (purge, maintenance, backups, reports).
 
-Each job run is one mailbox entry; the work runs on one worker thread so the actor keeps answering pings.
+Each job run is one mailbox entry; the work runs on one worker thread so the actor keeps answering
+pings. Which function a job runs is supervisor/jobs.py's `JOBS`; the functions are here.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from messagepusher.actors import backups, lifecycle, reports
+from messagepusher.actors import lifecycle, reports, store
 from messagepusher.supervisor.actor import TICK, Job, PerJobPoolActor
 from messagepusher.supervisor.config import RetentionSettings
-from messagepusher.supervisor.db import is_sqlite, write_transaction
+from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.jobs import task_of
 from messagepusher.supervisor.mailbox import FINISHED
 from messagepusher.supervisor.models import (
     Alert,
     AuditLog,
-    Delivery,
     JobRun,
     MailboxEntry,
     Message,
@@ -108,7 +107,7 @@ def purge(runtime: Runtime) -> dict[str, Any]:
     retention = runtime.settings.retention
     removed: dict[str, int] = {}
     batches = 0
-    for name, model, where in purge_targets(retention_cutoffs(retention, time.time())):
+    for name, model, where in purge_targets(retention_cutoffs(retention, runtime.clock.now())):
         removed[name] = 0
         while runtime.accepting:
             with write_transaction():
@@ -119,10 +118,11 @@ def purge(runtime: Runtime) -> dict[str, Any]:
                     .limit(retention.batch_size)
                     .tuples()
                 ]
-                if ids and model is Message:
-                    MessageEvent.delete().where(MessageEvent.message.in_(ids)).execute()
-                    Delivery.delete().where(Delivery.message.in_(ids)).execute()
-                if ids:
+                if model is Message:
+                    store.purge_messages(ids)
+                elif model is MessageEvent:
+                    store.purge_events(ids)
+                elif ids:
                     model.delete().where(model.id.in_(ids)).execute()
             if not ids:
                 break
@@ -145,102 +145,58 @@ def maintain(runtime: Runtime) -> dict[str, Any]:
     PostgreSQL: ANALYZE (autovacuum does the rest). An integrity failure is returned in
     the run's detail, where the monitor's integrity rule finds it, and logged as an error.
     """
-    db = runtime.db
-    if not is_sqlite(db):
-        db.execute_sql("ANALYZE")
-        return {
-            "analyze": "done",
-            "integrity": None,
-            "note": "PostgreSQL: no integrity_check; vacuuming is autovacuum's",
-        }
-    busy, wal_pages, checkpointed = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    db.execute_sql("PRAGMA optimize")
-    problems = [row[0] for row in db.execute_sql("PRAGMA integrity_check").fetchall()]
-    integrity = "ok" if problems == ["ok"] else "; ".join(problems[:20])
-    if integrity != "ok":
-        log.error("database integrity check failed: %s", integrity)
-    free = db.execute_sql("PRAGMA freelist_count").fetchone()[0]
-    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
-    vacuumed = should_vacuum(free, pages, runtime.settings.maintenance.vacuum_free_ratio)
-    if vacuumed:
-        db.execute_sql("VACUUM")
-    return {
-        "checkpoint": {
-            "complete": not busy,
-            "wal_pages": wal_pages,
-            "checkpointed_pages": checkpointed,
-        },
-        "integrity": integrity,
-        "free_pages": free,
-        "pages": pages,
-        "vacuumed": vacuumed,
-    }
-
-
-def backup(runtime: Runtime) -> dict[str, Any]:
-    return backups.create_backup(runtime)
+    ratio = runtime.settings.maintenance.vacuum_free_ratio
+    detail = runtime.db.dialect.maintain(lambda free, pages: should_vacuum(free, pages, ratio))
+    if detail["integrity"] not in (None, "ok"):
+        log.error("database integrity check failed: %s", detail["integrity"])
+    return detail
 
 
 def daily_report(runtime: Runtime) -> dict[str, Any]:
-    return reports.write_daily_reports(reports.previous_day(time.time()))
-
-
-TASKS: dict[str, Callable[[Runtime], dict[str, Any]]] = {
-    "retention_purge": purge,
-    "db_maintenance": maintain,
-    "backup": backup,
-    "daily_report": daily_report,
-}
+    """Janitor worker thread: yesterday's reports (UTC day). Database errors raise."""
+    now = runtime.clock.now()
+    return reports.write_daily_reports(reports.previous_day(now), runtime.clock)
 
 
 class JanitorActor(PerJobPoolActor):
     """One worker thread runs the jobs; everything else runs in the janitor's actor thread.
 
     A job that raises is recorded as a failed run (outcome, error) and not retried: its next
-    period is the retry. Leases of a long job are extended on the janitor's own timer, so no
-    other node takes the entry over while it runs.
+    period is the retry. Leases of a long job are extended on a timer (a TICK every third of
+    the lease, told by the process ticker and handled in the actor thread), so no other node
+    takes the entry over while it runs.
     """
 
     name = "janitor"
 
     def configured_workers(self) -> int:
+        """Actor thread: one worker, so jobs never run beside each other on this node."""
         return 1
 
     def setup(self) -> None:
+        """Actor thread: the worker pool, and the lease-extension timer. Raising stops the actor."""
         super().setup()
-        self.timer: threading.Timer | None = None
-        self._schedule_tick()
-
-    def _schedule_tick(self) -> None:
-        self.timer = threading.Timer(self.settings.mailbox.lease_seconds / 3, self._tick)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def _tick(self) -> None:
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(TICK)
-            self._schedule_tick()
-
-    def teardown(self, crashed: bool) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        super().teardown(crashed)
+        self.timers.every("lease", self.settings.mailbox.lease_seconds / 3, TICK)
 
     def work(self, job: Job) -> tuple[float, float, dict[str, Any] | None, str | None]:
         """Worker thread: run the job; returns (started, finished, detail, error) and never raises."""
-        started = time.time()
-        task = TASKS.get(job.entry.kind)
-        if task is None:
+        started = self.clock.now()
+        try:
+            task = task_of(job.entry.kind)
+        except KeyError:
             return started, started, None, f"no job {job.entry.kind!r}"
         try:
             detail, error = task(self.runtime), None
         except Exception as exc:  # noqa: BLE001 - recorded on the run; the next period retries
             log.exception("janitor: %s failed", job.entry.kind)
             detail, error = None, f"{type(exc).__name__}: {exc}"
-        return started, time.time(), detail, error
+        return started, self.clock.now(), detail, error
 
     def apply(self, job: Job) -> set[str]:
-        """Actor thread, in the write transaction: finish the run and ack the entry."""
+        """Actor thread, in the write transaction: finish the run and ack the entry.
+
+        Raising rolls the batch back and crashes the actor; the entry is recovered on restart.
+        """
         started, finished, detail, error = job.result
         run_id = job.entry.payload.get("run_id")
         if run_id is not None:
@@ -249,6 +205,7 @@ class JanitorActor(PerJobPoolActor):
         return set()
 
     def after_commit(self, jobs: list[Job]) -> None:
+        """Actor thread, after the commit: count and log each run. Raising crashes the actor."""
         for job in jobs:
             error = job.result[3]
             self.runtime.metrics.job_runs.labels(job.entry.kind, "failed" if error else "ok").inc()

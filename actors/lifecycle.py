@@ -1,6 +1,6 @@
 """The message state machine (DESIGN §3): stages, statuses, and what comes next.
 
-Pure functions; the actors call them and write what they decide.
+Pure functions; `actors/store.py` carries out what they decide.
 """
 
 from __future__ import annotations
@@ -72,3 +72,11 @@ def can_cancel(status: str) -> bool:
 
 def can_retry(delivery_status: str) -> bool:
     return delivery_status in DELIVERY_FAILED
+
+
+def retryable(deliveries: Iterable[DeliveryView]) -> list[int]:
+    """Ids of the deliveries a hand retry sends again: failed or dead, and not already handed
+    to a fallback (the fallback's outcome counts for those). In id order."""
+    rows = list(deliveries)
+    replaced = {d.fallback_of for d in rows if d.fallback_of is not None}
+    return sorted(d.id for d in rows if can_retry(d.status) and d.id not in replaced)

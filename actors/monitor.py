@@ -1,13 +1,12 @@
-"""The monitor: liveness pings, queue depths, resources and alert rules, on its own timer.
+"""The monitor: liveness (its one owner), queue depths, resources and alert rules, on timers.
 
 Feeds /metrics, /readyz (actors that stopped answering), the alerts and the systemd watchdog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
-import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,13 +18,15 @@ import pykka
 
 from messagepusher.actors import alerts
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
-from messagepusher.http.resources.health import readiness
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.actor import PING, TICK, SerialActor
-from messagepusher.supervisor.db import database, is_sqlite, write_transaction
+from messagepusher.supervisor.config import DEADLINE_KEY, Settings, liveness_deadline
+from messagepusher.supervisor.db import database, write_transaction
+from messagepusher.supervisor.health import readiness
 from messagepusher.supervisor.metrics import Metrics
 from messagepusher.supervisor.models import Alert, JobRun, User
-from messagepusher.supervisor.supervisor import ReportHung
+from messagepusher.supervisor.restart_policy import is_hung
+from messagepusher.supervisor.supervisor import ChildAnswered, ReportHung
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
@@ -122,9 +123,8 @@ def lock_alert_ident(rule: str, key: str) -> None:
     first commits, the second's lookup sees its alert. SQLite needs nothing: the write
     transaction already holds the database's only write lock.
     """
-    if not is_sqlite():
-        ident = zlib.crc32(f"{rule}\0{key}".encode()) - 2**31  # a stable int4 on every node
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (ALERT_LOCK_CLASS, ident))
+    ident = zlib.crc32(f"{rule}\0{key}".encode()) - 2**31  # a stable int4 on every node
+    database.dialect.lock_in_transaction(ALERT_LOCK_CLASS, ident)
 
 
 def notified_since(condition: alerts.Condition, since: float) -> bool:
@@ -143,76 +143,120 @@ def notified_since(condition: alerts.Condition, since: float) -> bool:
 @dataclass
 class _Probe:
     ref: pykka.ActorRef
+    incarnation: int
     future: pykka.Future
     sent: float
     reported: bool = False
 
 
-def _answered(future: pykka.Future) -> bool:
+def _answer(future: pykka.Future) -> str:
+    """How a ping stands: "pending", "pong", or "stopped" (the supervisor deals with a stopped child)."""
     try:
         future.get(timeout=0)
     except pykka.Timeout:
-        return False
+        return "pending"
     except pykka.ActorDeadError:
-        pass  # stopped: the supervisor deals with it
-    return True
+        return "stopped"
+    return "pong"
+
+
+def liveness_period(settings: Settings) -> float:
+    """Seconds between liveness checks: a quarter of the deadline, at most `monitor.interval`.
+
+    Four checks per deadline find a hang within 1.25 deadlines and see the "not ready" half.
+    """
+    return min(settings.monitor.interval, liveness_deadline(settings)[0] / 4)
+
+
+def hung_detail(deadline: float, key: str) -> str:
+    """The reason recorded for a hung child; names the deprecated key when that set the deadline."""
+    detail = f"no answer to the monitor's ping within {deadline:g}s"
+    if key != DEADLINE_KEY:
+        detail += f" (liveness ping deadline from {key}, a deprecated name: use {DEADLINE_KEY})"
+    return detail
+
+
+class CheckLiveness:
+    """Tell (from the monitor's own timer): ping the children, judge the outstanding pings."""
+
+
+CHECK_LIVENESS = CheckLiveness()
 
 
 class MonitorActor(SerialActor):
-    """One round every `monitor.interval` (or half the systemd watchdog period, if shorter).
+    """Liveness every `liveness_period`, a round every `monitor.interval` (or half the systemd
+    watchdog period, if shorter), both on timers of the process ticker.
 
-    Every method runs in the monitor's own thread. A round that raises (a busy database)
-    is logged and the next round runs as usual; the monitor itself is pinged by the supervisor.
+    Every method runs in the monitor's own thread. A check or round that raises (a busy
+    database) is logged and the next one runs as usual. The monitor is the one owner of
+    liveness: it judges hangs (`monitor.ping_deadline_seconds`) and the supervisor restarts
+    what it reports. Nobody pings the monitor; a monitor stuck in one message stops feeding
+    the systemd watchdog, and /readyz fails once its last liveness check is older than the
+    deadline (supervisor/health.py).
     """
 
     name = "monitor"
 
     def setup(self) -> None:
-        self.timer: threading.Timer | None = None
+        """Actor thread: start both timers, first at once. Raising (psutil) stops the actor."""
         self.probes: dict[str, _Probe] = {}
+        self.answered: dict[str, int] = {}
         self.process = psutil.Process()
         self.process.cpu_percent(None)
-        self.last_round = time.monotonic()
+        self.last_round = self.clock.monotonic()
         self.last_restarts: dict[str, int] | None = None
         self.last_dead: int | None = None
         self.last_deliveries = delivery_counts(self.runtime.metrics)
         self.last_status = ""
-        self._schedule(0.0)
+        self.timers.after("liveness", 0.0, CHECK_LIVENESS)
+        self.timers.after("round", 0.0, TICK)
 
     def teardown(self, crashed: bool) -> None:
-        if getattr(self, "timer", None) is not None:
-            self.timer.cancel()
-        self.runtime.unresponsive = {}  # nobody judges while the monitor is down
+        """Actor thread, as the monitor stops: forget its judgement, since nobody judges meanwhile."""
+        self.runtime.unresponsive = {}
+        self.runtime.liveness_checked_at = None
 
     def period(self) -> float:
+        """Actor thread: seconds to the next round; under systemd at most half the watchdog."""
         watchdog = sd_notify.watchdog_interval()
         interval = self.settings.monitor.interval
         return min(interval, watchdog) if watchdog else interval
 
-    def _schedule(self, delay: float) -> None:
-        self.timer = threading.Timer(delay, self._tick)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def _tick(self) -> None:
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(TICK)
-
     def on_tick(self) -> None:
+        """Actor thread, on the round timer: one round, then the next timer. Never raises."""
         try:
             self.round()
         except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
             log.exception("monitor: round failed; the next one runs in %gs", self.period())
         finally:
-            self._schedule(self.period())
+            self.timers.after("round", self.period(), TICK)
+
+    def handle(self, message: Any) -> Any:
+        """Actor thread: CheckLiveness from its timer (never raises); others are unexpected."""
+        if isinstance(message, CheckLiveness):
+            try:
+                self.check_liveness()
+            except Exception:  # noqa: BLE001 - one bad check must not stop liveness checks
+                log.exception("monitor: liveness check failed; the next one runs as usual")
+            finally:
+                self.timers.after("liveness", liveness_period(self.settings), CHECK_LIVENESS)
+            return None
+        return super().handle(message)
+
+    def check_liveness(self) -> None:
+        """Actor thread: probe every child and publish who is overdue (read by /readyz)."""
+        mono = self.clock.monotonic()
+        self.runtime.unresponsive = self.probe(self.runtime.supervisor_status(), mono)
+        self.runtime.liveness_checked_at = mono
 
     # --- one round -------------------------------------------------------------------------------
 
     def round(self) -> None:
-        now, mono = time.time(), time.monotonic()
+        """Actor thread: gauges, alert rules and the watchdog. Raising is logged by on_tick."""
+        now, mono = self.clock.now(), self.clock.monotonic()
         interval, self.last_round = mono - self.last_round, mono
         statuses = self.runtime.supervisor_status()
-        overdue = self.probe(statuses, mono)
+        overdue = dict(self.runtime.unresponsive)
         depths = refresh_queue_gauges(self.runtime)
         resources = refresh_process_gauges(self.runtime, self.process)
         actors = {}
@@ -244,13 +288,14 @@ class MonitorActor(SerialActor):
         self.watchdog()
 
     def probe(self, statuses: dict[str, dict[str, Any]], mono: float) -> dict[str, float]:
-        """Ping every other running child; report one silent past the deadline as hung.
+        """Actor thread: ping every other running child; report one silent past the deadline as hung.
 
         Returns {name: seconds} of children whose ping is outstanding and who made no progress
-        for more than half the deadline (they count as not ready). A report names the very actor we pinged: once the
-        supervisor has replaced it (its own ping noticed first), we do not report it again.
+        for more than half the deadline (they count as not ready). A report names the very
+        incarnation we pinged, so the supervisor ignores it once that one is replaced. The first
+        answer of each incarnation is told to the supervisor (restart back-off starts afresh).
         """
-        deadline = self.settings.monitor.ping_deadline_seconds
+        deadline, key = liveness_deadline(self.settings)
         overdue: dict[str, float] = {}
         for name, info in statuses.items():
             ref = self.runtime.ref(name)
@@ -258,38 +303,50 @@ class MonitorActor(SerialActor):
             if name == self.name or ref is None or info["state"] != "running":
                 self.probes.pop(name, None)
                 continue
-            if probe is not None and (probe.ref is not ref or _answered(probe.future)):
+            if probe is not None and probe.ref is not ref:
                 probe = None
+            if probe is not None:
+                answer = _answer(probe.future)
+                if answer == "pong" and self.answered.get(name) != probe.incarnation:
+                    self.answered[name] = probe.incarnation
+                    self._tell_supervisor(ChildAnswered(name, probe.incarnation))
+                if answer != "pending":
+                    probe = None
             if probe is None:
                 try:
-                    self.probes[name] = _Probe(ref, ref.ask(PING, block=False), mono)
+                    self.probes[name] = _Probe(
+                        ref, info["incarnation"], ref.ask(PING, block=False), mono
+                    )
                 except pykka.ActorDeadError:
                     self.probes.pop(name, None)
                 continue
             # A ping late behind a backlog is not a hang: count only the time the actor made no
             # progress at all (started or finished no message).
-            age = min(mono - probe.sent, self.runtime.stalled_for(name, info["incarnation"], mono))
+            ping_age = mono - probe.sent
+            stalled = self.runtime.stalled_for(name, info["incarnation"], mono)
+            age = min(ping_age, stalled)
             if age > deadline / 2:
                 overdue[name] = age
-            if age > deadline and not probe.reported and self.runtime.supervisor_ref is not None:
+            if is_hung(ping_age, stalled, deadline) and not probe.reported:
                 probe.reported = True
                 log.error(
                     "monitor: %s did not answer a ping within %gs; asking the supervisor to restart it",
                     name,
                     deadline,
                 )
-                self.runtime.supervisor_ref.tell(
-                    ReportHung(
-                        name,
-                        f"no answer to the monitor's ping within {deadline:g}s",
-                        info["incarnation"],
-                    )
+                self._tell_supervisor(
+                    ReportHung(name, hung_detail(deadline, key), probe.incarnation)
                 )
-        self.runtime.unresponsive = overdue
         return overdue
 
+    def _tell_supervisor(self, message: Any) -> None:
+        supervisor = self.runtime.supervisor_ref
+        if supervisor is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                supervisor.tell(message)
+
     def watchdog(self) -> None:
-        """WATCHDOG=1 only while ready; STATUS= whenever readiness changes."""
+        """Actor thread: WATCHDOG=1 only while ready; STATUS= whenever readiness changes."""
         ready, failing = readiness(self.runtime)
         status = "ready" if ready else "not ready: " + ", ".join(sorted(failing))
         if ready:
@@ -301,7 +358,10 @@ class MonitorActor(SerialActor):
     # --- alerts ------------------------------------------------------------------------------------
 
     def settle(self, conditions: list[alerts.Condition], now: float) -> None:
-        """Open, update and resolve this node's alerts; notify admins as the plan says."""
+        """Actor thread: open, update and resolve this node's alerts; notify admins as planned.
+
+        A database error raises to `round`, which logs it; the next round settles again.
+        """
         node = self.runtime.node_id
         rows = {
             a.id: a
@@ -325,6 +385,8 @@ class MonitorActor(SerialActor):
                 self._fire(action, now)
 
     def _fire(self, action: alerts.Action, now: float) -> None:
+        """Actor thread: open or update one alert, then notify if the plan says so and no other
+        node did. A database error raises to `round`, which logs it."""
         condition = action.condition
         alert_id = action.alert_id
         notify = action.notify
@@ -373,7 +435,8 @@ class MonitorActor(SerialActor):
                 Alert.update(notified_at=None).where(Alert.id == alert_id).execute()
 
     def _claim_notice(self, alert_id: int, now: float) -> bool:
-        """Of the nodes sharing the database, the one whose update sets notified_at sends."""
+        """Actor thread: of the nodes sharing the database, the one whose update sets
+        notified_at sends. A database error raises to `round`."""
         claimed = (
             Alert.update(notified_at=now)
             .where((Alert.id == alert_id) & Alert.notified_at.is_null())
@@ -382,6 +445,8 @@ class MonitorActor(SerialActor):
         return bool(claimed)
 
     def _resolve(self, alert: Alert, notify: bool, now: float) -> None:
+        """Actor thread: resolve one alert once (across nodes), notify if planned. A database
+        error raises to `round`."""
         resolved = (
             Alert.update(state="resolved", resolved_at=now, last_at=now)
             .where((Alert.id == alert.id) & (Alert.state == "firing"))
@@ -396,7 +461,7 @@ class MonitorActor(SerialActor):
             )
 
     def notify(self, title: str, body: str) -> bool:
-        """Send a message to every `monitor.alert_channels` entry (user/channel, admins only).
+        """Actor thread: send a message to every `monitor.alert_channels` entry (user/channel, admins only).
 
         Goes through ingest like any message, so it gets retries and a timeline. Returns
         False when ingest could not take it now (the caller tries again next round).

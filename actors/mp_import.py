@@ -7,7 +7,6 @@ it encrypted as the channels API does; a second run finds everything there and c
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,11 +21,12 @@ from messagepusher.actors.mp_mapping import (
     user_disabled,
     user_role,
 )
+from messagepusher.actors.store import import_message
 from messagepusher.supervisor.accounts import USERNAME
 from messagepusher.supervisor.credentials import generate_password, hash_password, hash_secret
 from messagepusher.supervisor.credentials import legacy_prefix as token_prefix
 from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.models import ApiKey, Channel, Message, MessageEvent, User
+from messagepusher.supervisor.models import ApiKey, Channel, Message, User
 
 KEY_NAME = "message-pusher push token"
 KEY_SCOPES = ["messages:send"]
@@ -154,7 +154,7 @@ class Importer:
         self.tally.add("users")
         if self.dry_run:
             return name
-        now = time.time()
+        now = self.runtime.clock.now()
         # Its bcrypt hash cannot be carried over: an unknown random password until an admin sets one.
         return User.create(
             username=name,
@@ -203,7 +203,7 @@ class Importer:
                 secret_hash=hash_secret(token),
                 scopes=KEY_SCOPES,
                 enabled=True,
-                created_at=time.time(),
+                created_at=self.runtime.clock.now(),
             )
 
     # --- channels -------------------------------------------------------------------------
@@ -270,7 +270,7 @@ class Importer:
         self, row: dict[str, Any], target: User, mapped: MappedChannel, default: bool, enabled: bool
     ) -> None:
         created = row.get("created_time")
-        now = time.time()
+        now = self.runtime.clock.now()
         Channel.create(
             user=target.id,
             name=str(row.get("name")),
@@ -310,26 +310,18 @@ class Importer:
     def store_message(self, row: dict[str, Any], target: User, key: str) -> None:
         content = str(row.get("content") or "")
         at = row.get("timestamp")
-        at = float(at) if isinstance(at, int | float) and at > 0 else time.time()
+        at = float(at) if isinstance(at, int | float) and at > 0 else self.runtime.clock.now()
         status = message_status(row.get("status"))
-        message = Message.create(
-            user=target.id,
-            title=str(row.get("title") or ""),
-            body=content or str(row.get("description") or ""),
-            format="markdown" if content else "text",
-            url=str(row.get("url") or "") or None,
-            status=status,
-            accepted_status=status,
-            idempotency_key=key,
-            created_at=at,
-            updated_at=at,
-            finished_at=at,
-        )
-        MessageEvent.create(
-            message=message.id,
-            at=at,
-            type="imported",
-            detail={"from": "message-pusher", "id": row.get("id"), "channel": row.get("channel")},
+        import_message(
+            target.id,
+            str(row.get("title") or ""),
+            content or str(row.get("description") or ""),
+            "markdown" if content else "text",
+            str(row.get("url") or "") or None,
+            status,
+            key,
+            at,
+            {"from": "message-pusher", "id": row.get("id"), "channel": row.get("channel")},
         )
 
 

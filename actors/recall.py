@@ -5,39 +5,19 @@ Channel calls run in the caller's thread (an HTTP worker); every outcome is a ti
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
-from messagepusher.actors import lifecycle
-from messagepusher.actors.channel_pool import finish_if_final
+from messagepusher.actors import store
 from messagepusher.actors.channels import ChannelConfigError, build_channel
 from messagepusher.actors.channels.base import ChangeResult, OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
-from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.models import Channel, Delivery, Message, MessageEvent
+from messagepusher.supervisor.models import Channel, Delivery, Message
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
 
-UNSENT = ("pending", "sending")
-
-
-def cancel_unsent(runtime: Runtime, message_id: int, by: str, now: float) -> bool:
-    """The cancel transition: deliveries not sent yet are cancelled, the message finishes.
-
-    Runs in its own write transaction; False when the message was already final.
-    """
-    with write_transaction():
-        message = Message.get_by_id(message_id)
-        if not lifecycle.can_cancel(message.status):
-            return False
-        Delivery.update(status="cancelled", updated_at=now).where(
-            (Delivery.message == message_id) & Delivery.status.in_(UNSENT)
-        ).execute()
-        MessageEvent.create(message=message_id, at=now, type="cancel_requested", detail={"by": by})
-        finish_if_final(runtime.mailbox, message_id, now, forced="cancelled")
-    return True
+UNSENT = store.UNSENT
 
 
 def change(
@@ -54,7 +34,7 @@ def change(
     one by one (network I/O in the caller's thread); an edit also stores the new text on
     the message. Never raises for a channel's failure: it is that delivery's "failed".
     """
-    now = time.time()
+    now = runtime.clock.now()
     changes: dict[int, dict[str, Any]] = {}
     if action == "recall":
         unsent = [
@@ -63,7 +43,7 @@ def change(
                 (Delivery.message == message.id) & Delivery.status.in_(UNSENT)
             )
         ]
-        if unsent and cancel_unsent(runtime, message.id, by, now):
+        if unsent and store.cancel(runtime.mailbox, message.id, by, now):
             for delivery_id in unsent:
                 changes[delivery_id] = view("recall", "recalled", "cancelled before it was sent")
     else:
@@ -94,17 +74,14 @@ def change(
         changes.setdefault(
             delivery.id, view(action, "not_supported", f"the delivery is {delivery.status}")
         )
-    with write_transaction():
-        if action == "edit":
-            Message.update(title=new.title, body=new.body, updated_at=now).where(
-                Message.id == message.id
-            ).execute()
-        MessageEvent.create(
-            message=message.id,
-            at=now,
-            type="recalled" if action == "recall" else "edited",
-            detail={"by": by, "deliveries": {str(k): v for k, v in changes.items()}},
-        )
+    store.record_change(
+        message.id,
+        action,
+        by,
+        changes,
+        now,
+        (new.title, new.body) if action == "edit" else None,
+    )
     return changes
 
 

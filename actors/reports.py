@@ -7,7 +7,6 @@ rows after midnight; the stats endpoints show those beside the same figures for 
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import peewee
 
 from messagepusher.actors import lifecycle
+from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import (
     Delivery,
@@ -169,13 +169,16 @@ def system_figures(start: float, end: float) -> dict[str, Any]:
     }
 
 
-def write_daily_reports(day: str) -> dict[str, Any]:
-    """Janitor worker thread: (re)write `day`'s reports, one per active user and one for the system."""
+def write_daily_reports(day: str, clock: Clock = SystemClock()) -> dict[str, Any]:  # noqa: B008 - stateless
+    """Janitor worker thread: (re)write `day`'s reports, one per active user and one for the system.
+
+    `clock` stamps the rows (the runtime's clock from the janitor). Database errors raise.
+    """
     start, end = day_bounds(day)
     per_user = summarize(outcomes(start, end))
     counts = messages_per_user(start, end)
     system = system_figures(start, end)
-    now = time.time()
+    now = clock.now()
     rows = [
         {
             "day": day,

@@ -7,8 +7,6 @@ agrees on it and one lease holder sends it; the message's idempotency key makes 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -131,14 +129,9 @@ class ScheduleRunnerActor(SerialActor):
 
     name = RECIPIENT
 
-    def __init__(
-        self, runtime: Runtime, incarnation: int = 1, now: Callable[[], float] = time.time
-    ):
-        super().__init__(runtime, incarnation)
-        self.now = now
-
     def execute(self, entry: Entry) -> None:
-        run_fire(self.runtime, entry.payload, self.now())
+        """Actor thread: run one fire at the runtime clock's time; raising nacks the entry."""
+        run_fire(self.runtime, entry.payload, self.clock.now())
 
 
 def run_fire(runtime: Runtime, payload: dict[str, Any], now: float) -> str | None:

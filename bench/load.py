@@ -1,6 +1,8 @@
 """Load benchmark: the real server against the Huey peer (and a bare Falcon+waitress insert), same run.
 
 Prints accepted and delivered msgs/s (burst) and POST-to-sink p50/p99 (paced), with ratios and the issue's targets.
+`--processes N` starts the server as `serve --processes N`; `--compare-processes 1,2` measures each
+count and the Huey peer in one run and prints them side by side.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import argparse
 import contextlib
 import ctypes
 import datetime
+import functools
 import http.client
 import json
 import os
@@ -213,7 +216,12 @@ class Target:
 
     @property
     def pids(self) -> list[int]:
-        return [c.pid for c in self.children]
+        """The target's processes and all their descendants (a server's worker processes)."""
+        pids = [c.pid for c in self.children]
+        for pid in list(pids):
+            with contextlib.suppress(psutil.Error):
+                pids.extend(p.pid for p in psutil.Process(pid).children(recursive=True))
+        return pids
 
     def check(self) -> None:
         for child in self.children:
@@ -227,14 +235,15 @@ class Target:
         return ""
 
     def cpu(self) -> float:
-        """CPU seconds of the target's processes, the last value seen for one that has exited."""
+        """CPU seconds of the target's processes, the last value seen for one that has exited
+        (a worker process that was replaced keeps counting)."""
         for pid in self.pids:
             try:
                 t = psutil.Process(pid).cpu_times()
                 self.last_cpu[pid] = t.user + t.system
             except psutil.Error:
                 pass
-        return sum(self.last_cpu.get(pid, 0.0) for pid in self.pids)
+        return sum(self.last_cpu.values())
 
     def rss_mb(self) -> float:
         """Resident memory of the target's running processes, MiB."""
@@ -267,8 +276,9 @@ class Bench:
 
     # -- the systems under test -------------------------------------------------------------
 
-    def start_ours(self) -> Target:
-        data = self.workdir / "mp-data"
+    def start_ours(self, processes: int | None = None) -> Target:
+        """Start the server; with `processes`, as `serve --processes N` (1: the plain `serve`)."""
+        data = self.workdir / f"mp-data-{processes or 'default'}"
         data.mkdir()
         port = free_port()
         env = {
@@ -283,7 +293,10 @@ class Bench:
             **dict(kv.split("=", 1) for kv in self.args.server_env),
         }
         os.environ.pop("NOTIFY_SOCKET", None)
-        server = self.spawn("messagepusher", [PY, "main.py", "serve"], env)
+        serve = [PY, "main.py", "serve"]
+        if processes is not None and processes != 1:
+            serve += ["--processes", str(processes)]
+        server = self.spawn(f"messagepusher-p{processes or 1}", serve, env)
         wait_http(port, "/readyz", server, 60)
         done = subprocess.run(
             [PY, "main.py", "key", "create", "--user", "admin", "--name", "bench"],
@@ -307,7 +320,8 @@ class Bench:
         )
         if status not in (200, 201):
             raise BenchError(f"creating the sink channel: {status} {doc}")
-        return Target("MessagePusher", port, [server], key)
+        name = "MessagePusher" if processes is None else f"MessagePusher x{processes}"
+        return Target(name, port, [server], key)
 
     def start_huey(self) -> Target:
         assert self.sink is not None
@@ -865,6 +879,76 @@ def report(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
+def compare_report(counts: list[int], results: dict) -> str:
+    """One row per system of the --compare-processes run; ratios against the first count."""
+    header = (
+        "system",
+        "accepted/s",
+        "delivered/s",
+        "paced p99 ms",
+        "CPU ms/msg burst",
+        "CPU ms/msg paced",
+        "accepted x",
+        "delivered x",
+    )
+    base = results.get(f"ours{counts[0]}", {}).get("burst")
+    systems = [(f"MessagePusher --processes {n}", results.get(f"ours{n}", {})) for n in counts]
+    systems.append(("Huey peer", results.get("peer", {})))
+    rows = []
+    for label, res in systems:
+        if not res:
+            continue
+        burst, paced = res.get("burst") or {}, res.get("paced") or {}
+        rows.append(
+            (
+                label,
+                fmt(burst.get("accepted_per_s")),
+                fmt(burst.get("delivered_per_s")),
+                fmt(paced.get("e2e_p99_ms"), 1),
+                fmt(burst.get("cpu_ms_per_msg"), 2),
+                fmt(paced.get("cpu_ms_per_msg"), 2),
+                ratio(burst.get("accepted_per_s"), (base or {}).get("accepted_per_s")),
+                ratio(burst.get("delivered_per_s"), (base or {}).get("delivered_per_s")),
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        ),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    for label, res in systems:
+        for phase, run in [("", res), *res.items()]:
+            if isinstance(run, dict) and run.get("failure"):
+                lines.append(f"FAILED {label}{' ' + phase if phase else ''}: {run['failure']}")
+            if isinstance(run, dict) and run.get("errors"):
+                lines.append(f"client errors {label} {phase}: {run['errors']}")
+    return "\n".join(lines)
+
+
+def process_counts(text: str) -> list[int]:
+    """`1,2` -> [1, 2]; raises argparse.ArgumentTypeError naming the bad part."""
+    counts = []
+    for part in text.split(","):
+        if not part.strip().isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a process count; write counts such as 1,2"
+            )
+        counts.append(int(part))
+    if not counts:
+        raise argparse.ArgumentTypeError("name at least one process count, e.g. 1,2")
+    return counts
+
+
 def run_system(
     bench: Bench,
     results: dict,
@@ -982,6 +1066,19 @@ def main() -> int:
         metavar="MP_KEY=VALUE",
         help="extra environment for the MessagePusher server (experiments), repeatable",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="start the server as `serve --processes N` (0: one per core; default: plain `serve`)",
+    )
+    parser.add_argument(
+        "--compare-processes",
+        type=process_counts,
+        metavar="1,2",
+        help="measure the server at each process count and the Huey peer in one run, "
+        "side by side (skips bare)",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the server during its burst (perturbs it)"
@@ -1009,6 +1106,10 @@ def main() -> int:
     args = parser.parse_args()
     if any("=" not in kv for kv in args.server_env):
         parser.error("--server-env takes MP_KEY=VALUE")
+    if args.processes is not None and args.processes < 0:
+        parser.error(f"--processes {args.processes}: give 0 (one per core) or more")
+    if args.processes is not None and args.compare_processes:
+        parser.error("--processes and --compare-processes exclude each other; give one")
     if args.quick:
         args.messages, args.paced, args.warmup = (
             min(args.messages, 500),
@@ -1050,7 +1151,17 @@ def main() -> int:
 
         burst = ("burst", args.messages, 32, 0.0)
         paced = ("paced", args.paced, 8, args.rate)
-        if not args.skip_bare:
+        if args.compare_processes:
+            for n in args.compare_processes:
+                run_system(
+                    bench,
+                    results,
+                    f"ours{n}",
+                    f"MessagePusher --processes {n}",
+                    functools.partial(bench.start_ours, n),
+                    [burst, paced],
+                )
+        if not args.skip_bare and not args.compare_processes:
             run_system(
                 bench,
                 results,
@@ -1060,11 +1171,17 @@ def main() -> int:
                 [burst],
             )
         profile = workdir / "profile.txt" if args.profile else None
-        if not args.skip_ours:
+        if not args.skip_ours and not args.compare_processes:
             run_system(
-                bench, results, "ours", "MessagePusher", bench.start_ours, [burst, paced], profile
+                bench,
+                results,
+                "ours",
+                "MessagePusher" + (f" --processes {args.processes}" if args.processes else ""),
+                functools.partial(bench.start_ours, args.processes),
+                [burst, paced],
+                profile,
             )
-        if profile is not None and not args.skip_ours:
+        if profile is not None and not args.skip_ours and not args.compare_processes:
             profile_text = summarize_profile(
                 profile,
                 getattr(bench, "profile_seconds", 1.0),
@@ -1087,7 +1204,10 @@ def main() -> int:
         bench.stop_all()
         if results:
             print()
-            print(report(args, results))
+            if args.compare_processes:
+                print(compare_report(args.compare_processes, results))
+            else:
+                print(report(args, results))
             if profile_text:
                 print(
                     f"\npy-spy profile of the MessagePusher server during the {args.profile_phase} phase:\n"

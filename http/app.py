@@ -66,15 +66,22 @@ def _resource(path: str, runtime):
 
 
 def create_app(runtime) -> falcon.App:
+    """Main thread, at start: build the app and plug the HTTP pieces into the runtime.
+
+    Sets the attributes `Runtime` declares for this layer (key_authenticator, auth, routes,
+    audit, throttle), which resources read back, and registers a restore hook that drops
+    the key cache (keys verified before a restore may not exist in the backup).
+    """
     routes = all_routes()
     runtime.key_authenticator = KeyAuthenticator(
-        KeyCache(runtime.settings.security.key_cache_seconds)
+        KeyCache(runtime.settings.security.key_cache_seconds, runtime.clock)
     )
+    runtime.on_restore(runtime.key_authenticator.cache.clear)
     runtime.auth = AuthMiddleware(routes, runtime.key_authenticator)
     runtime.auth.session_authenticator = SessionAuthenticator()
     runtime.routes = routes
     # Rows queued during shutdown are written at interpreter exit, after the server stopped.
-    runtime.audit = AuditWriter().start()
+    runtime.audit = AuditWriter(clock=runtime.clock).start()
     atexit.register(runtime.audit.close)
     throttle = ThrottleMiddleware(runtime)
     runtime.throttle = throttle.check

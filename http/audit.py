@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Any
 
 import falcon
@@ -16,6 +15,7 @@ import peewee
 
 from messagepusher.http.auth import SAFE_METHODS
 from messagepusher.http.routes import Op, Route
+from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import AuditLog
 
@@ -55,7 +55,14 @@ class AuditWriter:
     the next batch; beyond `max_pending` unwritten rows the oldest are dropped (and logged).
     """
 
-    def __init__(self, interval: float = 0.5, batch: int = 500, max_pending: int = 100_000):
+    def __init__(
+        self,
+        interval: float = 0.5,
+        batch: int = 500,
+        max_pending: int = 100_000,
+        clock: Clock | None = None,
+    ):
+        self.clock: Clock = clock or SystemClock()
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
@@ -88,9 +95,9 @@ class AuditWriter:
                 stopping = True
             else:
                 self._pending.append(first)
-                deadline = time.monotonic() + self.interval
+                deadline = self.clock.monotonic() + self.interval
                 while True:
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - self.clock.monotonic()
                     if remaining <= 0:
                         break
                     try:
@@ -177,7 +184,7 @@ class AuditMiddleware:
         target = target.replace("\x00", "\\x00")
         self.writer.record(
             {
-                "at": time.time(),
+                "at": self.writer.clock.now(),
                 "user_id": principal.user_id if principal else None,
                 "username": principal.username if principal else "",
                 "role": principal.role if principal else "",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +17,9 @@ import peewee
 from messagepusher.http import params
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
+from messagepusher.supervisor import cluster_stamps
 from messagepusher.supervisor.accounts import find_session
+from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
 from messagepusher.supervisor.models import ApiKey, User
 
@@ -39,45 +40,74 @@ class Principal:
 
 
 class KeyCache:
-    """Recently verified keys, so the hot path skips the database. Thread-safe.
+    """Recently verified keys, so the hot path skips the join and the hash. Thread-safe.
 
-    Entries live `ttl` seconds; any change to a key or its user drops them at once.
+    Entries live `ttl` seconds. Any change to a key or its user, through any process or node,
+    drops them on the next request: the change bumps the shared `credentials` stamp
+    (supervisor/cluster_stamps) and every lookup compares it, one indexed read, with the value
+    the cache was filled under. `generation` reads that stamp (caller's thread).
     """
 
-    def __init__(self, ttl: float, now: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl: float,
+        clock: Clock | None = None,
+        generation: Callable[[], int] = cluster_stamps.credentials,
+    ):
         self.ttl = ttl
-        self.now = now
+        self.clock: Clock = clock or SystemClock()
+        self.generation = generation
+        self._filled_under: int | None = None
         self._entries: dict[str, tuple[float, Principal, float | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, presented: str) -> Principal | None:
+    def get(self, presented: str) -> tuple[Principal | None, int]:
+        """The cached principal (or None) and the stamp read, which `put` needs after a load."""
+        if self.ttl <= 0:
+            return None, 0
+        current = self.generation()
         with self._lock:
+            if current != self._filled_under:
+                self._entries.clear()
+                self._filled_under = current
             hit = self._entries.get(presented)
         if hit is None:
-            return None
+            return None, current
         stored_at, principal, expires_at = hit
-        if self.now() - stored_at > self.ttl or (
-            expires_at is not None and time.time() >= expires_at
+        if self.clock.monotonic() - stored_at > self.ttl or (
+            expires_at is not None and self.clock.now() >= expires_at
         ):
             with self._lock:
                 self._entries.pop(presented, None)
-            return None
-        return principal
+            return None, current
+        return principal, current
 
-    def put(self, presented: str, principal: Principal, expires_at: float | None) -> None:
+    def put(
+        self, presented: str, principal: Principal, expires_at: float | None, seen: int
+    ) -> None:
+        """Keep a principal loaded after reading stamp `seen`; not if the stamp has moved since."""
         if self.ttl <= 0:
             return
         with self._lock:
+            if seen != self._filled_under:
+                return
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[presented] = (self.now(), principal, expires_at)
+            self._entries[presented] = (self.clock.monotonic(), principal, expires_at)
 
     def drop_key(self, key_id: int) -> None:
+        cluster_stamps.bump(cluster_stamps.CREDENTIALS)
         with self._lock:
             for k in [k for k, v in self._entries.items() if v[1].key_id == key_id]:
                 del self._entries[k]
 
+    def clear(self) -> None:
+        """Forget every key (after a restore: the backup may lack keys verified before it)."""
+        with self._lock:
+            self._entries.clear()
+
     def drop_user(self, user_id: int) -> None:
+        cluster_stamps.bump(cluster_stamps.CREDENTIALS)
         with self._lock:
             for k in [k for k, v in self._entries.items() if v[1].user_id == user_id]:
                 del self._entries[k]
@@ -111,15 +141,16 @@ class KeyAuthenticator:
 
     LAST_USED_EVERY = 30.0  # the first use after start or after any change to the key always writes
 
-    def __init__(self, cache: KeyCache):
+    def __init__(self, cache: KeyCache, clock: Clock | None = None):
         self.cache = cache
+        self.clock: Clock = clock or cache.clock
         self._last_used_written: dict[int, float] = {}
 
     def authenticate(self, presented: str) -> Principal:
-        principal = self.cache.get(presented)
+        principal, seen = self.cache.get(presented)
         if principal is None:
             principal, expires_at = self._load(presented)
-            self.cache.put(presented, principal, expires_at)
+            self.cache.put(presented, principal, expires_at, seen)
         self._touch(principal.key_id)
         return principal
 
@@ -133,7 +164,7 @@ class KeyAuthenticator:
             raise unauthorized("the API key is not valid (unknown or deleted)")
         if not row.enabled:
             raise unauthorized("the API key is disabled; enable it with PATCH /api/v1/keys/{id}")
-        if row.expires_at is not None and row.expires_at <= time.time():
+        if row.expires_at is not None and row.expires_at <= self.clock.now():
             raise unauthorized("the API key has expired; create a new one")
         user = row.user
         if user.disabled:
@@ -145,7 +176,7 @@ class KeyAuthenticator:
     def _touch(self, key_id: int | None) -> None:
         if key_id is None:
             return
-        now = time.time()
+        now = self.clock.now()
         if now - self._last_used_written.get(key_id, 0) < self.LAST_USED_EVERY:
             return
         self._last_used_written[key_id] = now

@@ -14,6 +14,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 from messagepusher.http.app import create_app
+from messagepusher.supervisor.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ def _proxy_options(trusted_proxy: str) -> dict[str, object]:
 class QueueDepthFilter(logging.Filter):
     """Swallows waitress's queue-depth warnings, keeping the depth and one warning a minute."""
 
-    def __init__(self, gauge, every_seconds: float = 60.0):
+    def __init__(self, gauge, clock: Clock, every_seconds: float = 60.0):
         super().__init__()
+        self.clock = clock
         self.gauge = gauge
         self.every = every_seconds
         self.last_warned = 0.0
@@ -43,7 +45,7 @@ class QueueDepthFilter(logging.Filter):
             return True
         depth = int(match.group(1))
         self.gauge.set(depth)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self.last_warned >= self.every:
             self.last_warned = now
             log.warning(
@@ -77,7 +79,7 @@ class HttpServer:
         )
         self.port = int(self.server.effective_port)
         self.thread: threading.Thread | None = None
-        self.depth_filter = QueueDepthFilter(runtime.metrics.http_queue_depth)
+        self.depth_filter = QueueDepthFilter(runtime.metrics.http_queue_depth, runtime.clock)
         logging.getLogger("waitress.queue").addFilter(self.depth_filter)
         logging.getLogger("waitress").addFilter(self.depth_filter)
 
@@ -106,8 +108,9 @@ class HttpServer:
         for channel in self._client_channels():
             channel.close_when_flushed = True
         self.server.pull_trigger()
-        deadline = time.monotonic() + grace_seconds
-        while self._client_channels() and time.monotonic() < deadline:
+        clock = self.runtime.clock
+        deadline = clock.monotonic() + grace_seconds
+        while self._client_channels() and clock.monotonic() < deadline:
             time.sleep(0.02)
         self.server.close()
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)

@@ -1,7 +1,9 @@
 """Rate limits at the door: token buckets per API key and per user for every message-sending operation.
 
 Runs after authentication and before any resource touches the database; limits are read live
-from `security.rate_limit` on each request, so a run-time config change applies at once.
+from `security.rate_limit` on each request, so a run-time config change applies at once. The
+buckets live in the database (supervisor/ratelimit.SharedBuckets), so a limit holds for all
+processes and nodes together, not for each.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import falcon
 
 from messagepusher.http.errors import APIError
-from messagepusher.supervisor.ratelimit import BucketMap
+from messagepusher.supervisor.ratelimit import BucketMap, SharedBuckets
 
 # Every operation that needs this scope sends (or re-sends) messages, and takes one token.
 LIMITED_PERMISSION = "messages:send"
@@ -23,9 +25,9 @@ class ThrottleMiddleware:
     Runs in the HTTP worker thread; raises APIError 429. A rate of 0 switches that limit off.
     """
 
-    def __init__(self, runtime, buckets: BucketMap | None = None):
+    def __init__(self, runtime, buckets: BucketMap | SharedBuckets | None = None):
         self.runtime = runtime
-        self.buckets = buckets or BucketMap()
+        self.buckets = buckets or SharedBuckets("http", runtime.clock.now)
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource, params
@@ -46,7 +48,7 @@ class ThrottleMiddleware:
         limits = self.runtime.settings.security.rate_limit
         if principal.key_id is not None:
             wait = self.buckets.take(
-                ("key", principal.key_id), limits.per_key_per_second, limits.per_key_burst
+                f"key:{principal.key_id}", limits.per_key_per_second, limits.per_key_burst
             )
             if wait > 0:
                 raise _refused(
@@ -57,7 +59,7 @@ class ThrottleMiddleware:
                     "per_key",
                 )
         wait = self.buckets.take(
-            ("user", principal.user_id), limits.per_user_per_second, limits.per_user_burst
+            f"user:{principal.user_id}", limits.per_user_per_second, limits.per_user_burst
         )
         if wait > 0:
             raise _refused(

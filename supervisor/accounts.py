@@ -10,7 +10,7 @@ import logging
 import re
 import time
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from messagepusher.supervisor.credentials import (
@@ -23,13 +23,12 @@ from messagepusher.supervisor.credentials import (
     new_api_key,
     new_session_token,
 )
-from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.db import database, write_transaction
 from messagepusher.supervisor.models import (
     ApiKey,
     Channel,
     LoginFailure,
     MailboxEntry,
-    Message,
     User,
     WebSession,
 )
@@ -162,20 +161,33 @@ def set_default_channels(user_id: int, names: list[str]) -> list[str]:
             f"no channel {unknown[0]!r} of yours; "
             f"your channels: {', '.join(sorted(own)) or 'none yet'}",
         )
+    now = time.time()
     with write_transaction():
-        Channel.update(is_default=Channel.name.in_(names) if names else False).where(
-            Channel.user == user_id
-        ).execute()
+        # Only the rows that change, each with its updated_at: that is what tells a cache.
+        for default, chosen in (
+            (True, Channel.name.in_(names)),
+            (False, Channel.name.not_in(names)),
+        ):
+            Channel.update(is_default=default, updated_at=now).where(
+                (Channel.user == user_id) & chosen & (Channel.is_default != default)
+            ).execute()
     return sorted(set(names))
 
 
-def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> dict[str, Any]:
+def delete_user(
+    user: User,
+    reassign_to: User | None,
+    secretbox: SecretBox,
+    move_messages: Callable[[int, int], int],
+) -> dict[str, Any]:
     """Delete a user; their keys and sessions go with them.
 
     Without `reassign_to` their messages and channels are deleted too (ON DELETE CASCADE).
     With it, messages and channels move to that user; a channel whose name the new owner
     already uses is renamed `<name>-<old username>` (groups that named it follow), and the
-    moved channels stop being defaults. Returns what was moved and renamed.
+    moved channels stop being defaults. `move_messages(from, to)` is the message store's
+    transition that moves the messages (`actors.store.move_messages`; this layer does not
+    write message rows). Returns what was moved and renamed.
     """
     if reassign_to is not None and reassign_to.id == user.id:
         raise AccountError(
@@ -184,7 +196,7 @@ def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> d
     moved: dict[str, Any] = {"messages": 0, "channels": 0, "renamed": {}}
     with write_transaction():
         if reassign_to is not None:
-            moved = _reassign(user, reassign_to, secretbox)
+            moved = _reassign(user, reassign_to, secretbox, move_messages)
         User.delete().where(User.id == user.id).execute()
     log.info(
         "deleted user %s (id %d)%s",
@@ -195,7 +207,9 @@ def delete_user(user: User, reassign_to: User | None, secretbox: SecretBox) -> d
     return moved
 
 
-def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
+def _reassign(
+    user: User, target: User, secretbox: SecretBox, move_messages: Callable[[int, int], int]
+) -> dict[str, Any]:
     taken = {c.name for c in Channel.select(Channel.name).where(Channel.user == target.id)}
     channels = list(Channel.select().where(Channel.user == user.id))
     renamed: dict[str, str] = {}
@@ -218,13 +232,7 @@ def _reassign(user: User, target: User, secretbox: SecretBox) -> dict[str, Any]:
             ]
             changes["config"] = secretbox.encrypt(config)
         Channel.update(**changes).where(Channel.id == channel.id).execute()
-    target_keys = Message.select(Message.idempotency_key).where(
-        (Message.user == target.id) & Message.idempotency_key.is_null(False)
-    )
-    Message.update(idempotency_key=None).where(
-        (Message.user == user.id) & Message.idempotency_key.in_(target_keys)
-    ).execute()
-    messages = Message.update(user=target.id).where(Message.user == user.id).execute()
+    messages = move_messages(user.id, target.id)
     MailboxEntry.update(user_id=target.id).where(MailboxEntry.user_id == user.id).execute()
     return {"messages": messages, "channels": len(channels), "renamed": renamed}
 
@@ -344,36 +352,57 @@ def locked_for(keys: Iterable[str], now: float | None = None) -> float:
     return max((r.locked_until - now for r in rows), default=0.0)
 
 
+# One failed attempt against one key, in one statement, so attempts made at the same moment
+# through different processes or nodes all count (a read-then-write would lose some on
+# PostgreSQL). A row whose lock has ended, or whose last failure is older than the lockout,
+# starts again at 1; reaching :max_failures while not locked starts a lock until :until.
+_STALE = (
+    "((login_failure.locked_until IS NOT NULL AND login_failure.locked_until <= :now) "
+    "OR :now - login_failure.last_at > :lockout)"
+)
+_COUNT = f"(CASE WHEN {_STALE} THEN 1 ELSE login_failure.failures + 1 END)"
+RECORD_FAILURE_SQL = f"""
+INSERT INTO login_failure ("key", failures, locked_until, last_at)
+VALUES (:key, 1, CASE WHEN 1 >= :max_failures THEN :until ELSE NULL END, :now)
+ON CONFLICT ("key") DO UPDATE SET
+    failures = {_COUNT},
+    locked_until = CASE
+        WHEN {_COUNT} >= :max_failures AND ({_STALE} OR login_failure.locked_until IS NULL)
+        THEN :until
+        WHEN {_STALE} THEN NULL
+        ELSE login_failure.locked_until END,
+    last_at = :now
+RETURNING failures, locked_until
+"""
+_NAMED = re.compile(r":([a-z_]+)")
+
+
 def record_failure(
     keys: Iterable[str], max_failures: int, lockout_seconds: float, now: float | None = None
 ) -> tuple[int, bool]:
     """Count one failed attempt against each key. Returns (highest failure count, whether a lock began).
 
     Failures older than `lockout_seconds`, and those before an expired lock, no longer count.
+    Runs in the caller's thread, one statement per key in one transaction; raises peewee errors.
     """
     now = time.time() if now is None else now
+    until = now + lockout_seconds
+    values = {
+        "now": now,
+        "until": until,
+        "lockout": float(lockout_seconds),
+        "max_failures": max_failures,
+    }
+    db = database.obj
+    sql = _NAMED.sub(db.param, RECORD_FAILURE_SQL)
     highest, locked = 0, False
     with write_transaction():
         for key in keys:
-            row = LoginFailure.get_or_none(LoginFailure.key == key)
-            if row is None:
-                row = LoginFailure(key=key, failures=0, last_at=now)
-                created = True
-            else:
-                created = False
-                if (
-                    row.locked_until is not None and row.locked_until <= now
-                ) or now - row.last_at > lockout_seconds:
-                    row.failures, row.locked_until = 0, None
-            row.failures += 1
-            row.last_at = now
-            if row.failures >= max_failures and (
-                row.locked_until is None or row.locked_until <= now
-            ):
-                row.locked_until = now + lockout_seconds
-                locked = True
-            row.save(force_insert=created)
-            highest = max(highest, row.failures)
+            values["key"] = key
+            params = tuple(values[name] for name in _NAMED.findall(RECORD_FAILURE_SQL))
+            failures, locked_until = db.execute_sql(sql, params).fetchone()
+            highest = max(highest, int(failures))
+            locked = locked or locked_until == until
     return highest, locked
 
 

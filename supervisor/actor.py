@@ -10,7 +10,6 @@ import abc
 import concurrent.futures
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pykka
 
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import Entry, owner_for
+from messagepusher.supervisor.ticker import ActorTimers
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
@@ -36,7 +36,7 @@ class Flush:
 
 
 class Tick:
-    """Tell: periodic housekeeping (lease extension)."""
+    """Tell: periodic work, from the actor's own timer or from another actor (lease extension)."""
 
 
 class Ping:
@@ -98,8 +98,13 @@ class Crashed:
 class MailboxActor(pykka.ThreadingActor):
     """An actor that owns one mailbox recipient name.
 
-    All hooks run in the actor's own thread. An exception escaping a tell handler
-    stops the actor; `on_failure` then reports it to the supervisor, which restarts it.
+    Every method of a MailboxActor and its subclasses runs in the actor's own thread, timed
+    work included: timers are the process's one `Ticker` (supervisor/ticker.py), which only
+    tells messages (`self.timers.every("lease", 10, TICK)`), so a timed callback is an
+    ordinary message handled in order. The one exception is a PoolActor's worker threads,
+    which run only `work` and then tell the actor FLUSH.
+    An exception escaping a handler stops the actor; `on_failure` then reports it to the
+    supervisor, which restarts it.
     """
 
     use_daemon_thread = True
@@ -110,29 +115,42 @@ class MailboxActor(pykka.ThreadingActor):
         self.runtime = runtime
         self.settings = runtime.settings
         self.mailbox = runtime.mailbox
+        self.clock = runtime.clock
         self.incarnation = incarnation
         self.owner = owner_for(self.name, incarnation)
         self.faults = runtime.fault_injector(self.name)
+        self.timers = ActorTimers(runtime.ticker, self.actor_ref)
 
     # --- pykka hooks ------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Recover this actor's leased entries, then look for work. Raising stops the actor."""
+        """Actor thread: recover this actor's leased entries, `setup`, then look for work.
+
+        Raising reports a crash to the supervisor and stops the actor (pykka calls no
+        `on_stop`/`on_failure` for a failed start), so `setup` must not leave timers behind
+        before it can raise.
+        """
         try:
             self.mailbox.recover(self.name, self.owner)
             self.setup()
         except Exception as exc:
+            self.timers.cancel_all()
             self._report_crash(exc)
             raise
         self.actor_ref.tell(WAKE)
 
     def on_receive(self, message: Any) -> Any:
+        """Actor thread: stamp progress (read by the monitor's hang check), then dispatch.
+
+        An exception from a tell stops the actor through `on_failure`; from an ask it is
+        returned to the asker instead and the actor goes on.
+        """
         progress = self.runtime.progress
-        progress[self.name] = (self.incarnation, time.monotonic())
+        progress[self.name] = (self.incarnation, self.clock.monotonic())
         try:
             return self._dispatch(message)
         finally:
-            progress[self.name] = (self.incarnation, time.monotonic())
+            progress[self.name] = (self.incarnation, self.clock.monotonic())
 
     def _dispatch(self, message: Any) -> Any:
         if message is PING or isinstance(message, Ping):
@@ -146,30 +164,42 @@ class MailboxActor(pykka.ThreadingActor):
         return self.handle(message)
 
     def on_failure(self, exc_type, exc_value, tb) -> None:
+        """Actor thread, after a tell raised: drop timers, `teardown(crashed=True)`, report.
+
+        Raising here is logged by pykka; the crash report may then be lost, and the monitor's
+        liveness check finds the dead child instead.
+        """
+        self.timers.cancel_all()
         self.teardown(crashed=True)
         self._report_crash(exc_value)
 
     def on_stop(self) -> None:
+        """Actor thread, on an orderly stop: drop timers, then `teardown(crashed=False)`.
+
+        Raising is logged by pykka; the actor is stopped all the same.
+        """
+        self.timers.cancel_all()
         self.teardown(crashed=False)
 
     # --- for subclasses -----------------------------------------------------------
 
     def setup(self) -> None:
-        """Open resources; runs in the actor thread after recovery."""
+        """Actor thread, after recovery: open resources and start timers. Raising stops the actor."""
 
     def teardown(self, crashed: bool) -> None:
-        """Finish or release in-flight work; runs in the actor thread as it stops."""
+        """Actor thread, as it stops: finish or release in-flight work. Raising is logged by pykka."""
 
     def on_wake(self) -> None:
-        """Claim and handle due work."""
+        """Actor thread: claim and handle due work. Raising crashes the actor (supervisor restarts it)."""
 
     def on_flush(self) -> None:
-        """Write back worker results."""
+        """Actor thread: write back worker results. Raising crashes the actor."""
 
     def on_tick(self) -> None:
-        """Periodic housekeeping."""
+        """Actor thread, told by a timer or another actor: periodic work. Raising crashes the actor."""
 
     def handle(self, message: Any) -> Any:
+        """Actor thread: any other message. The default logs it as unexpected and answers None."""
         log.warning("%s: unexpected message %r", self.name, message)
 
     # --- helpers ------------------------------------------------------------------
@@ -188,6 +218,11 @@ class SerialActor(MailboxActor):
     """
 
     def on_wake(self) -> None:
+        """Actor thread: claim a batch and run each entry in turn; a full batch wakes itself again.
+
+        A database error while claiming or acking raises and crashes the actor (the
+        supervisor restarts it; the entries' leases are recovered on start).
+        """
         mailbox = self.settings.mailbox
         entries = self.mailbox.claim(
             self.name, mailbox.claim_batch, mailbox.lease_seconds, self.owner
@@ -208,7 +243,7 @@ class SerialActor(MailboxActor):
             self.actor_ref.tell(WAKE)
 
     def execute(self, entry: Entry) -> None:
-        """Actor thread: do one entry's work."""
+        """Actor thread: do one entry's work. Raising nacks the entry (retried with back-off)."""
         raise ValueError(f"{self.name} has no work of kind {entry.kind!r}")
 
 
@@ -283,18 +318,33 @@ class PoolActor(MailboxActor):
         return super().handle(message)
 
     def on_wake(self) -> None:
+        """Actor thread: claim up to the free capacity and hand each job to a worker.
+
+        Raising (the database, an injected fault) crashes the actor; what it claimed stays
+        leased and its restart recovers it.
+        """
         capacity = self.workers - len(self.in_flight)
         if capacity <= 0:
             self.more_waiting = True
             return
         batch = min(capacity, self.settings.mailbox.claim_batch)
-        entries = self.mailbox.claim(
-            self.name, batch, self.settings.mailbox.lease_seconds, self.owner
-        )
+        for job in self._claim(batch):
+            self.faults.before_entry(self.name)
+            future = self.executor.submit(self._run, job)
+            self.in_flight[job.entry.id] = (job, future)
+
+    def _claim(self, batch: int) -> list[Job]:
+        """Actor thread: claim and `prepare` in one transaction; the jobs to run.
+
+        Poison entries (claimed more often than max_attempts) are given up and written back
+        at once; entries `prepare` settled (acked, deferred) are not returned.
+        """
+        with write_transaction():
+            entries = self.mailbox.claim(
+                self.name, batch, self.settings.mailbox.lease_seconds, self.owner
+            )
+            tasks = self.prepare(entries) if entries else {}
         self.more_waiting = len(entries) == batch
-        if not entries:
-            return
-        tasks = self.prepare(entries)
         poisoned = [
             Job(e, tasks[e.id], error=PoisonEntry(e))
             for e in entries
@@ -302,13 +352,27 @@ class PoolActor(MailboxActor):
         ]
         if poisoned:
             self.write_back(poisoned)
-        for entry in entries:
-            if entry.id not in tasks or entry.attempts > entry.max_attempts:
-                continue  # settled by prepare() (acked, deferred) or given up above
-            self.faults.before_entry(self.name)
-            job = Job(entry, tasks[entry.id])
-            future = self.executor.submit(self._run, job)
-            self.in_flight[entry.id] = (job, future)
+        return [
+            Job(e, tasks[e.id]) for e in entries if e.id in tasks and e.attempts <= e.max_attempts
+        ]
+
+    def run_once(self) -> int:
+        """Claim what is due, run each job's `work` inline and write the outcomes back.
+
+        The synchronous driver: no worker threads, no wake-ups, one claim's worth per
+        call, in the caller's thread (a test's, or the actor's). Returns how many jobs
+        ran; 0 when nothing was due. `work` raising becomes the job's error as in the
+        pool; anything else raising propagates, and the claimed entries stay leased.
+        """
+        jobs = self._claim(self.settings.mailbox.claim_batch)
+        for job in jobs:
+            try:
+                job.result = self.work(job)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a nack in apply()
+                job.error = exc
+        if jobs:
+            self.write_back(jobs)
+        return len(jobs)
 
     def _run(self, job: Job) -> None:
         """Worker thread: run `work`, keep its result or exception, tell the actor."""

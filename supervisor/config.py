@@ -5,13 +5,19 @@ Owns loading, validation and the one-line error an operator sees for a bad value
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from messagepusher.supervisor.jobs import JOBS
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "MP_"
 # Environment variables that start with MP_ but are not configuration keys.
@@ -190,7 +196,8 @@ class SupervisorSettings(Section):
     within_seconds: float = Field(60.0, gt=0)
     backoff_initial_seconds: float = Field(0.05, ge=0, le=60)
     backoff_max_seconds: float = Field(5.0, ge=0, le=600)
-    ping_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    # Deprecated: the liveness deadline is monitor.ping_deadline_seconds (see liveness_deadline).
+    ping_timeout_seconds: float | None = Field(None, gt=0, le=600)
     children: list[ChildSpec] = Field(default_factory=lambda: list(DEFAULT_CHILDREN))
 
     @field_validator("children")
@@ -287,12 +294,7 @@ class JobSchedule(Section):
 
 
 def _default_schedule() -> dict[str, JobSchedule]:
-    return {
-        "retention_purge": JobSchedule(every="1h"),
-        "db_maintenance": JobSchedule(cron="30 3 * * *"),
-        "backup": JobSchedule(cron="0 3 * * *"),
-        "daily_report": JobSchedule(cron="5 0 * * *"),
-    }
+    return {name: JobSchedule(**job.default_schedule()) for name, job in JOBS.items()}
 
 
 class RetentionSettings(Section):
@@ -396,6 +398,15 @@ class Settings(Section):
     limits: LimitSettings = LimitSettings()
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _deprecated_liveness_key(self) -> Settings:
+        if self.supervisor.ping_timeout_seconds is not None:
+            _warn_once(
+                "config: supervisor.ping_timeout_seconds is deprecated; it is read as "
+                "monitor.ping_deadline_seconds (which wins when both are set): rename it"
+            )
+        return self
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
@@ -403,6 +414,33 @@ class Settings(Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_path / 'messagepusher.db'}"
+
+
+DEADLINE_KEY = "monitor.ping_deadline_seconds"
+DEPRECATED_DEADLINE_KEY = "supervisor.ping_timeout_seconds"
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(message: str) -> None:
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
+def liveness_deadline(settings: Settings) -> tuple[float, str]:
+    """(seconds, the key that set them) of the one liveness deadline, read by the monitor.
+
+    `monitor.ping_deadline_seconds` when it is set or the deprecated
+    `supervisor.ping_timeout_seconds` is not; else the deprecated key's value.
+    """
+    monitor = settings.monitor
+    alias = settings.supervisor.ping_timeout_seconds
+    if alias is None or "ping_deadline_seconds" in monitor.model_fields_set:
+        return monitor.ping_deadline_seconds, DEADLINE_KEY
+    return alias, DEPRECATED_DEADLINE_KEY
 
 
 SECRET_KEYS = {"secret_key", "api_key", "token", "password"}

@@ -1,6 +1,7 @@
 """Opening the database named by `database.url`: SQLite (WAL) or PostgreSQL.
 
-Every model binds to `database`, a proxy initialised once per process by `open_database`.
+Every model binds to `database`, a proxy initialised once per process by `open_database`;
+where the two engines differ is `supervisor/dialect.py`'s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
+
+from messagepusher.supervisor.dialect import Dialect, PostgresDialect, SqliteDialect
 
 database = peewee.DatabaseProxy()
 
@@ -30,6 +33,7 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
         self._holding = threading.local()
 
@@ -72,13 +76,16 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         return super().execute_sql(sql, params)
 
 
+class PostgresDatabase(PooledPostgresqlDatabase):
+    """PostgreSQL through a pool of connections, one per thread that uses it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dialect: Dialect = PostgresDialect(self)
+
+
 class DatabaseUrlError(ValueError):
     """The URL cannot be opened; the message says why and what to write instead."""
-
-
-def is_sqlite(db: peewee.Database | None = None) -> bool:
-    target = db if db is not None else database.obj
-    return isinstance(target, peewee.SqliteDatabase)
 
 
 def make_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
@@ -108,7 +115,7 @@ def make_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
             raise DatabaseUrlError(
                 f"database.url {url!r}: name the database, e.g. postgresql://user@host:5432/dbname"
             )
-        return PooledPostgresqlDatabase(
+        return PostgresDatabase(
             name,
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
@@ -130,15 +137,8 @@ def open_database(url: str, busy_timeout_ms: int = 10_000) -> peewee.Database:
 
 
 def write_transaction(db: peewee.Database | None = None):
-    """A transaction that takes the write lock up front on SQLite (BEGIN IMMEDIATE).
-
-    Taking it at BEGIN instead of at the first write avoids the deadlock-and-retry
-    path SQLite takes when two readers both try to upgrade.
-    """
-    target = db if db is not None else database.obj
-    if isinstance(target, peewee.SqliteDatabase):
-        return target.atomic("IMMEDIATE")
-    return target.atomic()
+    """A write transaction on `db` (default: the process's database), begun as its dialect says."""
+    return (db if db is not None else database).dialect.write_transaction()
 
 
 def execute_many(sql: str, rows: list[tuple]) -> None:
@@ -149,19 +149,19 @@ def execute_many(sql: str, rows: list[tuple]) -> None:
     if not rows:
         return
     db = database.obj
-    db.cursor().executemany(sql.replace("?", db.param), rows)
+    db.cursor().executemany(db.dialect.sql(sql), rows)
 
 
 def select_rows(sql: str, params: tuple = ()) -> list[tuple]:
     """Rows of one SELECT written with `?` placeholders, on this thread's connection."""
     db = database.obj
-    return db.execute_sql(sql.replace("?", db.param), params).fetchall()
+    return db.execute_sql(db.dialect.sql(sql), params).fetchall()
 
 
 def execute(sql: str, params: tuple = ()) -> int:
     """One write statement written with `?` placeholders; returns the rows it changed."""
     db = database.obj
-    return db.execute_sql(sql.replace("?", db.param), params).rowcount
+    return db.execute_sql(db.dialect.sql(sql), params).rowcount
 
 
 def placeholders(n: int) -> str:
@@ -177,7 +177,7 @@ def insert_returning_ids(
     (the sequence), so sorting what RETURNING gives back restores that order.
     """
     db = database.obj
-    one = "(" + ", ".join([db.param] * len(columns)) + ")"
+    one = "(" + ", ".join([db.dialect.param] * len(columns)) + ")"
     head = f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES '
     ids: list[int] = []
     for start in range(0, len(rows), chunk):

@@ -1,7 +1,7 @@
 """Durable mailboxes: one table of work items with leases, retries and dead letters.
 
-The SQL differs between SQLite and PostgreSQL only in the claim statement and the
-transaction that wraps it; both live in a small dialect class below.
+The SQL is the same on SQLite and PostgreSQL but for the claim's row locks and the
+transaction that wraps it, which the database's dialect (`supervisor/dialect.py`) supplies.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import peewee
 import psutil
-import psycopg2.extras
 
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import MailboxEntry
@@ -116,59 +115,23 @@ ACK = """
      WHERE id IN ({ids}) AND state = 'leased' AND lease_owner = ?"""
 
 
-class _SqliteDialect:
-    PARAM = "?"
-    INSERT = (
-        f"INSERT OR IGNORE INTO mailbox ({', '.join(INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
-    )
-    CLAIM = """
-        UPDATE mailbox
-           SET state = 'leased', lease_owner = ?, lease_expires_at = ?, available_at = ?,
-               attempts = attempts + 1, updated_at = ?
-         WHERE id IN (SELECT id FROM mailbox
-                       WHERE recipient = ? AND state IN ('ready', 'failed', 'leased')
-                         AND available_at <= ?
-                       ORDER BY priority DESC, id
-                       LIMIT ?)
-     RETURNING id, recipient, kind, payload, priority, attempts, max_attempts, user_id"""
-    ACK = ACK
+# The claimable ids are locked, skipping rows another claim holds, where the dialect has row locks.
+CLAIMABLE_IDS = """
+    SELECT id FROM mailbox
+     WHERE recipient = ? AND state IN ('ready', 'failed', 'leased') AND available_at <= ?
+     ORDER BY priority DESC, id
+     LIMIT ?"""
+CLAIM = """
+    UPDATE mailbox
+       SET state = 'leased', lease_owner = ?, lease_expires_at = ?, available_at = ?,
+           attempts = attempts + 1, updated_at = ?
+     WHERE id IN ({claimable_ids})
+ RETURNING id, recipient, kind, payload, priority, attempts, max_attempts, user_id"""
 
-    def insert_many(self, cursor, rows: list[tuple]) -> None:
-        cursor.executemany(self.INSERT, rows)
-
-    def claim_params(self, owner, expires, now, recipient, n):
-        return (owner, expires, expires, now, recipient, now, n)
-
-
-class _PostgresDialect:
-    PARAM = "%s"
-    INSERT = f"INSERT INTO mailbox ({', '.join(INSERT_COLUMNS)}) VALUES %s ON CONFLICT DO NOTHING"
-    CLAIM = """
-        UPDATE mailbox
-           SET state = 'leased', lease_owner = %s, lease_expires_at = %s, available_at = %s,
-               attempts = attempts + 1, updated_at = %s
-         WHERE id IN (SELECT id FROM mailbox
-                       WHERE recipient = %s AND state IN ('ready', 'failed', 'leased')
-                         AND available_at <= %s
-                       ORDER BY priority DESC, id
-                       LIMIT %s
-                       FOR UPDATE SKIP LOCKED)
-     RETURNING id, recipient, kind, payload, priority, attempts, max_attempts, user_id"""
-    ACK = ACK.replace("?", PARAM)
-
-    def insert_many(self, cursor, rows: list[tuple]) -> None:
-        psycopg2.extras.execute_values(cursor, self.INSERT, rows, page_size=500)
-
-    claim_params = _SqliteDialect.claim_params
-
-
-CLAIM_INDEX = {
-    "sqlite": "CREATE INDEX IF NOT EXISTS mailbox_claimable ON mailbox "
-    "(recipient, priority DESC, id) WHERE state IN ('ready', 'failed', 'leased')",
-    "postgres": "CREATE INDEX IF NOT EXISTS mailbox_claimable ON mailbox "
-    "(recipient, priority DESC, id) WHERE state IN ('ready', 'failed', 'leased')",
-}
+CLAIM_INDEX = (
+    "CREATE INDEX IF NOT EXISTS mailbox_claimable ON mailbox "
+    "(recipient, priority DESC, id) WHERE state IN ('ready', 'failed', 'leased')"
+)
 
 
 class Mailbox:
@@ -189,8 +152,9 @@ class Mailbox:
         self.policy = policy or RetryPolicy()
         self.now = now
         self.rand = rand
-        self.dialect = (
-            _PostgresDialect() if isinstance(db, peewee.PostgresqlDatabase) else _SqliteDialect()
+        self.dialect = db.dialect
+        self._claim = self.dialect.sql(
+            CLAIM.format(claimable_ids=self.dialect.skip_locked(CLAIMABLE_IDS))
         )
 
     # --- writing work -------------------------------------------------------------
@@ -228,7 +192,7 @@ class Mailbox:
         if not rows:
             return 0
         with self.db.atomic():
-            self.dialect.insert_many(self.db.cursor(), rows)
+            self.dialect.insert_ignore_many("mailbox", INSERT_COLUMNS, rows)
         return len(rows)
 
     def put(
@@ -247,9 +211,10 @@ class Mailbox:
     def claim(self, recipient: str, n: int, lease_seconds: float, owner: str) -> list[Entry]:
         """Lease up to n due entries, highest priority then oldest first, in one short transaction."""
         now = self.now()
-        params = self.dialect.claim_params(owner, now + lease_seconds, now, recipient, n)
+        expires = now + lease_seconds
+        params = (owner, expires, expires, now, recipient, now, n)
         with write_transaction(self.db):
-            rows = self.db.execute_sql(self.dialect.CLAIM, params).fetchall()
+            rows = self.db.execute_sql(self._claim, params).fetchall()
         entries = [
             Entry(r[0], r[1], r[2], json.loads(r[3]) if r[3] else {}, r[4], r[5], r[6], r[7])
             for r in rows
@@ -265,7 +230,7 @@ class Mailbox:
         """Mark a batch (a claim's worth) done in one statement; returns how many were still ours."""
         if not entry_ids:
             return 0
-        sql = self.dialect.ACK.format(ids=", ".join([self.dialect.PARAM] * len(entry_ids)))
+        sql = self.dialect.sql(ACK.format(ids=", ".join("?" * len(entry_ids))))
         return self.db.execute_sql(sql, (self.now(), *entry_ids, owner)).rowcount
 
     def nack(
@@ -431,5 +396,4 @@ class Mailbox:
 
 def create_claim_index(db: peewee.Database) -> None:
     """The partial index the claim statement walks (priority order over open entries only)."""
-    dialect = "postgres" if isinstance(db, peewee.PostgresqlDatabase) else "sqlite"
-    db.execute_sql(CLAIM_INDEX[dialect])
+    db.execute_sql(CLAIM_INDEX)

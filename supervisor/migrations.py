@@ -18,6 +18,7 @@ from messagepusher.supervisor.access_tokens import AccessToken
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
+    CLUSTER_MODELS,
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
@@ -33,6 +34,8 @@ from messagepusher.supervisor.models import (
 
 log = logging.getLogger(__name__)
 
+MIGRATION_LOCK = 8080001  # the session lock two starting processes queue on
+
 
 def _initial_schema(db: peewee.Database) -> None:
     db.create_tables(V1_MODELS, safe=True)
@@ -43,24 +46,12 @@ def _operations_tables(db: peewee.Database) -> None:
     db.create_tables(V2_MODELS, safe=True)
 
 
-def _columns(db: peewee.Database, table: str) -> set[str]:
-    if isinstance(db, peewee.PostgresqlDatabase):
-        # information_schema follows search_path; peewee's get_columns looks only in "public".
-        rows = db.execute_sql(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = %s",
-            (table,),
-        )
-        return {row[0] for row in rows}
-    return {c.name for c in db.get_columns(table)}
-
-
 def _add_missing_columns(
     db: peewee.Database, table: str, columns: tuple[tuple[str, peewee.Field], ...]
 ) -> None:
     # Steps 1 and 2 create tables from the current models, so a new database already has the
     # columns of a later step: add only what is missing.
-    have = _columns(db, table)
+    have = db.dialect.columns(table)
     migrator = SchemaMigrator.from_database(db)
     steps = [migrator.add_column(table, name, field) for name, field in columns if name not in have]
     if steps:
@@ -119,6 +110,10 @@ def _inbox_recalled(db: peewee.Database) -> None:
     )
 
 
+def _cluster_state(db: peewee.Database) -> None:
+    db.create_tables(CLUSTER_MODELS, safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (1, "initial schema", _initial_schema),
     (2, "operations: job locks and runs, config versions, alerts, reports", _operations_tables),
@@ -130,20 +125,14 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (8, "inbox: messages stored for the client channel's devices", _inbox_table),
     (9, "schedules, hooks and delivery remote ids", _schedules_hooks_remote_ids),
     (10, "inbox: recalled items", _inbox_recalled),
+    (11, "shared rate-limit buckets and cluster stamps", _cluster_state),
 ]
 
 LATEST = MIGRATIONS[-1][0]
 
 
-def _table_exists(db: peewee.Database, name: str) -> bool:
-    if isinstance(db, peewee.PostgresqlDatabase):
-        # to_regclass follows search_path; peewee's table_exists looks only in "public".
-        return db.execute_sql("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
-    return db.table_exists(name)
-
-
 def current_version(db: peewee.Database) -> int:
-    if not _table_exists(db, SchemaVersion._meta.table_name):
+    if not db.dialect.table_exists(SchemaVersion._meta.table_name):
         return 0
     row = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
     return row or 0
@@ -153,17 +142,15 @@ def migrate(db: peewee.Database, target: int = LATEST) -> list[int]:
     """Apply every step above the current version up to `target`; return the applied numbers.
 
     Runs in the caller's thread; each step and its version row commit together, so a
-    crash mid-upgrade leaves the database at the last whole step. On PostgreSQL an
-    advisory lock keeps two starting processes from migrating at once.
+    crash mid-upgrade leaves the database at the last whole step. A session lock (advisory
+    on PostgreSQL) keeps two starting processes from migrating at once.
     """
     applied: list[int] = []
     if current_version(db) >= target:
         # Every start but the first after an upgrade: one read, no write lock to wait for
         # while another process of this node holds it.
         return applied
-    if isinstance(db, peewee.PostgresqlDatabase):
-        db.execute_sql("SELECT pg_advisory_lock(8080001)")
-    try:
+    with db.dialect.session_lock(MIGRATION_LOCK):
         for number, name, step in MIGRATIONS:
             if number > target:
                 break
@@ -174,7 +161,4 @@ def migrate(db: peewee.Database, target: int = LATEST) -> list[int]:
                 SchemaVersion.create(version=number, name=name, applied_at=time.time())
             log.info("schema migration %d applied: %s", number, name)
             applied.append(number)
-    finally:
-        if isinstance(db, peewee.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_unlock(8080001)")
     return applied

@@ -351,6 +351,25 @@ class Hook(BaseModel):
         indexes = ((("user", "name"), True),)
 
 
+class RateBucket(BaseModel):
+    """A token bucket every process and node takes from (supervisor/ratelimit.SharedBuckets).
+
+    `granted` is what the last take got, so one UPDATE … RETURNING answers it.
+    """
+
+    name = peewee.CharField(primary_key=True, max_length=255)
+    tokens = peewee.DoubleField()
+    stamp = Time()
+    granted = peewee.DoubleField(default=0)
+
+
+class ClusterStamp(BaseModel):
+    """A counter each process compares with what it cached: bumped when that shared state changes."""
+
+    name = peewee.CharField(primary_key=True, max_length=64)
+    value = peewee.BigIntegerField(default=0)
+
+
 V1_MODELS = [
     SchemaVersion,
     User,
@@ -368,4 +387,5 @@ V1_MODELS = [
 V2_MODELS = [JobLock, JobRun, ConfigVersion, Alert, Report]
 INBOX_MODELS = [InboxItem]
 V9_MODELS = [Schedule, ScheduleFire, Hook]
-ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS
+CLUSTER_MODELS = [RateBucket, ClusterStamp]
+ALL_MODELS = V1_MODELS + V2_MODELS + INBOX_MODELS + V9_MODELS + CLUSTER_MODELS

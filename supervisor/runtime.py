@@ -1,7 +1,9 @@
 """The running service: database, mailbox, supervisor and HTTP server, and their orderly stop.
 
 One Runtime per process; actors reach each other only through it (by name), so a
-restarted actor is found under its old name.
+restarted actor is found under its old name. It is the bottom layer: it imports nothing
+from `messagepusher.actors` or `messagepusher.http`; main.py and http/app.py plug their
+parts in (the ingest client, the HTTP pieces, the hooks run after a restore).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
@@ -29,18 +32,35 @@ from messagepusher.supervisor.metrics import Metrics
 from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.retry import RetryPolicy
 from messagepusher.supervisor.secretbox import SecretBox, load_or_create_key
+from messagepusher.supervisor.ticker import Ticker
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.runtime_config import RuntimeConfig
+    from messagepusher.supervisor.scheduler import JobScheduler
 
 log = logging.getLogger(__name__)
 
 EXIT_ESCALATED = 70
+T = TypeVar("T")
 
 
 class Runtime:
-    """Process-wide wiring. Methods are thread-safe unless they say otherwise."""
+    """Process-wide wiring. Methods are thread-safe unless they say otherwise.
 
-    def __init__(self, settings: Settings, config_path: str | None = None, clock: Clock | None = None):
+    Every attribute is declared here. Those typed `Any` belong to upper layers, which set
+    them when they start: `ingest` (main.py: actors/ingest.IngestClient, what HTTP handlers
+    and actors call to accept a message), and the HTTP pieces that http/app.py builds and
+    other resources read back (`key_authenticator`, `auth`, `routes`, `audit`, `throttle`,
+    `stream_slots`).
+    """
+
+    def __init__(
+        self, settings: Settings, config_path: str | None = None, clock: Clock | None = None
+    ):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        # The one timer thread: actors' timed messages (supervisor/ticker.py).
+        self.ticker = Ticker(self.clock)
         self.config_path = config_path
         self.node_id = NODE_ID
         self.data_dir = Path(settings.data_dir)
@@ -57,17 +77,25 @@ class Runtime:
         self.db = None
         self.mailbox: Mailbox | None = None
         self.secretbox: SecretBox | None = None
-        self.http_server = None
-        self.scheduler = None
-        self.runtime_config = None
-        # Set by the monitor: actors whose liveness ping is overdue, and for how long (seconds).
+        self.http_server: Any = None
+        self.scheduler: JobScheduler | None = None
+        self.runtime_config: RuntimeConfig | None = None
+        # Set by the monitor (the owner of liveness): actors whose liveness ping is overdue,
+        # and for how long (seconds); and when it last checked (clock.monotonic()).
         self.unresponsive: dict[str, float] = {}
+        self.liveness_checked_at: float | None = None
         # Written by each actor thread as it starts and finishes a message: (incarnation, monotonic).
         self.progress: dict[str, tuple[int, float]] = {}
         self.metrics = Metrics()
-        from messagepusher.actors.ingest import IngestClient
-
-        self.ingest = IngestClient(self)
+        self.ingest: Any = None
+        self.key_authenticator: Any = None
+        self.auth: Any = None
+        self.routes: list[Any] = []
+        self.audit: Any = None
+        self.throttle: Callable[..., Any] | None = None
+        self.stream_slots: Any = None
+        # Run after a restore replaced the database, before the actors start again.
+        self._after_restore: list[Callable[[], None]] = []
 
     # --- start and stop (main thread) ----------------------------------------------------
 
@@ -90,6 +118,7 @@ class Runtime:
 
         self.runtime_config = RuntimeConfig(self)
         self.runtime_config.apply_stored()
+        self.runtime_config.start_watching()
         self.scheduler = JobScheduler(self)
         self.scheduler.start()
 
@@ -100,8 +129,8 @@ class Runtime:
 
     def wait_for_actors(self, timeout: float) -> bool:
         """Block the caller until every child runs (True) or `timeout` passes (False)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + timeout
+        while self.clock.monotonic() < deadline:
             try:
                 status = self.supervisor_status()
             except (pykka.Timeout, pykka.ActorDeadError):
@@ -132,13 +161,70 @@ class Runtime:
         sd_notify.notify("STOPPING=1")
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.runtime_config is not None:
+            self.runtime_config.stop_watching()
         if self.http_server is not None:
             self.http_server.stop()
-        if getattr(self, "audit", None) is not None:
+        if self.audit is not None:
             self.audit.close()
         self.stop_actors(grace_seconds)
+        self.ticker.stop()
         if self.db is not None:
             self.db.close()
+
+    def on_restore(self, hook: Callable[[], None]) -> None:
+        """Run `hook` after every restore, before the actors start again (e.g. drop a cache of
+        rows the backup may not have). Called at start by upper layers; a hook that raises
+        is logged and the others still run."""
+        self._after_restore.append(hook)
+
+    def while_stopped(self, reason: str, work: Callable[[], T]) -> T:
+        """Run `work` with the service paused: for an online restore. Caller's thread.
+
+        New work is refused (503), the scheduler pauses, every actor stops and releases its
+        leases, and database writes of this process are held while `work` runs. Then the
+        schema is migrated, the stored run-time configuration re-applied, the `on_restore`
+        hooks run, and the actors and scheduler start again. The systemd watchdog is fed by
+        a heartbeat meanwhile (the monitor is stopped) and STATUS= says `reason`. Whatever
+        `work` raises is raised once the service runs again.
+        """
+        stop_heartbeat = threading.Event()
+        self.accepting = False
+        threading.Thread(
+            target=_heartbeat, args=(stop_heartbeat, reason), name="pause-heartbeat", daemon=True
+        ).start()
+        try:
+            if self.scheduler is not None:
+                self.scheduler.pause()
+            try:
+                self.stop_actors(self.settings.shutdown_grace_seconds)
+                held = getattr(self.db, "writes_held", contextlib.nullcontext)
+                with held():  # the audit writer waits: nothing lands while `work` runs
+                    return work()
+            finally:
+                self._resume()
+        finally:
+            stop_heartbeat.set()
+
+    def _resume(self) -> None:
+        """Caller's thread, after `work` of `while_stopped`: bring the service back.
+
+        A migration or start that raises leaves the service refusing work, and the error
+        goes to the caller.
+        """
+        migrate(self.db)
+        if self.runtime_config is not None:
+            self.runtime_config.apply_stored()
+        for hook in self._after_restore:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - one hook must not keep the service stopped
+                log.exception("a hook run after the restore failed")
+        self.start_actors()
+        self.wait_for_actors(30.0)
+        if self.scheduler is not None:
+            self.scheduler.resume()
+        self.accepting = True
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -187,7 +273,7 @@ class Runtime:
         stamp = self.progress.get(name)
         if stamp is None or stamp[0] != incarnation:
             return float("inf")
-        return (time.monotonic() if now is None else now) - stamp[1]
+        return (self.clock.monotonic() if now is None else now) - stamp[1]
 
     def fault_injector(self, name: str) -> FaultInjector:
         with self._lock:
@@ -242,3 +328,11 @@ class Runtime:
             self.settings.logging.level = fresh.logging.level
             logs.set_level(fresh.logging.level)
         log.info("configuration reloaded from %s", self.config_path or "defaults")
+
+
+def _heartbeat(stop: threading.Event, reason: str) -> None:
+    """Heartbeat thread while the service is paused: the monitor that feeds the watchdog is stopped."""
+    sd_notify.notify(f"STATUS={reason}")
+    interval = sd_notify.watchdog_interval()
+    while interval and not stop.wait(interval):
+        sd_notify.notify("WATCHDOG=1")

@@ -1,7 +1,8 @@
 """Run-time configuration: the whitelisted keys changed over the admin API, as numbered versions.
 
 A change is validated exactly like the file, stored as a version that can be rolled back, applied
-live (pools resize, jobs reschedule, the log level changes) and applied again at every start.
+live (pools resize, jobs reschedule, the log level changes) and applied again at every start;
+every other process and node finds the new version within WATCH_SECONDS and applies it too.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import peewee
 import pykka
+from peewee import fn
 
 from messagepusher.supervisor import logs
 from messagepusher.supervisor.actor import Resize
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# How often each process looks for a version made elsewhere: a change applies everywhere
+# within this plus the time to apply it (the promise is 5 s).
+WATCH_SECONDS = 1.0
 
 _ERROR_KEY = re.compile(r"^config error: (?:unknown key )?([\w.\-]+)")
 _FROM_ENV = re.compile(r" \(from environment \w+\)")
@@ -217,19 +223,26 @@ class RuntimeConfig:
     """Versions of the run-time overrides and their live application.
 
     Every method runs in the caller's thread (an HTTP worker, the main thread at start,
-    the reload thread on SIGHUP) and is serialised by one lock. A rejected change raises
+    the reload thread on SIGHUP, the config watcher's thread) and is serialised by one lock. A rejected change raises
     RuntimeConfigError and leaves both the database and the running settings untouched.
     """
 
-    def __init__(self, runtime: Runtime, now: Callable[[], float] = time.time):
+    def __init__(self, runtime: Runtime, now: Callable[[], float] | None = None):
         self.runtime = runtime
-        self.now = now
+        self.now = now or runtime.clock.now
         self._lock = threading.Lock()
+        # The stored version this process runs (0: the file alone); the watcher compares it.
+        self.applied_version = 0
+        self._watcher: ConfigWatcher | None = None
 
     # --- reading ---------------------------------------------------------------------------
 
     def latest(self) -> ConfigVersion | None:
         return ConfigVersion.select().order_by(ConfigVersion.version.desc()).first()
+
+    def latest_number(self) -> int:
+        """The newest stored version's number (0: none); one indexed read."""
+        return ConfigVersion.select(fn.MAX(ConfigVersion.version)).scalar() or 0
 
     def overrides(self) -> dict[str, Any]:
         row = self.latest()
@@ -276,9 +289,11 @@ class RuntimeConfig:
                 'send an object of the keys to change, e.g. {"channel_pool": {"workers": 4}}'
             )
         check_whitelist(changes)
+        patch = normalise(changes)
         with self._lock:
-            overrides = merge_patch(self.overrides(), normalise(changes))
-            return self._commit(overrides, user_id, username, "patch")
+            return self._commit(
+                lambda latest: merge_patch(latest, patch), user_id, username, "patch"
+            )
 
     def rollback(self, version: int, user_id: int | None, username: str) -> dict[str, Any]:
         """Make version `version` current again (0: the file alone); a new version. LookupError if unknown."""
@@ -290,37 +305,57 @@ class RuntimeConfig:
                 if row is None:
                     raise LookupError(f"no configuration version {version}")
                 target = row.values
-            return self._commit(target, user_id, username, f"rollback to version {version}")
+            return self._commit(
+                lambda _latest: target, user_id, username, f"rollback to version {version}"
+            )
 
     def _commit(
-        self, overrides: dict[str, Any], user_id: int | None, username: str, comment: str
+        self,
+        build: Callable[[dict[str, Any]], dict[str, Any]],
+        user_id: int | None,
+        username: str,
+        comment: str,
     ) -> dict[str, Any]:
-        fresh = self.validate(overrides)
-        changes = diff(runtime_values(self.runtime.settings), runtime_values(fresh))
-        latest = self.latest()
-        if not changes and overrides == (latest.values if latest else {}):
-            return {
-                **(version_view(latest) if latest else {"version": 0}),
-                "diff": {},
-                "changed": False,
-            }
-        with write_transaction():
-            number = (
-                ConfigVersion.select(ConfigVersion.version)
-                .order_by(ConfigVersion.version.desc())
-                .scalar()
-                or 0
-            ) + 1
-            row = ConfigVersion.create(
-                version=number,
-                at=self.now(),
-                user_id=user_id,
-                username=username,
-                diff=changes,
-                values=overrides,
-                comment=comment,
+        """Store `build(latest overrides)` as the next version and apply it; caller holds the lock.
+
+        The latest version is read inside the write transaction, so a change made at the same
+        moment through another process is built upon, not lost. Two PostgreSQL transactions
+        may still draw the same number; the loser (IntegrityError) builds again on the winner.
+        """
+        self._catch_up()
+        for _attempt in range(3):
+            try:
+                with write_transaction():
+                    latest = self.latest()
+                    overrides = build(dict(latest.values) if latest else {})
+                    fresh = self.validate(overrides)
+                    changes = diff(runtime_values(self.runtime.settings), runtime_values(fresh))
+                    if not changes and overrides == (latest.values if latest else {}):
+                        return {
+                            **(version_view(latest) if latest else {"version": 0}),
+                            "diff": {},
+                            "changed": False,
+                        }
+                    number = (latest.version if latest else 0) + 1
+                    row = ConfigVersion.create(
+                        version=number,
+                        at=self.now(),
+                        user_id=user_id,
+                        username=username,
+                        diff=changes,
+                        values=overrides,
+                        comment=comment,
+                    )
+                break
+            except peewee.IntegrityError:
+                continue
+        else:
+            raise RuntimeConfigError(
+                "the configuration is being changed through other processes at this moment; "
+                "send the change again"
             )
         self._apply(fresh)
+        self.applied_version = number
         log.info(
             "configuration version %d (%s) by %s: %s",
             number,
@@ -337,14 +372,60 @@ class RuntimeConfig:
         A version that no longer fits the file is logged and the file's values are used.
         """
         with self._lock:
-            try:
-                fresh = self.validate(self.overrides())
-            except RuntimeConfigError as exc:
-                log.error("stored run-time configuration ignored, the file's values apply: %s", exc)
-                fresh = self.validate({})
-            changed = self._apply(fresh)
+            changed = self._apply_version(self.latest())
         if changed:
             log.info("run-time configuration applied: %s", ", ".join(changed))
+
+    def _apply_version(self, row: ConfigVersion | None) -> list[str]:
+        """Run stored version `row` (None: the file alone) and remember it; caller holds the lock."""
+        try:
+            fresh = self.validate(dict(row.values) if row else {})
+        except RuntimeConfigError as exc:
+            log.error("stored run-time configuration ignored, the file's values apply: %s", exc)
+            fresh = self.validate({})
+        changed = self._apply(fresh)
+        self.applied_version = row.version if row else 0
+        return changed
+
+    def _catch_up(self) -> None:
+        """Run the newest stored version before changing it, so the diff is against it.
+
+        Outside any transaction: an effect may ask an actor, which may be waiting to write.
+        """
+        latest = self.latest()
+        if (latest.version if latest else 0) != self.applied_version:
+            self._apply_version(latest)
+
+    def follow(self) -> bool:
+        """Apply the newest stored version if this process does not run it yet: a change or a
+        rollback made through another process or node. True when one was applied.
+
+        Runs in the watcher's thread (or a test's); raises peewee errors when the database fails.
+        """
+        if self.latest_number() == self.applied_version:
+            return False
+        with self._lock:
+            row = self.latest()
+            if (row.version if row else 0) == self.applied_version:
+                return False
+            changed = self._apply_version(row)
+        log.info(
+            "configuration version %d made elsewhere applied: %s",
+            self.applied_version,
+            ", ".join(changed) or "no value changed here",
+        )
+        return True
+
+    def start_watching(self, interval: float = WATCH_SECONDS) -> None:
+        """Follow versions made through other processes and nodes, checking every `interval` s."""
+        if self._watcher is None:
+            self._watcher = ConfigWatcher(self, interval)
+            self._watcher.start()
+
+    def stop_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
 
     def apply_file(self, fresh: Settings) -> None:
         """SIGHUP (reload thread): the file's run-time keys, with the stored versions still on top.
@@ -352,8 +433,9 @@ class RuntimeConfig:
         Keys that only a restart can change are named in a warning and left as they are.
         """
         with self._lock:
+            row = self.latest()
             try:
-                effective = self.validate(self.overrides())
+                effective = self.validate(dict(row.values) if row else {})
             except RuntimeConfigError as exc:
                 log.error("reload refused, keeping the running configuration: %s", exc)
                 return
@@ -365,6 +447,7 @@ class RuntimeConfig:
                 if not is_runtime_key(k)
             ]
             changed = self._apply(effective)
+            self.applied_version = row.version if row else 0
         if changed:
             log.info("reload applied: %s", ", ".join(changed))
         if restart:
@@ -391,3 +474,33 @@ class RuntimeConfig:
             if effect is not None:
                 effect(self.runtime, new)
         return changed
+
+
+class ConfigWatcher:
+    """A daemon thread that calls `RuntimeConfig.follow` every `interval` seconds until stopped.
+
+    `follow` runs in this thread; an error (the database busy or gone) is logged and the next
+    round tries again, so the thread never dies of one.
+    """
+
+    def __init__(self, config: RuntimeConfig, interval: float):
+        self.config = config
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Caller's thread: end the loop and wait for a round in progress."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.config.follow()
+            except Exception:  # noqa: BLE001 - one failed round must not end the watching
+                log.exception("configuration watcher: the stored version could not be read")

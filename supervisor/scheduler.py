@@ -1,6 +1,7 @@
 """Scheduled jobs: APScheduler triggers from `schedule:`, one lock row per job, and run records.
 
 A job run only queues a mailbox entry for its actor; the actor does the work and finishes the run.
+Which jobs exist, and which actor runs each, is supervisor/jobs.py's `JOBS`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from messagepusher.supervisor.config import ConfigError, JobSchedule, parse_duration
 from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.jobs import JOBS
 from messagepusher.supervisor.models import JobLock, JobRun
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -28,13 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The actor that does each job's work; the job itself only tells it.
-JOB_RECIPIENTS = {
-    "retention_purge": "janitor",
-    "db_maintenance": "janitor",
-    "backup": "janitor",
-    "daily_report": "janitor",
-}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A cron run that starts late still belongs to its minute (cron fires at second 0).
 CRON_MISFIRE_GRACE_SECONDS = 30
@@ -71,8 +66,8 @@ def period_key(spec: JobSchedule, now: float) -> str:
 
 def schedule_problem(name: str, spec: JobSchedule) -> str | None:
     """One config-error line for a job this scheduler cannot run, else None."""
-    if name not in JOB_RECIPIENTS:
-        return f"config error: schedule.{name}: unknown job; known jobs: {', '.join(sorted(JOB_RECIPIENTS))}"
+    if name not in JOBS:
+        return f"config error: schedule.{name}: unknown job; known jobs: {', '.join(sorted(JOBS))}"
     try:
         trigger_for(spec)
     except ValueError as exc:
@@ -142,7 +137,7 @@ class UnknownJob(KeyError):
     """No job by that name; str() lists the known ones."""
 
     def __str__(self) -> str:
-        return f"no job {self.args[0]!r}; jobs: {', '.join(sorted(JOB_RECIPIENTS))}"
+        return f"no job {self.args[0]!r}; jobs: {', '.join(sorted(JOBS))}"
 
 
 class JobScheduler:
@@ -154,9 +149,9 @@ class JobScheduler:
     their caller; stop only logs them (unreleased locks expire on their own).
     """
 
-    def __init__(self, runtime: Runtime, now: Callable[[], float] = time.time):
+    def __init__(self, runtime: Runtime, now: Callable[[], float] | None = None):
         self.runtime = runtime
-        self.now = now
+        self.now = now or runtime.clock.now
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
         )
@@ -239,17 +234,17 @@ class JobScheduler:
                 period,
             )
             return None
-        self.runtime.wake(JOB_RECIPIENTS[name])
+        self.runtime.wake(JOBS[name].actor)
         return run_id
 
     def run_now(self, name: str) -> int:
         """Queue a run outside the schedule (admin API); raises UnknownJob. Caller's thread."""
-        if name not in JOB_RECIPIENTS:
+        if name not in JOBS:
             raise UnknownJob(name)
         now = self.now()
         with write_transaction():
             run_id = self._queue(name, "manual " + (to_rfc3339(now) or ""), now)
-        self.runtime.wake(JOB_RECIPIENTS[name])
+        self.runtime.wake(JOBS[name].actor)
         return run_id
 
     def _queue(self, name: str, period: str, now: float) -> int:
@@ -260,13 +255,13 @@ class JobScheduler:
             outcome="running",
             period_key=period,
         )
-        self.runtime.mailbox.put(JOB_RECIPIENTS[name], name, {"run_id": run.id})
+        self.runtime.mailbox.put(JOBS[name].actor, name, {"run_id": run.id})
         return run.id
 
     def jobs(self, runs: int = 5) -> list[dict[str, Any]]:
         """Every known job: its schedule, next run on this node, lock and last runs."""
         out = []
-        for name in sorted(JOB_RECIPIENTS):
+        for name in sorted(JOBS):
             spec = self.runtime.settings.schedule.get(name)
             job = self.scheduler.get_job(name)
             lock = JobLock.get_or_none(JobLock.name == name)
@@ -276,7 +271,7 @@ class JobScheduler:
             out.append(
                 {
                     "name": name,
-                    "actor": JOB_RECIPIENTS[name],
+                    "actor": JOBS[name].actor,
                     "schedule": spec.model_dump() if spec else None,
                     "scheduled": job is not None,
                     "next_run_at": job.next_run_time.isoformat().replace("+00:00", "Z")

@@ -1,23 +1,24 @@
 """The supervisor actor: starts the children in order, restarts crashed or hung ones, escalates.
 
-pykka has no supervision of its own; this is one_for_one with restart intensity.
+pykka has no supervision of its own; this is one_for_one with restart intensity. Whether a
+child is hung is the monitor's judgement (actors/monitor.py, the one owner of liveness): it
+tells `ReportHung` and `ChildAnswered`; the supervisor only acts on them.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from messagepusher.supervisor.actor import PING, Crashed
+from messagepusher.supervisor.actor import Crashed
 from messagepusher.supervisor.config import ChildSpec
 from messagepusher.supervisor.models import SupervisorEvent
-from messagepusher.supervisor.restart_policy import RestartPolicy, is_hung
+from messagepusher.supervisor.restart_policy import RestartPolicy
+from messagepusher.supervisor.ticker import ActorTimers
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime
@@ -59,8 +60,15 @@ class ReportHung:
     incarnation: int | None = None
 
 
-class CheckLiveness:
-    """Tell (from the supervisor's own timer): ping every child, judge the last round."""
+@dataclass
+class ChildAnswered:
+    """Tell (from the monitor): this incarnation answered a liveness ping, so it works.
+
+    Its next crash starts restart back-off afresh. Sent once per incarnation.
+    """
+
+    name: str
+    incarnation: int
 
 
 class Status:
@@ -80,13 +88,12 @@ class ChildState:
     restarts: int = 0
     last_error: str | None = None
     started_at: float | None = None
-    ping: pykka.Future | None = None
-    ping_sent_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SupervisorActor(pykka.ThreadingActor):
-    """Owns the children. Every method runs in the supervisor's thread.
+    """Owns the children. Every method runs in the supervisor's thread, timed restarts too:
+    a back-off delay is a `RestartChild` told by the process ticker (supervisor/ticker.py).
 
     An exception here is a bug in supervision itself: it is logged by pykka and the
     runtime, seeing the supervisor dead, escalates (the process exits non-zero).
@@ -94,37 +101,39 @@ class SupervisorActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, runtime: Runtime, now=time.monotonic):
+    def __init__(self, runtime: Runtime):
         super().__init__()
         self.runtime = runtime
         sup = runtime.settings.supervisor
-        self.now = now
         self.policy = RestartPolicy(
             sup.max_restarts,
             sup.within_seconds,
             sup.backoff_initial_seconds,
             sup.backoff_max_seconds,
-            now,
+            runtime.clock.monotonic,
         )
         self.children = {spec.name: ChildState(spec) for spec in sup.children}
-        self.ping_timeout = sup.ping_timeout_seconds
-        self.check_interval = min(1.0, self.ping_timeout / 2)
-        self._timers: set[threading.Timer] = set()
+        self.timers = ActorTimers(runtime.ticker, self.actor_ref)
         self._stopping = False
         self.given_up = False
 
     # --- life ------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        """Supervisor thread: start every child in order. Raising stops the supervisor (escalation)."""
         for child in self.children.values():
             self._start_child(child)
-        self._after(self.check_interval, CheckLiveness())
 
     def on_stop(self) -> None:
-        for timer in list(self._timers):
-            timer.cancel()
+        """Supervisor thread: drop pending restarts. Raising is logged by pykka."""
+        self.timers.cancel_all()
 
     def on_receive(self, message: Any) -> Any:
+        """Supervisor thread: crashes, hang reports, timed restarts, status and stop asks.
+
+        Raising from a tell stops the supervisor (the runtime escalates); from an ask the
+        error goes back to the asker.
+        """
         if isinstance(message, Crashed):
             return self._on_crash(message.name, message.incarnation, "crash", message.error)
         if isinstance(message, RestartChild):
@@ -132,10 +141,10 @@ class SupervisorActor(pykka.ThreadingActor):
             if child and child.incarnation == message.incarnation and not self._stopping:
                 self._start_child(child, restart=True)
             return None
-        if isinstance(message, CheckLiveness):
-            self._check_liveness()
-            if not self._stopping:
-                self._after(self.check_interval, CheckLiveness())
+        if isinstance(message, ChildAnswered):
+            child = self.children.get(message.name)
+            if child is not None and child.incarnation == message.incarnation:
+                self.policy.healthy(message.name)
             return None
         if isinstance(message, ReportHung):
             child = self.children.get(message.name)
@@ -156,18 +165,23 @@ class SupervisorActor(pykka.ThreadingActor):
     # --- children ----------------------------------------------------------------------
 
     def _start_child(self, child: ChildState, restart: bool = False) -> None:
+        """Supervisor thread: start the next incarnation and register it by name.
+
+        Raising (a child class that cannot be imported) stops the supervisor: escalation.
+        """
         child.incarnation += 1
         cls = child_class(child.spec.name)
         child.ref = cls.start(self.runtime, child.incarnation)
         child.state = "running"
-        child.started_at = time.time()
-        child.ping = None
+        child.started_at = self.runtime.clock.now()
         self.runtime.register(child.spec.name, child.ref)
         event = "restart" if restart else "start"
         self._record(child.spec.name, event, f"incarnation {child.incarnation}")
         log.info("supervisor: %s %sed (incarnation %d)", child.spec.name, event, child.incarnation)
 
     def _on_crash(self, name: str, incarnation: int, kind: str, error: str) -> None:
+        """Supervisor thread: record a crash or hang of the current incarnation, then restart it
+        after its back-off (a `RestartChild` on the ticker) or give up and escalate."""
         child = self.children.get(name)
         if child is None or child.incarnation != incarnation or self._stopping:
             return
@@ -198,39 +212,11 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         child.restarts += 1
         self.runtime.count_restart(name)
-        self._after(delay, RestartChild(name, child.incarnation))
-
-    def _check_liveness(self) -> None:
-        now = self.now()
-        for child in self.children.values():
-            if child.state != "running" or child.ref is None:
-                continue
-            if child.ping is not None:
-                try:
-                    child.ping.get(timeout=0)
-                except pykka.Timeout:
-                    stalled = self.runtime.stalled_for(child.spec.name, child.incarnation)
-                    # A ping queued behind a backlog of work is late, not a sign of a hang: hung
-                    # means no message started or finished for the whole timeout.
-                    if is_hung(now - child.ping_sent_at, stalled, self.ping_timeout):
-                        self._on_crash(
-                            child.spec.name,
-                            child.incarnation,
-                            "hung",
-                            f"stuck in one message for {min(stalled, now - child.ping_sent_at):.1f}s; "
-                            f"no answer to a liveness ping within {self.ping_timeout:g}s",
-                        )
-                    continue
-                except pykka.ActorDeadError:
-                    continue
-                self.policy.healthy(child.spec.name)
-            try:
-                child.ping = child.ref.ask(PING, block=False)
-                child.ping_sent_at = now
-            except pykka.ActorDeadError:
-                child.ping = None
+        self.timers.after(f"restart {name}", delay, RestartChild(name, child.incarnation))
 
     def _stop_children(self) -> dict[str, bool]:
+        """Supervisor thread (the StopChildren ask): stop children in reverse start order,
+        each within its shutdown timeout; {name: stopped in time}. Raising goes to the asker."""
         self._stopping = True
         stopped = {}
         for name in reversed(list(self.children)):
@@ -253,6 +239,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return stopped
 
     def status(self) -> dict[str, dict[str, Any]]:
+        """Supervisor thread (the Status ask): every child's state, restarts and last error."""
         return {
             name: {
                 "state": c.state,
@@ -268,26 +255,11 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _after(self, delay: float, message: Any) -> None:
-        if delay <= 0:
-            self.actor_ref.tell(message)
-            return
-        timer = threading.Timer(delay, self._deliver, args=(message,))
-        timer.daemon = True
-        self._timers.add(timer)
-        timer.start()
-
-    def _deliver(self, message: Any) -> None:
-        self._timers = {
-            t for t in self._timers if t.is_alive() and t is not threading.current_thread()
-        }
-        if self.actor_ref.is_alive():
-            self.actor_ref.tell(message)
-
     def _record(self, actor: str, event: str, detail: str) -> None:
+        """Supervisor thread: keep a start, crash or restart in the database; never raises."""
         try:
             SupervisorEvent.create(
-                at=time.time(),
+                at=self.runtime.clock.now(),
                 actor=actor,
                 event=event,
                 detail=detail[:2000],

@@ -236,3 +236,42 @@ def test_sighup_with_an_invalid_file_keeps_the_running_configuration_and_says_wh
     until(lambda: "configuration reloaded from" in server.log(), 30, "the good reload logged")
     # The good reload is the barrier: by now the refused one would have logged its own success.
     assert server.log().count("configuration reloaded from") == 1, server.log()[-3000:]
+
+
+# --- following versions made through other processes, without a server ----------------------
+
+
+def two_processes(db):
+    """Two RuntimeConfigs on one database, as two processes have (nothing started)."""
+    from messagepusher.supervisor.clock import FakeClock
+    from messagepusher.supervisor.config import load_settings
+    from messagepusher.supervisor.runtime import Runtime
+    from messagepusher.supervisor.runtime_config import RuntimeConfig
+
+    configs = []
+    for _ in range(2):
+        runtime = Runtime(load_settings(None), clock=FakeClock())
+        runtime.runtime_config = RuntimeConfig(runtime)
+        runtime.runtime_config.apply_stored()
+        configs.append(runtime.runtime_config)
+    return configs
+
+
+def test_a_version_made_through_another_process_is_followed_and_so_is_its_rollback(db):
+    a, b = two_processes(db)
+    assert b.follow() is False
+    made = a.patch({"retention": {"messages_days": 12}}, None, "admin")
+    assert b.runtime.settings.retention.messages_days == 30
+    assert b.follow() is True and b.runtime.settings.retention.messages_days == 12
+    assert b.applied_version == made["version"] and b.follow() is False
+    a.rollback(0, None, "admin")
+    assert b.follow() is True and b.runtime.settings.retention.messages_days == 30
+
+
+def test_a_change_through_a_process_that_has_not_followed_yet_builds_on_the_newest_version(db):
+    a, b = two_processes(db)
+    a.patch({"retention": {"messages_days": 12}}, None, "admin")
+    made = b.patch({"backup": {"keep": 3}}, None, "admin")
+    assert made["values"] == {"retention": {"messages_days": 12}, "backup": {"keep": 3}}
+    assert list(made["diff"]) == ["backup.keep"], "B ran A's version before diffing against it"
+    assert b.runtime.settings.retention.messages_days == 12

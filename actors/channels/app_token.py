@@ -5,15 +5,22 @@ The token is fetched once per credential (supervisor/access_tokens.py) and refre
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.channels.base import (
+    ChangeResult,
+    OutboundMessage,
+    SendContext,
+    SendResult,
+)
 from messagepusher.actors.channels.http_common import (
     Answer,
+    Built,
     Call,
     HttpChannel,
+    as_calls,
+    json_at,
     perform,
     secret_values,
 )
@@ -34,6 +41,47 @@ def lifetime(value: Any) -> float:
     return seconds if seconds > 0 else DEFAULT_EXPIRES_IN
 
 
+def token_or_reason(
+    answer: Answer,
+    now: float,
+    token: Any,
+    expires_in: Any,
+    classify_answer: Callable[[Answer, float], SendResult],
+    missing: str,
+) -> tuple[str, float] | SendResult:
+    """(token, seconds to expiry) when the token endpoint gave one; else its answer classified
+    like a send's, where an answer that reads as a success is permanent: `missing` (e.g.
+    "WeChat answered without an access_token"), since base_url does not lead to the service.
+    """
+    if token:
+        return str(token), lifetime(expires_in)
+    result = classify_answer(answer, now)
+    if result.status == "sent":
+        return SendResult.permanent(
+            f"{missing} ({answer.short}); check base_url", answer.status, answer.excerpt
+        )
+    return result
+
+
+def access_token_answer(
+    answer: Answer,
+    now: float,
+    classify_answer: Callable[[Answer, float], SendResult],
+    service: str,
+) -> tuple[str, float] | SendResult:
+    """WeChat's and WeCom's token answer: HTTP 200 with access_token and expires_in, else an
+    errcode read like a send's (`token_or_reason`)."""
+    data = answer.json() if answer.status == 200 else None
+    return token_or_reason(
+        answer,
+        now,
+        json_at(data, "access_token"),
+        json_at(data, "expires_in"),
+        classify_answer,
+        f"{service} answered without an access_token",
+    )
+
+
 class TokenUnavailable(Exception):
     """The token endpoint refused or could not be reached; `result` says retry or permanent."""
 
@@ -45,29 +93,27 @@ class TokenUnavailable(Exception):
 class TokenChannel(HttpChannel):
     """A channel whose requests carry an access token fetched with the app's own credentials.
 
-    Subclasses give pure module functions for the token request, reading its answer,
-    the message requests and what counts as a refused token.
+    A subclass names its module's pure functions as static methods, and the config fields
+    that make up its credential (besides base_url) in `credential_fields`.
     """
 
-    @abc.abstractmethod
+    credential_fields: ClassVar[tuple[str, ...]]
+    missing_remote_id: ClassVar[str]  # why a delivery without the service's id cannot change
+    token_call: ClassVar[Callable[[Any], Call]]  # (config): the request for a new token
+    # (answer, now): (token, seconds to expiry) from the token endpoint's answer, or why not
+    read_token: ClassVar[Callable[[Answer, float], tuple[str, float] | SendResult]]
+    build_call: ClassVar[Callable[[OutboundMessage, Any, str], Built]]  # (message, config, token)
+    # (answer): the service says the token is invalid or expired (fetch a new one)
+    token_refused: ClassVar[Callable[[Answer], bool]]
+
     def token_key(self) -> str:
         """The cache row of this channel's credential (access_tokens.credential_key)."""
+        parts = [getattr(self.config, name) for name in self.credential_fields]
+        return access_tokens.credential_key(self.type_name, self.config.base_url, *parts)
 
-    @abc.abstractmethod
-    def token_call(self) -> Call:
-        """The request that fetches a new token."""
-
-    @abc.abstractmethod
-    def read_token(self, answer: Answer) -> tuple[str, float] | SendResult:
-        """(token, seconds to expiry) from the token endpoint's answer, or why there is none."""
-
-    @abc.abstractmethod
     def calls_with(self, message: OutboundMessage, token: str) -> tuple[list[Call], list[str]]:
         """The message requests carrying `token`, and notes about them."""
-
-    @abc.abstractmethod
-    def token_refused(self, answer: Answer) -> bool:
-        """True when the service says the token is invalid or expired (fetch a new one)."""
+        return as_calls(self.build_call(message, self.config, token))
 
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
         """HttpChannel's contract: the requests with the current shared token (`send` uses
@@ -78,8 +124,8 @@ class TokenChannel(HttpChannel):
         """The shared token; raises TokenUnavailable when the service gives none."""
 
         def fetch() -> tuple[str, float]:
-            answer = self.exchange(ctx, self.token_call())
-            got = answer if isinstance(answer, SendResult) else self.read_token(answer)
+            answer = self.exchange(ctx, self.token_call(self.config))
+            got = answer if isinstance(answer, SendResult) else self.read_token(answer, self.now())
             if isinstance(got, SendResult):
                 got.detail = f"cannot get an access token: {got.detail}"
                 raise TokenUnavailable(got)
@@ -156,6 +202,22 @@ class TokenChannel(HttpChannel):
                 return exc.result
             answer = self._exchange_with(ctx, build(token), token)
         return answer
+
+    def change_with_token(
+        self,
+        remote_id: str | None,
+        ctx: SendContext,
+        build: Callable[[str, str], Call],
+        read: Callable[[Answer | SendResult], ChangeResult],
+    ) -> ChangeResult:
+        """A recall or edit: `build(remote_id, token)` sent by `exchange_with_token`, its
+        answer read by `read`; not supported when the send kept no id of the service's.
+
+        Runs in the caller's thread (an HTTP worker); never raises.
+        """
+        if not remote_id:
+            return ChangeResult("not_supported", self.missing_remote_id)
+        return read(self.exchange_with_token(ctx, lambda token: build(remote_id, token)))
 
     def _exchange_with(self, ctx: SendContext, call: Call, token: str) -> Answer | SendResult:
         """`perform` with the token masked in error texts as well as the config's secrets."""

@@ -10,7 +10,6 @@ from pydantic import Field
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
-    SendContext,
     SendResult,
     register,
 )
@@ -83,8 +82,5 @@ class BarkChannel(OneRequestChannel):
     secret_fields = ("device_key",)
     config: BarkConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)

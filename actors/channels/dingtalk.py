@@ -115,8 +115,8 @@ class DingTalkChannel(OneRequestChannel):
     secret_fields = ("access_token", "secret")
     config: DingTalkConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config, self.now())
+    classify_answer = staticmethod(classify_answer)
 
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
+        """The request, signed with the time now."""
+        return build_call(message, self.config, self.now())

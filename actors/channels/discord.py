@@ -94,11 +94,8 @@ class DiscordChannel(OneRequestChannel):
     secret_fields = ("url",)
     config: DiscordConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
         """DELETE the webhook's message; Discord answers 204."""

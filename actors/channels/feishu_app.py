@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from typing import Literal
 from urllib.parse import quote, urlencode
 
 from pydantic import Field
 
-from messagepusher.actors.channels.app_token import TokenChannel, lifetime
+from messagepusher.actors.channels.app_token import TokenChannel, token_or_reason
 from messagepusher.actors.channels.base import (
     ChangeResult,
     ChannelConfig,
@@ -27,6 +28,7 @@ from messagepusher.actors.channels.http_common import (
     BaseUrl,
     Call,
     classify_body_code,
+    json_at,
     json_call,
     message_title,
     parse_retry_after,
@@ -35,7 +37,6 @@ from messagepusher.actors.channels.http_common import (
     truncation_note,
     utf8_len,
 )
-from messagepusher.supervisor.access_tokens import credential_key
 
 TEXT_LIMIT_BYTES = 150 * 1024  # the documented request-body limit of a text message
 CARD_LIMIT_BYTES = 28 * 1024  # a card's limit is 30 KB including its JSON frame
@@ -89,16 +90,14 @@ def token_call(config: FeishuAppConfig) -> Call:
 def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """code 0 with tenant_access_token is a token; any other code is classified like a send."""
     data = answer.json()
-    if isinstance(data, dict) and data.get("code") == 0 and data.get("tenant_access_token"):
-        return str(data["tenant_access_token"]), lifetime(data.get("expire"))
-    result = classify_answer(answer, now)
-    if result.status == "sent":
-        return SendResult.permanent(
-            f"Feishu answered without a tenant_access_token ({answer.short}); check base_url",
-            answer.status,
-            answer.excerpt,
-        )
-    return result
+    return token_or_reason(
+        answer,
+        now,
+        json_at(data, "code") == 0 and json_at(data, "tenant_access_token"),
+        json_at(data, "expire"),
+        classify_answer,
+        "Feishu answered without a tenant_access_token",
+    )
 
 
 def content_of(message: OutboundMessage) -> tuple[str, str, list[str]]:
@@ -216,46 +215,33 @@ class FeishuAppChannel(TokenChannel):
     secret_fields = ("app_secret",)
     config: FeishuAppConfig
 
-    def token_key(self) -> str:
-        return credential_key(
-            self.type_name, self.config.base_url, self.config.app_id, self.config.app_secret
-        )
-
-    def token_call(self) -> Call:
-        return token_call(self.config)
-
-    def read_token(self, answer: Answer) -> tuple[str, float] | SendResult:
-        return read_token(answer, self.now())
-
-    def calls_with(self, message: OutboundMessage, token: str) -> tuple[list[Call], list[str]]:
-        call, notes = build_call(message, self.config, token)
-        return [call], notes
-
-    def token_refused(self, answer: Answer) -> bool:
-        return token_refused(answer)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    credential_fields = ("app_id", "app_secret")
+    missing_remote_id = "Feishu gave no message_id for this delivery"
+    token_call = staticmethod(token_call)
+    read_token = staticmethod(read_token)
+    build_call = staticmethod(build_call)
+    token_refused = staticmethod(token_refused)
+    classify_answer = staticmethod(classify_answer)
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
         """DELETE the kept message_id with the shared token (refreshed once if refused).
 
         Runs in an HTTP worker thread; never raises.
         """
-        if not remote_id:
-            return ChangeResult("not_supported", "Feishu gave no message_id for this delivery")
-        answer = self.exchange_with_token(
-            ctx, lambda token: delete_call(self.config, remote_id, token)
+        return self.change_with_token(
+            remote_id,
+            ctx,
+            partial(delete_call, self.config),
+            partial(change_answer, done="recalled"),
         )
-        return change_answer(answer, "recalled")
 
     def edit(
         self, remote_id: str | None, message: OutboundMessage, ctx: SendContext
     ) -> ChangeResult:
         """PUT a text, PATCH a card, with the new text (HTTP worker thread); never raises."""
-        if not remote_id:
-            return ChangeResult("not_supported", "Feishu gave no message_id for this delivery")
-        answer = self.exchange_with_token(
-            ctx, lambda token: edit_call(self.config, remote_id, message, token)
+        return self.change_with_token(
+            remote_id,
+            ctx,
+            lambda message_id, token: edit_call(self.config, message_id, message, token),
+            partial(change_answer, done="edited"),
         )
-        return change_answer(answer, "edited")

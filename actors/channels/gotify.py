@@ -21,7 +21,9 @@ from messagepusher.actors.channels.http_common import (
     Call,
     OneRequestChannel,
     classify_status,
+    json_at,
     json_call,
+    keep_remote_id,
     message_title,
     render,
 )
@@ -57,11 +59,9 @@ def build_call(message: OutboundMessage, config: GotifyConfig) -> tuple[Call, li
 
 def classify_answer(answer: Answer, now: float) -> SendResult:
     """2xx is sent; 429 and 5xx retry; other 4xx (a bad token, a bad payload) are permanent."""
-    result = classify_status(answer, now, "Gotify", HINTS)
-    data = answer.json()
-    if result.status == "sent" and isinstance(data, dict) and data.get("id") is not None:
-        result.remote_id = str(data["id"])
-    return result
+    return keep_remote_id(
+        classify_status(answer, now, "Gotify", HINTS), json_at(answer.json(), "id")
+    )
 
 
 @register
@@ -71,11 +71,8 @@ class GotifyChannel(OneRequestChannel):
     secret_fields = ("token",)
     config: GotifyConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
         return ChangeResult(

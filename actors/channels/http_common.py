@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import AfterValidator
@@ -199,15 +199,28 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def retry_after_from_json(data: Any, *path: str) -> float | None:
-    """The number at `path` in a JSON answer (e.g. "parameters", "retry_after"), or None."""
+def json_at(data: Any, *path: str) -> Any:
+    """The value at `path` in decoded JSON (e.g. "data", "message_id"), or None where a step is missing."""
     for key in path:
         if not isinstance(data, dict):
             return None
         data = data.get(key)
+    return data
+
+
+def retry_after_from_json(data: Any, *path: str) -> float | None:
+    """The number at `path` in a JSON answer (e.g. "parameters", "retry_after"), or None."""
+    data = json_at(data, *path)
     if isinstance(data, int | float) and not isinstance(data, bool):
         return max(0.0, float(data))
     return None
+
+
+def keep_remote_id(result: SendResult, remote_id: Any) -> SendResult:
+    """`result`, holding the id the service gave the message when it was sent (for recall and edit)."""
+    if result.status == "sent" and remote_id is not None and remote_id != "":
+        result.remote_id = str(remote_id)
+    return result
 
 
 def change_answer(answer: Answer | SendResult, done: str, service: str) -> ChangeResult:
@@ -461,19 +474,33 @@ def fetched_excerpt(fetched: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # --- the one-request channel --------------------------------------------------------------
 
 
+Built = Call | tuple[Call | list[Call], list[str]]  # one or more requests, maybe with notes
+
+
+def as_calls(built: Built) -> tuple[list[Call], list[str]]:
+    """What a channel's build function gave, as `calls` answers it: requests and notes."""
+    if isinstance(built, Call):
+        return [built], []
+    calls, notes = built
+    return (calls if isinstance(calls, list) else [calls]), notes
+
+
 class HttpChannel(Channel):
     """A channel that sends a message as HTTP requests in order and classifies each answer.
 
-    `calls` and `classify` stay thin wrappers over pure module functions of each channel.
+    A subclass names its module's pure `classify_answer(answer, now)` as a static method;
+    `calls` comes from the subclasses below.
     """
+
+    classify_answer: ClassVar[Callable[[Answer, float], SendResult]]
 
     @abc.abstractmethod
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
         """The requests for `message`, sent in order, and notes about them (what was cut or split)."""
 
-    @abc.abstractmethod
     def classify(self, answer: Answer) -> SendResult:
         """Sent, retry or permanent, read from the service's answer (status and body)."""
+        return self.classify_answer(answer, self.now())
 
     def targets(self) -> list[str]:
         """The URL the channel posts to (`url`, else `base_url`)."""
@@ -514,12 +541,19 @@ class HttpChannel(Channel):
 
 
 class OneRequestChannel(HttpChannel):
-    """A channel whose message fits one request (every HTTP type but Telegram)."""
+    """A channel whose message fits one request (every HTTP type but Telegram).
 
-    @abc.abstractmethod
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        """The request for `message` and notes about it (e.g. what was truncated)."""
+    A subclass names its module's pure functions as static methods: `build_call(message,
+    config)` gives the request (or the request and notes on what was cut), and
+    `classify_answer` as above. A request that needs more than the message and the config
+    (the time for a signature, the delivery id) overrides `build` instead.
+    """
+
+    build_call: ClassVar[Callable[..., Built]]
+
+    def build(self, message: OutboundMessage, ctx: SendContext) -> Built:
+        """The request for `message` (pure; the pool's worker thread calls it)."""
+        return self.build_call(message, self.config)
 
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
-        call, notes = self.build(message, ctx)
-        return [call], notes
+        return as_calls(self.build(message, ctx))

@@ -23,7 +23,9 @@ from messagepusher.actors.channels.http_common import (
     Call,
     OneRequestChannel,
     classify_status,
+    json_at,
     json_call,
+    keep_remote_id,
     render,
     truncate,
     truncation_note,
@@ -79,11 +81,7 @@ def build_call(message: OutboundMessage, config: NtfyConfig) -> tuple[Call, list
 
 def classify_answer(answer: Answer, now: float) -> SendResult:
     """2xx is sent; 429 (Retry-After honoured) and 5xx retry; other 4xx are permanent."""
-    result = classify_status(answer, now, "ntfy", HINTS)
-    data = answer.json()
-    if result.status == "sent" and isinstance(data, dict) and data.get("id") is not None:
-        result.remote_id = str(data["id"])
-    return result
+    return keep_remote_id(classify_status(answer, now, "ntfy", HINTS), json_at(answer.json(), "id"))
 
 
 @register
@@ -93,11 +91,8 @@ class NtfyChannel(OneRequestChannel):
     secret_fields = ("token",)
     config: NtfyConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
         return ChangeResult(

@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
-    SendContext,
     SendResult,
     register,
 )
@@ -103,8 +102,5 @@ class OneBotChannel(OneRequestChannel):
     secret_fields = ("access_token",)
     config: OneBotConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config), []
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)

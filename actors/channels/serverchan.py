@@ -12,7 +12,6 @@ from pydantic import Field
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
-    SendContext,
     SendResult,
     register,
 )
@@ -83,8 +82,5 @@ class ServerChanChannel(OneRequestChannel):
     def targets(self) -> list[str]:
         return [endpoint(self.config)]
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)

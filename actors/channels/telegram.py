@@ -149,8 +149,7 @@ class TelegramChannel(HttpChannel):
     secret_fields = ("bot_token",)
     config: TelegramConfig
 
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    classify_answer = staticmethod(classify_answer)
 
     def calls(self, message: OutboundMessage, ctx: SendContext) -> tuple[list[Call], list[str]]:
         """One sendMessage per 4096-character part, in order."""

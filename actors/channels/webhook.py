@@ -118,8 +118,8 @@ class WebhookChannel(OneRequestChannel):
     secret_fields = ("url", "secret", "headers")
     config: WebhookConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config, ctx.delivery_id), []
+    classify_answer = staticmethod(classify_answer)
 
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    def build(self, message: OutboundMessage, ctx: SendContext) -> Call:
+        """The request, carrying the delivery id receivers de-duplicate by."""
+        return build_call(message, self.config, ctx.delivery_id)

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from pydantic import BeforeValidator, Field
 
-from messagepusher.actors.channels.app_token import TokenChannel, lifetime
+from messagepusher.actors.channels.app_token import TokenChannel, access_token_answer
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
@@ -23,10 +23,11 @@ from messagepusher.actors.channels.http_common import (
     Call,
     body_text,
     classify_body_code,
+    json_at,
     json_call,
+    keep_remote_id,
     render,
 )
-from messagepusher.supervisor.access_tokens import credential_key
 
 TOKEN_REFUSED = frozenset({40001, 40014, 42001})  # invalid credential, invalid token, expired
 QUOTA_SECONDS = 3600.0  # 45009: the daily quota is spent; try again in an hour
@@ -78,17 +79,7 @@ def token_call(config: WeChatTestConfig) -> Call:
 
 def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """{"access_token", "expires_in"} is a token; an errcode is classified like a send."""
-    data = answer.json()
-    if answer.status == 200 and isinstance(data, dict) and data.get("access_token"):
-        return str(data["access_token"]), lifetime(data.get("expires_in"))
-    result = classify_answer(answer, now)
-    if result.status == "sent":  # errcode 0 without a token: the relay is not WeChat
-        return SendResult.permanent(
-            f"WeChat answered without an access_token ({answer.short}); check base_url",
-            answer.status,
-            answer.excerpt,
-        )
-    return result
+    return access_token_answer(answer, now, classify_answer, "WeChat")
 
 
 def build_calls(
@@ -130,10 +121,7 @@ def classify_answer(answer: Answer, now: float) -> SendResult:
         retry_codes=RETRY_CODES,
         hints=HINTS,
     )
-    data = answer.json()
-    if result.status == "sent" and isinstance(data, dict) and data.get("msgid") is not None:
-        result.remote_id = str(data["msgid"])
-    return result
+    return keep_remote_id(result, json_at(answer.json(), "msgid"))
 
 
 @register
@@ -144,22 +132,9 @@ class WeChatTestChannel(TokenChannel):
     addresses_recipients = True
     config: WeChatTestConfig
 
-    def token_key(self) -> str:
-        return credential_key(
-            self.type_name, self.config.base_url, self.config.app_id, self.config.app_secret
-        )
-
-    def token_call(self) -> Call:
-        return token_call(self.config)
-
-    def read_token(self, answer: Answer) -> tuple[str, float] | SendResult:
-        return read_token(answer, self.now())
-
-    def calls_with(self, message: OutboundMessage, token: str) -> tuple[list[Call], list[str]]:
-        return build_calls(message, self.config, token)
-
-    def token_refused(self, answer: Answer) -> bool:
-        return token_refused(answer)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    credential_fields = ("app_id", "app_secret")
+    token_call = staticmethod(token_call)
+    read_token = staticmethod(read_token)
+    build_call = staticmethod(build_calls)
+    token_refused = staticmethod(token_refused)
+    classify_answer = staticmethod(classify_answer)

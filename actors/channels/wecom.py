@@ -12,7 +12,6 @@ from pydantic import Field
 from messagepusher.actors.channels.base import (
     ChannelConfig,
     OutboundMessage,
-    SendContext,
     SendResult,
     register,
 )
@@ -88,8 +87,5 @@ class WeComChannel(OneRequestChannel):
     secret_fields = ("key",)
     config: WeComConfig
 
-    def build(self, message: OutboundMessage, ctx: SendContext) -> tuple[Call, list[str]]:
-        return build_call(message, self.config)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    build_call = staticmethod(build_call)
+    classify_answer = staticmethod(classify_answer)

@@ -6,12 +6,13 @@ Recall is message/recall of the msgid kept at send; WeCom has no way to edit a s
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import Field
 
-from messagepusher.actors.channels.app_token import TokenChannel, lifetime
+from messagepusher.actors.channels.app_token import TokenChannel, access_token_answer
 from messagepusher.actors.channels.base import (
     ChangeResult,
     ChannelConfig,
@@ -33,7 +34,6 @@ from messagepusher.actors.channels.http_common import (
     truncation_note,
     utf8_len,
 )
-from messagepusher.supervisor.access_tokens import credential_key
 
 TEXT_LIMIT_BYTES = 2048
 MARKDOWN_LIMIT_BYTES = 2048
@@ -82,17 +82,7 @@ def token_call(config: WeComAppConfig) -> Call:
 
 def read_token(answer: Answer, now: float) -> tuple[str, float] | SendResult:
     """errcode 0 with access_token is a token; any other errcode is classified like a send."""
-    data = answer.json()
-    if answer.status == 200 and isinstance(data, dict) and data.get("access_token"):
-        return str(data["access_token"]), lifetime(data.get("expires_in"))
-    result = classify_answer(answer, now)
-    if result.status == "sent":
-        return SendResult.permanent(
-            f"WeCom answered without an access_token ({answer.short}); check base_url",
-            answer.status,
-            answer.excerpt,
-        )
-    return result
+    return access_token_answer(answer, now, classify_answer, "WeCom")
 
 
 def _cut(text: str, limit: int, what: str, notes: list[str]) -> str:
@@ -193,38 +183,22 @@ class WeComAppChannel(TokenChannel):
     addresses_recipients = True
     config: WeComAppConfig
 
-    def token_key(self) -> str:
-        return credential_key(
-            self.type_name, self.config.base_url, self.config.corp_id, self.config.agent_secret
-        )
-
-    def token_call(self) -> Call:
-        return token_call(self.config)
-
-    def read_token(self, answer: Answer) -> tuple[str, float] | SendResult:
-        return read_token(answer, self.now())
-
-    def calls_with(self, message: OutboundMessage, token: str) -> tuple[list[Call], list[str]]:
-        call, notes = build_call(message, self.config, token)
-        return [call], notes
-
-    def token_refused(self, answer: Answer) -> bool:
-        return token_refused(answer)
-
-    def classify(self, answer: Answer) -> SendResult:
-        return classify_answer(answer, self.now())
+    credential_fields = ("corp_id", "agent_secret")
+    missing_remote_id = "WeCom gave no msgid for this delivery"
+    token_call = staticmethod(token_call)
+    read_token = staticmethod(read_token)
+    build_call = staticmethod(build_call)
+    token_refused = staticmethod(token_refused)
+    classify_answer = staticmethod(classify_answer)
 
     def recall(self, remote_id: str | None, ctx: SendContext) -> ChangeResult:
         """message/recall of the kept msgid with the shared token (refreshed once if refused).
 
         Runs in an HTTP worker thread; never raises.
         """
-        if not remote_id:
-            return ChangeResult("not_supported", "WeCom gave no msgid for this delivery")
-        answer = self.exchange_with_token(
-            ctx, lambda token: recall_call(self.config, remote_id, token)
+        return self.change_with_token(
+            remote_id, ctx, partial(recall_call, self.config), recall_answer
         )
-        return recall_answer(answer)
 
     def edit(
         self, remote_id: str | None, message: OutboundMessage, ctx: SendContext

@@ -5,7 +5,6 @@ Configs are validated by the channel type's schema and stored encrypted; respons
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import falcon
@@ -117,7 +116,7 @@ class Channels:
         body = read_model(req, ChannelIn)
         user_id = req.context.principal.user_id
         config = validate_config(self.runtime, user_id, body.type, body.config)
-        now = time.time()
+        now = self.runtime.clock.now()
         try:
             with write_transaction():
                 row = Channel.create(
@@ -135,6 +134,7 @@ class Channels:
             raise APIError(
                 409, "name_taken", f"you already have a channel named {body.name!r}"
             ) from None
+        self.runtime.ingest.channels.invalidate(user_id)
         resp.status = falcon.HTTP_201
         resp.media = view(self.runtime, row)
 
@@ -144,7 +144,7 @@ class Channels:
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         body = read_model(req, ChannelPatch)
-        changes: dict[str, Any] = {"updated_at": time.time()}
+        changes: dict[str, Any] = {"updated_at": self.runtime.clock.now()}
         if body.config is not None:
             merged = dict(self.runtime.secretbox.decrypt(row.config))
             for key, value in body.config.items():
@@ -169,11 +169,13 @@ class Channels:
             raise APIError(
                 409, "name_taken", f"you already have a channel named {body.name!r}"
             ) from None
+        self.runtime.ingest.channels.invalidate(row.user_id)
         resp.media = view(self.runtime, Channel.get_by_id(row.id))
 
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, channel_id: int) -> None:
         row = get_owned(req, Channel, channel_id, "channel")
         row.delete_instance()
+        self.runtime.ingest.channels.invalidate(row.user_id)
         resp.status = falcon.HTTP_204
 
 
@@ -194,7 +196,7 @@ class ChannelTest:
             title="MessagePusher test / 测试消息",
             body=f"This is a test message for channel {row.name}. 这是一条测试消息。",
             format="text",
-            created_at=to_rfc3339(time.time()) or "",
+            created_at=to_rfc3339(self.runtime.clock.now()) or "",
         )
         settings = self.runtime.settings
         transport = Transport(pool_size=1)

@@ -1,6 +1,6 @@
 """/healthz and /readyz: is the process answering, and is it fit to take work.
 
-Readiness needs a writable database and every permanent actor alive.
+What "ready" means is the runtime's (supervisor/health.py); these only answer it over HTTP.
 """
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from __future__ import annotations
 import falcon
 
 from messagepusher.http.routes import PUBLIC, Op, Route
-from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.models import SchemaVersion
+from messagepusher.supervisor.health import readiness
 
 
 class Healthz:
+    """GET /healthz, in an HTTP worker thread: the process answers. Never raises."""
+
     def __init__(self, runtime):
         self.runtime = runtime
 
@@ -20,34 +21,9 @@ class Healthz:
         resp.media = {"status": "ok"}
 
 
-def readiness(runtime) -> tuple[bool, dict[str, str]]:
-    """(ready, failing parts) — checked by /readyz and by the monitor's watchdog."""
-    failing: dict[str, str] = {}
-    try:
-        with write_transaction():
-            SchemaVersion.select().limit(1).execute()
-    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-        failing["database"] = f"not writable: {exc}"
-    if not runtime.accepting:
-        failing["service"] = "stopping or restoring"
-    try:
-        status = runtime.supervisor_status()
-    except Exception as exc:  # noqa: BLE001 - a busy supervisor is itself a failure
-        status = {}
-        failing["supervisor"] = f"did not answer: {exc}"
-    for name, child in status.items():
-        if child["restart_policy"] == "permanent" and not (
-            child["alive"] and child["state"] == "running"
-        ):
-            failing[name] = f"{child['state']}; last error: {child['last_error']}"
-        elif name in runtime.unresponsive:
-            failing[name] = f"not answering pings for {runtime.unresponsive[name]:.1f}s"
-    if not status and "supervisor" not in failing:
-        failing["supervisor"] = "not running"
-    return not failing, failing
-
-
 class Readyz:
+    """GET /readyz, in an HTTP worker thread: 200, or 503 naming what is not ready. Never raises."""
+
     def __init__(self, runtime):
         self.runtime = runtime
 

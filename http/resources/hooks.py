@@ -7,7 +7,6 @@ handed to ingest like any sent message.
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -131,7 +130,7 @@ class Hooks:
         body = read_model(req, HookIn)
         template = checked(body.template) if body.template else None
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self.runtime.clock.now()
         try:
             with write_transaction():
                 row = Hook.create(
@@ -160,7 +159,7 @@ class Hooks:
         body = read_model(req, HookPatch)
         if body.template is not None and body.preset is not None:
             raise unprocessable("template", "give template or preset, not both")
-        changes: dict[str, Any] = {"updated_at": time.time()}
+        changes: dict[str, Any] = {"updated_at": self.runtime.clock.now()}
         if body.template is not None:
             changes.update(template=checked(body.template), preset=None)
         if body.preset is not None:
@@ -221,12 +220,11 @@ class HookReceive:
         req.context.principal = Principal(
             owner.id, owner.username, owner.role, frozenset(ROLE_SCOPES[owner.role]), via="hook"
         )
-        throttle = getattr(self.runtime, "throttle", None)
-        if throttle is not None:
-            throttle(req)
+        if self.runtime.throttle is not None:
+            self.runtime.throttle(req)
         payload = read_payload(req)
         fields, error = hook_templates.message_for(template_of(hook), hook.name, payload)
-        now = time.time()
+        now = self.runtime.clock.now()
         draft = Draft(
             user_id=owner.id,
             title=fields.get("title", ""),

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import falcon
 from pydantic import Field, ValidationError, model_validator
 
-from messagepusher.actors import lifecycle, recall
+from messagepusher.actors import lifecycle, recall, store
 from messagepusher.actors.channel_pool import delivery_view
-from messagepusher.actors.dispatcher import send_entry
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http import params
 from messagepusher.http.auth import get_owned, owner_filter
@@ -24,8 +22,7 @@ from messagepusher.http.params import Param
 from messagepusher.http.resources.common import newest_page, read_model, read_object
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import MessageIn, Strict
-from messagepusher.supervisor.db import write_transaction
-from messagepusher.supervisor.models import Delivery, Message, MessageEvent
+from messagepusher.supervisor.models import Delivery, Message
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 STATUSES = (
@@ -65,8 +62,8 @@ def detail(m: Message) -> dict[str, Any]:
         for d in Delivery.select().where(Delivery.message == m.id).order_by(Delivery.id)
     ]
     out["events"] = [
-        {"at": to_rfc3339(e.at), "type": e.type, "detail": e.detail}
-        for e in MessageEvent.select().where(MessageEvent.message == m.id).order_by(MessageEvent.id)
+        {"at": to_rfc3339(at), "type": kind, "detail": event_detail}
+        for at, kind, event_detail in store.timeline(m.id)
     ]
     out["fetched"] = m.fetched
     if m.ai_result:
@@ -111,7 +108,7 @@ class Messages:
         body = _validate(raw)
         send_at = body.send_at.timestamp() if body.send_at else None
         days = self.runtime.settings.limits.max_schedule_days
-        if send_at is not None and send_at > time.time() + days * 86400:
+        if send_at is not None and send_at > self.runtime.clock.now() + days * 86400:
             raise unprocessable(
                 "send_at",
                 f"must be at most {days} days from now (limits.max_schedule_days)",
@@ -227,48 +224,27 @@ class MessageRetry:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
+        """Re-queue the failed and dead deliveries (`store.retry`). HTTP worker thread."""
         message = get_owned(req, Message, message_id, "message")
-        now = time.time()
-        with write_transaction():
-            failed = list(
-                Delivery.select().where(
-                    (Delivery.message == message.id)
-                    & Delivery.status.in_(lifecycle.DELIVERY_FAILED)
-                )
-            )
-            replaced = {
-                d.fallback_of_id
-                for d in Delivery.select(Delivery.fallback_of).where(
-                    (Delivery.message == message.id) & Delivery.fallback_of.is_null(False)
-                )
-            }
-            failed = [d for d in failed if d.id not in replaced]
-            if not failed:
-                raise APIError(
-                    409,
-                    "nothing_to_retry",
-                    f"message {message.id} has no failed or dead deliveries "
-                    f"(status {message.status})",
-                )
-            ids = [d.id for d in failed]
-            Delivery.update(status="pending", attempts=0, last_error=None, updated_at=now).where(
-                Delivery.id.in_(ids)
-            ).execute()
-            Message.update(status="queued", finished_at=None, updated_at=now).where(
-                Message.id == message.id
-            ).execute()
-            MessageEvent.create(
-                message=message.id,
-                at=now,
-                type="retry",
-                detail={"deliveries": ids, "by": req.context.principal.username},
-            )
-            self.runtime.mailbox.put_many(
-                send_entry(d, message.id, message.priority, message.user_id) for d in ids
+        ids = store.retry(
+            self.runtime.mailbox,
+            message,
+            req.context.principal.username,
+            self.runtime.clock.now(),
+        )
+        if not ids:
+            raise APIError(
+                409,
+                "nothing_to_retry",
+                f"message {message.id} has no failed or dead deliveries (status {message.status})",
             )
         self.runtime.wake("channel_pool")
         resp.status = falcon.HTTP_202
-        resp.media = {"id": message.id, "status": "queued", "retried_deliveries": ids}
+        resp.media = {
+            "id": message.id,
+            "status": lifecycle.STAGE_STATUS["send"],
+            "retried_deliveries": ids,
+        }
 
 
 class MessageCancel:
@@ -276,9 +252,13 @@ class MessageCancel:
         self.runtime = runtime
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, message_id: int) -> None:
+        """Cancel what is not sent yet (`store.cancel`); 409 when already final. HTTP worker thread."""
         message = get_owned(req, Message, message_id, "message")
-        if not recall.cancel_unsent(
-            self.runtime, message.id, req.context.principal.username, time.time()
+        if not store.cancel(
+            self.runtime.mailbox,
+            message.id,
+            req.context.principal.username,
+            self.runtime.clock.now(),
         ):
             status = Message.get_by_id(message.id).status
             raise APIError(409, "already_final", f"message {message.id} is already {status}")

@@ -7,7 +7,6 @@ unless metrics.token is set.
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Any
 
 import falcon
@@ -22,11 +21,11 @@ from messagepusher.http.auth import UNAUTHORIZED_HEADERS
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.params import Param
 from messagepusher.http.resources.common import listing, newest_page, read_object
-from messagepusher.http.resources.health import readiness
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.http.schemas import ConfigPatch
 from messagepusher.supervisor import logs
 from messagepusher.supervisor.actor import PoolActor, PoolInfo
+from messagepusher.supervisor.health import readiness
 from messagepusher.supervisor.models import Alert, ConfigVersion, SupervisorEvent
 from messagepusher.supervisor.runtime_config import RuntimeConfigError, version_view
 from messagepusher.supervisor.scheduler import UnknownJob
@@ -68,7 +67,7 @@ class Status(Resource):
         resp.media = {
             "node": runtime.node_id,
             "started_at": to_rfc3339(runtime.started_at),
-            "uptime_seconds": round(time.time() - runtime.started_at, 1),
+            "uptime_seconds": round(runtime.clock.now() - runtime.started_at, 1),
             "accepting": runtime.accepting,
             "ready": ready,
             "failing": failing,
@@ -198,7 +197,7 @@ class AlertAck(Resource):
         if alert is None:
             raise not_found("alert")
         Alert.update(
-            acknowledged_by=req.context.principal.username, acknowledged_at=time.time()
+            acknowledged_by=req.context.principal.username, acknowledged_at=self.runtime.clock.now()
         ).where(Alert.id == alert.id).execute()
         resp.media = alert_view(Alert.get_by_id(alert.id))
 
@@ -242,7 +241,7 @@ class Stats(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user_id = req.context.principal.user_id
-        start, end = reports.today_bounds(time.time())
+        start, end = reports.today_bounds(self.runtime.clock.now())
         resp.media = {
             "today": {"day": reports.day_of(start), **reports.user_figures(start, end, user_id)},
             "days": reports.stored("user", user_id, params.value(req, "days") or 7),
@@ -253,7 +252,7 @@ class AdminStats(Resource):
     """The whole system's figures: today so far, and the stored daily reports."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        start, end = reports.today_bounds(time.time())
+        start, end = reports.today_bounds(self.runtime.clock.now())
         resp.media = {
             "today": {"day": reports.day_of(start), **reports.system_figures(start, end)},
             "days": reports.stored("system", None, params.value(req, "days") or 7),

@@ -5,7 +5,6 @@ Saving a schedule queues its next fire for the schedules actor; run-now goes thr
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import falcon
@@ -86,9 +85,9 @@ def fire_view(f: ScheduleFire) -> dict[str, Any]:
     }
 
 
-def view(s: Schedule, now: float | None = None) -> dict[str, Any]:
+def view(s: Schedule, now: float) -> dict[str, Any]:
     tz = recurrence.zone(s.timezone)
-    runs = recurrence.next_runs(trigger_of(s), now or time.time()) if s.enabled else []
+    runs = recurrence.next_runs(trigger_of(s), now) if s.enabled else []
     fires = (
         ScheduleFire.select()
         .where(ScheduleFire.schedule == s.id)
@@ -132,13 +131,14 @@ class Schedules:
         self.runtime = runtime
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = newest_page(req, Schedule, view, owner_filter(req, Schedule))
+        now = self.runtime.clock.now()
+        resp.media = newest_page(req, Schedule, lambda s: view(s, now), owner_filter(req, Schedule))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_model(req, ScheduleIn)
         timezone = body.timezone or server_timezone(self.runtime)
         checked_timing(body.cron, body.every_seconds, timezone)
-        now = time.time()
+        now = self.runtime.clock.now()
         try:
             with write_transaction():
                 row = Schedule.create(
@@ -162,7 +162,9 @@ class Schedules:
         resp.media = view(row, now)
 
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, schedule_id: int) -> None:
-        resp.media = view(get_owned(req, Schedule, schedule_id, "schedule"))
+        resp.media = view(
+            get_owned(req, Schedule, schedule_id, "schedule"), self.runtime.clock.now()
+        )
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, schedule_id: int) -> None:
         row = get_owned(req, Schedule, schedule_id, "schedule")
@@ -177,7 +179,7 @@ class Schedules:
             cron, every = None, body.every_seconds
         timezone = body.timezone or row.timezone
         checked_timing(cron, every, timezone)
-        now = time.time()
+        now = self.runtime.clock.now()
         changes: dict[str, Any] = {
             "cron": cron,
             "every_seconds": every,
@@ -218,7 +220,7 @@ class ScheduleRun:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, schedule_id: int) -> None:
         row = get_owned(req, Schedule, schedule_id, "schedule")
-        now = time.time()
+        now = self.runtime.clock.now()
         try:
             key = f"schedule:{row.id}:run:{now:.3f}"
             outcome, message_id, detail = submit(self.runtime, row, key)
@@ -238,7 +240,7 @@ class ScheduleRun:
             "schedule_id": row.id,
             "message_id": message_id,
             "fire_at": to_rfc3339(now),
-            "next_runs": view(row)["next_runs"],
+            "next_runs": view(row, now)["next_runs"],
         }
 
 

@@ -1,6 +1,6 @@
 """/api/v1/inbox and the two Server-Sent Event streams: the inbox for devices, status changes for the UI.
 
-Streams read the database (inbox, message_event, alert, supervisor_event), so they see work done by every process.
+Streams read the database (inbox, message events, alerts, component events), so they see work done by every process.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon
 
-from messagepusher.actors import inbox
+from messagepusher.actors import inbox, store
 from messagepusher.http import params
 from messagepusher.http.auth import Principal, get_owned, owner_filter
 from messagepusher.http.errors import not_found, unprocessable
@@ -19,7 +19,7 @@ from messagepusher.http.resources.common import newest_page
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.sse import Event, StreamSlots, run_stream
 from messagepusher.supervisor.db import select_rows
-from messagepusher.supervisor.models import InboxItem, MessageEvent
+from messagepusher.supervisor.models import InboxItem
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 BATCH = 100
@@ -123,7 +123,7 @@ class Inbox:
         row = get_owned(req, InboxItem, item_id, "inbox item")
         if row.recalled_at is not None:
             raise not_found("inbox item")  # recalled: gone for its owner too
-        inbox.mark_read(row.id)
+        inbox.mark_read(row.id, self.runtime.clock.now())
         resp.media = item_view(InboxItem.get_by_id(row.id))
 
 
@@ -145,17 +145,15 @@ class InboxStream(StreamResource):
         self.stream(resp, principal, poll)
 
 
-MESSAGE_EVENTS = """
-    SELECT e.id, e.message_id, e.at, e.type, e.detail, m.status
-      FROM message_event e JOIN message m ON m.id = e.message_id
-     WHERE e.id > ? {owner} ORDER BY e.id LIMIT ?"""
 ALERTS = """
     SELECT id, rule, key, severity, state, message, first_at FROM alert
      WHERE id > ? ORDER BY id LIMIT ?"""
 COMPONENT_EVENTS = """
     SELECT id, at, actor, event, detail, node FROM supervisor_event
      WHERE id > ? ORDER BY id LIMIT ?"""
-TABLES = ("message_event", "alert", "supervisor_event")
+# The cursors' sources after the message timeline (which the message store reads).
+TABLES = ("alert", "supervisor_event")
+CURSORS = 1 + len(TABLES)
 
 
 class EventStream(StreamResource):
@@ -167,22 +165,21 @@ class EventStream(StreamResource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal: Principal = req.context.principal
-        resume = resume_point(req, len(TABLES))
-        cursors = resume if resume is not None else [_max_id(t) for t in TABLES]
+        resume = resume_point(req, CURSORS)
+        cursors = (
+            resume if resume is not None else [store.last_event_id(), *(_max_id(t) for t in TABLES)]
+        )
         admin = principal.is_admin
-        owner = "" if admin else "AND m.user_id = ?"
-        owner_args: tuple = () if admin else (principal.user_id,)
+        owner = None if admin else principal.user_id
 
         def event_id() -> str:
             return ".".join(str(c) for c in cursors)
 
         def poll() -> list[Event]:
             events = []
-            for row in select_rows(
-                MESSAGE_EVENTS.format(owner=owner), (cursors[0], *owner_args, BATCH)
-            ):
-                cursors[0] = row[0]
-                events.append(Event(event_id(), "message", _message_event(row)))
+            for event in store.events_after(cursors[0], owner, BATCH):
+                cursors[0] = event.id
+                events.append(Event(event_id(), "message", _timeline_event(event)))
             if not admin:
                 return events
             for row in select_rows(ALERTS, (cursors[1], BATCH)):
@@ -200,15 +197,14 @@ def _max_id(table: str) -> int:
     return select_rows(f'SELECT MAX(id) FROM "{table}"')[0][0] or 0
 
 
-def _message_event(row: tuple) -> dict[str, Any]:
-    event_id, message_id, at, kind, detail, status = row
+def _timeline_event(event: store.TimelineEvent) -> dict[str, Any]:
     return {
-        "event_id": event_id,
-        "message_id": message_id,
-        "type": kind,
-        "at": to_rfc3339(at),
-        "detail": MessageEvent.detail.python_value(detail),
-        "message_status": status,
+        "event_id": event.id,
+        "message_id": event.message_id,
+        "type": event.type,
+        "at": to_rfc3339(event.at),
+        "detail": event.detail,
+        "message_status": event.message_status,
     }
 
 
@@ -291,7 +287,7 @@ ROUTES = [
             "GET": Op(
                 "messages:read",
                 "Server-Sent Events: status changes of your messages (admins: all, alerts, components)",
-                query=(_resume_param(len(TABLES)),),
+                query=(_resume_param(CURSORS),),
             )
         },
         tag="inbox",

@@ -1,0 +1,228 @@
+"""The pipeline driven synchronously: ingest → channel pool → outcome, with a fake clock.
+
+No actor threads, no worker threads, no sleeps: ingest's group commit and the pool's
+`run_once` run in the test's thread against a real SQLite file, and sends go over HTTP
+to a real sink on 127.0.0.1. Retries and `send_at` fall due when the clock is moved.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from messagepusher.actors.channel_pool import ChannelPoolActor
+from messagepusher.actors.ingest import (
+    Accepted,
+    Draft,
+    IngestActor,
+    IngestClient,
+    IngestError,
+    _Pending,
+)
+from messagepusher.supervisor.clock import FakeClock
+from messagepusher.supervisor.config import load_settings
+from messagepusher.supervisor.mailbox import Mailbox
+from messagepusher.supervisor.models import (
+    Channel,
+    Delivery,
+    MailboxEntry,
+    Message,
+    MessageEvent,
+    User,
+)
+from messagepusher.supervisor.retry import RetryPolicy
+from messagepusher.supervisor.runtime import Runtime
+
+START = 1_700_000_000.0
+
+
+class Pipeline:
+    """The ingest actor and the channel pool, built but never started (no threads)."""
+
+    def __init__(self, tmp_path):
+        self.clock = FakeClock(START)
+        settings = load_settings(
+            environ={
+                "MP_DATA_DIR": str(tmp_path),
+                "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
+                "MP_RETRY__BASE_DELAY_SECONDS": "30",
+            }
+        )
+        self.runtime = Runtime(settings, clock=self.clock)
+        self.runtime.open_storage()
+        # The mailbox reads the same fake clock, so leases, retries and send_at move with it.
+        self.runtime.mailbox = Mailbox(
+            self.runtime.db, RetryPolicy.from_settings(settings.retry), now=self.clock.now
+        )
+        self.user = User.create(
+            username="sync", password_hash="x", created_at=START, updated_at=START
+        )
+        self.runtime.ingest = IngestClient(self.runtime)
+        self.ingest = IngestActor(self.runtime)
+        self.ingest.setup()
+        self.pool = ChannelPoolActor(self.runtime)
+        self.pool.setup()
+
+    def channel(self, name: str, url: str) -> Channel:
+        return Channel.create(
+            user=self.user,
+            name=name,
+            type="webhook",
+            config=self.runtime.secretbox.encrypt({"url": url}),
+            created_at=self.clock.now(),
+            updated_at=self.clock.now(),
+        )
+
+    def send(self, **draft) -> Accepted | IngestError:
+        """One draft through ingest's real flush (group commit), in this thread."""
+        pending = _Pending(Draft(user_id=self.user.id, **draft))
+        self.runtime.ingest.queue.append(pending)
+        self.ingest.on_flush()
+        return pending.future.get(timeout=0)
+
+    def close(self) -> None:
+        self.pool.teardown(crashed=False)
+        self.runtime.db.close()
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    p = Pipeline(tmp_path)
+    yield p
+    p.close()
+
+
+def timeline(message_id: int) -> list[str]:
+    return [
+        e.type
+        for e in MessageEvent.select()
+        .where(MessageEvent.message == message_id)
+        .order_by(MessageEvent.id)
+    ]
+
+
+def test_a_message_goes_from_ingest_through_the_pool_to_the_sink_in_one_thread(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="hello", body="world", channels=["hook"])
+    assert isinstance(accepted, Accepted) and accepted.status == "queued"
+    assert accepted.wake == ("channel_pool",)
+
+    assert pipeline.pool.run_once() == 1
+    assert [r["body"]["title"] for r in sink.requests] == ["hello"]
+    message = Message.get_by_id(accepted.id)
+    assert (message.status, message.finished_at) == ("delivered", START)
+    (delivery,) = Delivery.select().where(Delivery.message == accepted.id)
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("sent", 1, 200)
+    assert timeline(accepted.id) == ["accepted", "delivery_sent", "delivered"]
+    assert pipeline.pool.run_once() == 0  # nothing left: the entry was acked
+
+
+def test_a_retry_waits_for_the_clock_and_then_delivers(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    sink.script = [503]
+    accepted = pipeline.send(title="again", channels=["hook"])
+
+    assert pipeline.pool.run_once() == 1
+    (delivery,) = Delivery.select().where(Delivery.message == accepted.id)
+    assert delivery.status == "pending" and "503" in delivery.last_error
+    entry = MailboxEntry.get(MailboxEntry.recipient == "channel_pool")
+    assert entry.state == "failed" and entry.available_at > START
+    assert pipeline.pool.run_once() == 0  # not due yet: the clock has not moved
+
+    pipeline.clock.advance(entry.available_at - START)
+    assert pipeline.pool.run_once() == 1
+    assert [r["status"] for r in sink.requests] == [503, 200]
+    assert Message.get_by_id(accepted.id).status == "delivered"
+    assert timeline(accepted.id) == ["accepted", "delivery_retry", "delivery_sent", "delivered"]
+
+
+def test_a_later_send_at_is_sent_only_once_the_clock_reaches_it(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="later", channels=["hook"], send_at=START + 600)
+    assert (accepted.status, accepted.wake) == ("scheduled", ())
+
+    assert pipeline.pool.run_once() == 0
+    pipeline.clock.advance(599)
+    assert pipeline.pool.run_once() == 0 and sink.requests == []
+    pipeline.clock.advance(1)
+    assert pipeline.pool.run_once() == 1
+    assert Message.get_by_id(accepted.id).status == "delivered"
+
+
+def test_a_permanent_failure_hands_over_to_the_fallback_channel(pipeline, sink):
+    backup = pipeline.channel("backup", sink.url + "/backup")
+    main = pipeline.channel("main", sink.url + "/main")
+    main.fallback = backup
+    main.save()
+    sink.script = [400]
+    accepted = pipeline.send(title="fall", channels=["main"])
+
+    assert pipeline.pool.run_once() == 1
+    assert Message.get_by_id(accepted.id).status == "sending"
+    assert pipeline.pool.run_once() == 1
+    assert [r["path"] for r in sink.requests] == ["/main", "/backup"]
+    assert Message.get_by_id(accepted.id).status == "delivered"
+    assert timeline(accepted.id) == [
+        "accepted",
+        "delivery_failed",
+        "fallback",
+        "delivery_sent",
+        "delivered",
+    ]
+
+
+def test_a_channel_added_after_a_batch_is_found_by_the_next_one(pipeline, sink):
+    pipeline.channel("first", sink.url + "/first")
+    assert isinstance(pipeline.send(title="one", channels=["first"]), Accepted)
+    refused = pipeline.send(title="two", channels=["second"])
+    assert isinstance(refused, IngestError) and refused.code == "unknown_channel"
+
+    pipeline.clock.advance(1)
+    pipeline.channel("second", sink.url + "/second")
+    assert isinstance(pipeline.send(title="three", channels=["second"]), Accepted)
+
+
+def test_a_channel_disabled_after_a_batch_is_refused_by_the_next_one(pipeline, sink):
+    hook = pipeline.channel("hook", sink.url + "/in")
+    assert isinstance(pipeline.send(title="one", channels=["hook"]), Accepted)
+    pipeline.clock.advance(1)
+    Channel.update(enabled=False, updated_at=pipeline.clock.now()).where(
+        Channel.id == hook.id
+    ).execute()
+    refused = pipeline.send(title="two", channels=["hook"])
+    assert isinstance(refused, IngestError) and refused.code == "channel_disabled"
+
+
+def test_a_cancel_between_accept_and_claim_means_nothing_is_sent(pipeline, sink):
+    from messagepusher.actors import store
+
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="stop", channels=["hook"])
+    assert store.cancel(pipeline.runtime.mailbox, accepted.id, "test", pipeline.clock.now())
+    assert pipeline.pool.run_once() == 0
+    assert sink.requests == []
+    assert Message.get_by_id(accepted.id).status == "cancelled"
+    assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").state == "done"
+
+
+def test_an_edit_between_accept_and_send_sends_the_new_text(pipeline, sink):
+    from messagepusher.actors import store
+
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="old title", channels=["hook"])
+    pipeline.clock.advance(1)
+    store.record_change(accepted.id, "edit", "test", {}, pipeline.clock.now(), ("new title", ""))
+    assert pipeline.pool.run_once() == 1
+    assert [r["body"]["title"] for r in sink.requests] == ["new title"]
+
+
+def test_a_channel_changed_between_accept_and_send_sends_with_its_new_config(pipeline, sink):
+    hook = pipeline.channel("hook", sink.url + "/old")
+    accepted = pipeline.send(title="moved", channels=["hook"])
+    pipeline.clock.advance(1)
+    Channel.update(
+        config=pipeline.runtime.secretbox.encrypt({"url": sink.url + "/new"}),
+        updated_at=pipeline.clock.now(),
+    ).where(Channel.id == hook.id).execute()
+    assert pipeline.pool.run_once() == 1
+    assert [r["path"] for r in sink.requests] == ["/new"]
+    assert Message.get_by_id(accepted.id).status == "delivered"

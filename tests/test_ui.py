@@ -19,6 +19,7 @@ TASKS_CONTRACT = {
     "/api/v1/tasks/1/retry",
     "/api/v1/tasks/1/cancel",
     "/api/v1/tasks/retry",
+    "/api/v1/admin/pauses",
     "/api/v1/admin/mailboxes/1/pause",
     "/api/v1/admin/mailboxes/1/resume",
     "/api/v1/channels/1/pause",

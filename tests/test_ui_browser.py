@@ -1190,7 +1190,9 @@ def test_on_a_phone_the_header_collapses_and_no_main_page_scrolls_sideways(ui, s
     )
     assert labels[:4] == ['"Channel"', '"Status"', '"Attempts"', '"Response code"'], labels
     _screenshots(ui, shots, "message-page")
-    ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/tasks", 404))
+    ui.assert_console_clean(
+        ("/api/v1/me", 401), ("/api/v1/tasks", 404), ("/api/v1/admin/pauses", 404)
+    )
 
 
 def test_the_dashboard_draws_its_charts_and_the_tasks_page_works_with_or_without_its_api(ui, sink):
@@ -1227,7 +1229,9 @@ def test_the_dashboard_draws_its_charts_and_the_tasks_page_works_with_or_without
     ui.text('#nav a[href="#tasks"]', "任务")
     assert ui.mislabelled(english=False) == []
     ui.press("#lang")
-    ui.assert_console_clean(("/api/v1/me", 401), ("/api/v1/tasks", 404))
+    ui.assert_console_clean(
+        ("/api/v1/me", 401), ("/api/v1/tasks", 404), ("/api/v1/admin/pauses", 404)
+    )
 
 
 def test_totp_is_enrolled_with_a_qr_code_and_then_confirms_a_sensitive_action(ui):

@@ -6,7 +6,7 @@
 const MESSAGE_STATUSES = ["accepted", "scheduled", "fetching", "ai_processing", "queued", "sending", "delivered", "partially_failed", "failed", "cancelled"];
 const FINAL = new Set(["delivered", "partially_failed", "failed", "cancelled"]);
 const MAILBOXES = ["fetcher", "ai_pool", "channel_pool", "dispatcher", "schedules"];
-const TASK_STATES = ["ready", "leased", "dead", "done", "cancelled"];
+const TASK_STATES = ["ready", "leased", "failed", "dead", "done", "cancelled"];
 const ALL_SCOPES = ["messages:send", "messages:read", "channels:read", "channels:write", "keys:manage", "admin"];
 const TARGET_FIELDS = ["url", "webhook_url", "server", "server_url", "base_url", "host", "to", "chat_id", "topic", "device_key", "members"];
 
@@ -682,14 +682,21 @@ async function loadDashboard() {
 
 // --- tasks (the mailbox entries): works before and after the tasks API exists ------------------
 
-function fillTaskFilters() {
-  if ($("task-mailbox").options.length) return;
-  $("task-mailbox").innerHTML = `<option value="" data-i18n="all_mailboxes" data-en="All mailboxes">${esc(t("all_mailboxes", "All mailboxes"))}</option>`
-    + MAILBOXES.map((m) => `<option>${m}</option>`).join("");
-  $("task-state").innerHTML = `<option value="" data-i18n="all_states" data-en="All states">${esc(t("all_states", "All states"))}</option>`
-    + TASK_STATES.map((s) => `<option value="${s}" data-i18n="st_${s}" data-en="${s}">${esc(t(`st_${s}`, s))}</option>`).join("");
-  $("mailbox-pauses").innerHTML = MAILBOXES.map((m) => `<div class="btn-group btn-group-sm" role="group"><span class="btn btn-light disabled">${m}</span>
-    ${button("pause-mailbox", m, "pause", "Pause", "btn-outline-warning")}${button("resume-mailbox", m, "resume", "Resume", "btn-outline-success")}</div>`).join("");
+// The mailboxes and the pauses in force come from the API when it has them (GET
+// /api/v1/admin/pauses); the filters are drawn once, the pause buttons on every load.
+async function fillTaskFilters() {
+  const pauses = await api("GET", "/api/v1/admin/pauses", undefined, { missingOk: true });
+  const names = pauses && pauses.known_mailboxes ? pauses.known_mailboxes : MAILBOXES;
+  const paused = new Set(pauses ? pauses.mailboxes.map((m) => m.name) : []);
+  if (!$("task-mailbox").options.length) {
+    $("task-mailbox").innerHTML = `<option value="" data-i18n="all_mailboxes" data-en="All mailboxes">${esc(t("all_mailboxes", "All mailboxes"))}</option>`
+      + names.map((m) => `<option>${esc(m)}</option>`).join("");
+    $("task-state").innerHTML = `<option value="" data-i18n="all_states" data-en="All states">${esc(t("all_states", "All states"))}</option>`
+      + TASK_STATES.map((s) => `<option value="${s}" data-i18n="st_${s}" data-en="${s}">${esc(t(`st_${s}`, s))}</option>`).join("");
+  }
+  $("mailbox-pauses").innerHTML = names.map((m) => `<div class="btn-group btn-group-sm" role="group"><span class="btn btn-light disabled">${esc(m)}
+    ${paused.has(m) ? statusBadge("paused") : ""}</span>
+    ${paused.has(m) ? button("resume-mailbox", m, "resume", "Resume", "btn-outline-success") : button("pause-mailbox", m, "pause", "Pause", "btn-outline-warning")}</div>`).join("");
 }
 
 function taskQuery() {
@@ -700,7 +707,7 @@ function taskQuery() {
 }
 
 async function loadTasks(fromStart) {
-  fillTaskFilters();
+  await fillTaskFilters();
   const query = taskQuery();
   if (!fromStart && state.taskCursor) query.set("cursor", state.taskCursor);
   const page = await api("GET", `/api/v1/tasks?${query}`, undefined, { missingOk: true });
@@ -710,8 +717,8 @@ async function loadTasks(fromStart) {
   const rows = page.items.map((k) => `<tr data-task="${k.id}"><td>${k.id}</td><td>${esc(k.mailbox)}</td><td>${esc(k.kind)}</td><td>${statusBadge(k.state)}</td>
     <td>${k.attempts}/${k.max_attempts}</td><td>${when(k.available_at)}</td>
     <td>${k.message_id ? `<a href="#/messages/${k.message_id}">#${k.message_id}</a>` : ""}</td><td class="text-break mp-wrap">${esc(k.last_error || "")}</td>
-    <td class="text-end text-nowrap">${["dead", "ready"].includes(k.state) ? button("retry-task", k.id, "retry", "Retry", "btn-outline-primary") : ""}
-    ${["ready", "leased", "dead"].includes(k.state) ? button("cancel-task", k.id, "cancel", "Cancel", "btn-outline-danger") : ""}</td></tr>`);
+    <td class="text-end text-nowrap">${["dead", "failed", "ready"].includes(k.state) ? button("retry-task", k.id, "retry", "Retry", "btn-outline-primary") : ""}
+    ${["ready", "leased", "failed", "dead"].includes(k.state) ? button("cancel-task", k.id, "cancel", "Cancel", "btn-outline-danger") : ""}</td></tr>`);
   if (fromStart) $("tasks-body").innerHTML = rowsOr(rows, 9);
   else $("tasks-body").insertAdjacentHTML("beforeend", rows.join(""));
   state.taskCursor = page.next_cursor;
@@ -957,8 +964,8 @@ on(document, "click", async (event) => {
   if (d.copy) { await navigator.clipboard.writeText($(d.copy).textContent); toast("success", t("copied", "Copied")); }
   if (d.retryTask) { await taskAction(`/api/v1/tasks/${d.retryTask}/retry`, "retried", "Re-queued"); await loadTasks(true); }
   if (d.cancelTask) { await taskAction(`/api/v1/tasks/${d.cancelTask}/cancel`, "cancelled_ok", "Cancelled"); await loadTasks(true); }
-  if (d.pauseMailbox) await taskAction(`/api/v1/admin/mailboxes/${d.pauseMailbox}/pause`, "paused", "Paused");
-  if (d.resumeMailbox) await taskAction(`/api/v1/admin/mailboxes/${d.resumeMailbox}/resume`, "resumed", "Resumed");
+  if (d.pauseMailbox) { await taskAction(`/api/v1/admin/mailboxes/${d.pauseMailbox}/pause`, "paused", "Paused"); await fillTaskFilters(); }
+  if (d.resumeMailbox) { await taskAction(`/api/v1/admin/mailboxes/${d.resumeMailbox}/resume`, "resumed", "Resumed"); await fillTaskFilters(); }
   if (d.disable) await patchUser(d.disable, { disabled: true });
   if (d.enable) await patchUser(d.enable, { disabled: false });
   if (d.makeAdmin) await patchUser(d.makeAdmin, { role: "admin" });

@@ -85,7 +85,7 @@ const STATUS_ZH = {
   running: "运行中", stopped: "已停止", restarting: "重启中", given_up: "已放弃", starting: "启动中",
   ok: "成功", error: "错误", denied: "拒绝", firing: "告警中", resolved: "已恢复", missed: "错过", skipped: "跳过",
   recalled: "已撤回", edited: "已修改", not_supported: "不支持", retry: "稍后重试", permanent: "永久失败",
-  info: "提示", warning: "警告", critical: "严重",
+  info: "提示", warning: "警告", critical: "严重", paused: "已暂停",
 };
 
 // Timeline events (actors/lifecycle, fetcher, ai_pool, channel_pool, callbacks).

@@ -49,6 +49,7 @@ def all_routes() -> list[Route]:
         operations,
         public,
         schedules,
+        stats,
         streams,
         tasks,
         ui,
@@ -70,6 +71,7 @@ def all_routes() -> list[Route]:
         compat,
         streams,
         public,
+        stats,
     ):
         routes.extend(module.ROUTES)
     return routes

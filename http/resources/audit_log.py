@@ -39,12 +39,14 @@ def _audit_page(req: falcon.Request, whose: Any) -> dict[str, Any]:
     action, target = params.value(req, "action"), params.value(req, "target")
     outcome = params.value(req, "outcome")
     since, until = params.value(req, "since"), params.value(req, "until")
+    contains = params.value(req, "contains")
     return newest_page(
         req,
         AuditLog,
         audit_view,
         whose,
         AuditLog.action == action if action else None,
+        AuditLog.action.contains(contains) if contains else None,
         AuditLog.target == target if target else None,
         AuditLog.outcome == outcome if outcome else None,
         AuditLog.at >= since if since is not None else None,
@@ -82,6 +84,7 @@ class MeAudit:
 
 AUDIT_FILTERS = (
     Param("action", max_length=64),
+    Param("contains", max_length=64, description="actions containing this text"),
     Param("target", max_length=128),
     Param("outcome", "enum", choices=OUTCOMES),
     "since",

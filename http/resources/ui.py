@@ -1,6 +1,7 @@
-"""The web UI: static files from http/ui/ served at / and /ui/{name}.
+"""The web UI: static files from http/ui/ served at / and /ui/{name}, Bootstrap's beside them.
 
 The UI is a client of the JSON API; these routes are public, the data behind them is not.
+Bootstrap's files are read from the installed `xstatic-bootstrap` package, never copied here.
 """
 
 from __future__ import annotations
@@ -8,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import falcon
+import xstatic.pkg.bootstrap as bootstrap
 
 from messagepusher.http.errors import not_found
 from messagepusher.http.routes import PUBLIC, Op, Route
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+BOOTSTRAP_DIR = Path(bootstrap.BASE_DIR)
+VENDOR = {
+    "bootstrap.min.css": BOOTSTRAP_DIR / "css" / "bootstrap.min.css",
+    "bootstrap.bundle.min.js": BOOTSTRAP_DIR / "js" / "bootstrap.bundle.min.js",
+}
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -26,28 +33,38 @@ SECURITY_HEADERS = {
 
 
 class UIFiles:
+    """Serves the UI's own files and the vendored toolkit. HTTP worker thread; a name not in the
+    table is a 404 (no path is ever joined from the request)."""
+
     def __init__(self, runtime):
         self.files = {p.name: p for p in UI_DIR.iterdir() if p.suffix in TYPES}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._serve(resp, "index.html")
+        self._serve(resp, self.files.get("index.html"), "no-cache")
 
     def on_get_file(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        self._serve(resp, name)
+        if name in VENDOR:
+            # The package's version is fixed for the process's life: a day of caching is safe.
+            self._serve(resp, VENDOR[name], "max-age=86400")
+        else:
+            self._serve(resp, self.files.get(name), "no-cache")
 
-    def _serve(self, resp: falcon.Response, name: str) -> None:
-        path = self.files.get(name)
+    def _serve(self, resp: falcon.Response, path: Path | None, cache: str) -> None:
         if path is None:
             raise not_found("file")
         resp.content_type = TYPES[path.suffix]
         resp.set_headers(SECURITY_HEADERS)
-        resp.cache_control = ["no-cache"]
+        resp.cache_control = [cache]
         resp.data = path.read_bytes()
 
 
 ROUTES = [
     Route("/", "ui:UIFiles", {"GET": Op(PUBLIC, "The web UI")}, tag="ui"),
     Route(
-        "/ui/{name}", "ui:UIFiles", {"GET": Op(PUBLIC, "Web UI assets")}, tag="ui", suffix="file"
+        "/ui/{name}",
+        "ui:UIFiles",
+        {"GET": Op(PUBLIC, "Web UI assets, Bootstrap's from the xstatic-bootstrap package")},
+        tag="ui",
+        suffix="file",
     ),
 ]

@@ -1,251 +1,757 @@
 // MessagePusher web UI: a thin client of the JSON API, logged in with the session cookie.
-// Every call goes through api(); mutations carry the session's CSRF token.
+// Every call goes through api(); mutations carry the session's CSRF token; a sensitive call the
+// API refuses with confirmation_required asks for the password/TOTP in a modal and is sent again.
 "use strict";
 
-const TEXT = {
-  en: {},
-  zh: {
-    send: "发送", messages: "消息", channels: "渠道", keys: "API 密钥", admin: "管理", logout: "退出",
-    login: "登录", username: "用户名", password: "密码", title: "标题", body: "正文", format: "格式",
-    link: "要抓取的链接", ai: "AI 处理", none: "无", language: "目标语言", priority: "优先级",
-    send_at: "定时发送", status: "状态", created: "创建时间", more: "更多", name: "名称", type: "类型",
-    default: "默认", new_channel: "新建渠道", config: "配置 (JSON)", create: "创建", prefix: "前缀",
-    scopes: "权限", last_used: "最近使用", test: "测试", delete: "删除", retry: "重试", cancel: "取消",
-    details: "详情", sent: "已发送", key_once: "新密钥（只显示这一次）：", refresh: "刷新",
-    confirm_password: "你的密码（带 admin 权限的密钥需要）",
-    admin_confirm: "你的密码（用于敏感操作）", accepting: "接收新消息", ready: "就绪", scheduler: "调度器",
-    node: "节点", uptime: "运行时长 (秒)", config_version: "配置版本", yes: "是", no: "否", component: "组件",
-    state: "状态", restarts: "重启次数", pings: "响应心跳", pool: "线程池 (忙/总数)", last_error: "最近错误",
-    queue: "队列", count: "数量", oldest: "最久等待 (秒)", raw_json: "原始 JSON", users: "用户", role: "角色",
-    role_user: "普通用户", role_admin: "管理员", enabled: "已启用", disabled: "已停用", enable: "启用",
-    disable: "停用", make_admin: "设为管理员", make_user: "设为普通用户", create_user: "创建用户", alerts: "告警",
-    severity: "级别", rule: "规则", message: "说明", last_seen: "最近出现", acked_by: "确认人", ack: "确认",
-    jobs: "定时任务", schedule: "计划", next_run: "下次运行", last_runs: "最近运行", run_now: "立即运行",
-    off: "已关闭", events: "监督事件", time: "时间", event: "事件", detail: "详情", logs: "最近日志",
-    backups: "备份", backup_now: "立即备份", size: "大小 (字节)", restore: "恢复", backup_taken: "已备份：",
-    rotated_out: "轮换删除：", restored: "已从备份恢复：", audit: "审计日志", user: "用户", action: "操作",
-    target: "对象", outcome: "结果", filter: "筛选", runtime_config: "运行时配置",
-    config_values: "可在运行时修改的键（JSON；只发送你改动的部分）", save_config: "保存为新版本", version: "版本",
-    change: "变更", what_changed: "改动内容", rollback: "回滚", overrides: "覆盖项", file_alone: "仅用配置文件",
-    config_saved: "已保存为版本", config_unchanged: "没有值被改动，当前版本：",
-    schedules: "定时消息", hooks: "Webhook 接入", when: "时间规则", next_runs: "接下来运行", last_fires: "最近触发",
-    new_schedule: "新建定时消息", cron: "Cron（分 时 日 月 星期）", every_seconds: "或每 N 秒", timezone: "时区",
-    template: "模板", new_hook: "新建 Webhook 接入", preset: "预设", own_template: "自定义模板", title_template: "标题模板",
-    body_template: "正文模板", hook_once: "向这个地址 POST（只显示这一次）：", preview: "预览", hook: "接入",
-    sample_payload: "示例载荷 (JSON)", recall: "撤回", edit: "编辑", save_edit: "保存修改", every: "每",
-    seconds: "秒",
-  },
+const MESSAGE_STATUSES = ["accepted", "scheduled", "fetching", "ai_processing", "queued", "sending", "delivered", "partially_failed", "failed", "cancelled"];
+const FINAL = new Set(["delivered", "partially_failed", "failed", "cancelled"]);
+const MAILBOXES = ["fetcher", "ai_pool", "channel_pool", "dispatcher", "schedules"];
+const TASK_STATES = ["ready", "leased", "failed", "dead", "done", "cancelled"];
+const ALL_SCOPES = ["messages:send", "messages:read", "channels:read", "channels:write", "keys:manage", "admin"];
+const TARGET_FIELDS = ["url", "webhook_url", "server", "server_url", "base_url", "host", "to", "chat_id", "topic", "device_key", "members"];
+
+const state = {
+  csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en",
+  cursor: null, auditAsked: 0, config: null, channelSchemas: null, channels: [], editing: null,
+  stream: null, polling: null, openMessage: null, reloadTimer: null, taskCursor: null, messages: [],
 };
-const state = { csrf: sessionStorage.getItem("mp_csrf") || "", user: null, lang: localStorage.getItem("mp_lang") || "en", cursor: null, auditAsked: 0, config: null };
 
-function t(key, fallback) { return (TEXT[state.lang] || {})[key] || fallback || key; }
+for (const [status, zh] of Object.entries(STATUS_ZH)) ZH[`st_${status}`] = zh;
+for (const [event, zh] of Object.entries(EVENT_ZH)) ZH[`ev_${event}`] = zh;
+AUDIT_ACTIONS.forEach(([, , zh], i) => { ZH[`au_${i}`] = zh; });
+
+function t(key, en) { return state.lang === "zh" ? ZH[key] || en || key : en || key; }
 function $(id) { return document.getElementById(id); }
-function esc(value) {
-  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-}
-// A rendered button that translate() relabels when the language changes.
-function button(action, id, key, en) {
-  return `<button type="button" data-${action}="${esc(id)}" data-i18n="${key}" data-en="${en}">${esc(t(key, en))}</button>`;
-}
-
-// A rendered piece of text that translate() relabels, like button().
 function label(key, en) { return `<span data-i18n="${esc(key)}" data-en="${esc(en)}">${esc(t(key, en))}</span>`; }
 function yesNo(value) { return value ? label("yes", "yes") : label("no", "no"); }
-function rowsOr(rows, columns) { return rows.join("") || `<tr><td colspan="${columns}">${label("none", "none")}</td></tr>`; }
+function button(action, id, key, en, style = "btn-outline-secondary") {
+  return `<button type="button" class="btn btn-sm ${style}" data-${action}="${esc(id)}" data-i18n="${key}" data-en="${esc(en)}">${esc(t(key, en))}</button>`;
+}
+function statusBadge(status) {
+  const colour = { delivered: "success", sent: "success", ok: "success", running: "success", resolved: "success", done: "success",
+    failed: "danger", dead: "danger", denied: "danger", error: "danger", firing: "danger", given_up: "danger", stopped: "danger",
+    partially_failed: "warning", restarting: "warning", cancelled: "secondary", missed: "warning",
+    recalled: "success", edited: "success", not_supported: "secondary" }[status] || "info";
+  return `<span class="badge text-bg-${colour} status-${esc(status)}" data-status="${esc(status)}">${label(`st_${status}`, String(status).replace(/_/g, " "))}</span>`;
+}
+function when(iso) { return timeTag(iso, state.lang); }
+function rowsOr(rows, columns) { return rows.join("") || `<tr class="mp-empty"><td colspan="${columns}">${label("none", "none")}</td></tr>`; }
 
-// An error api() has already put on screen (in #error, or by showing the log-in view).
-class ShownError extends Error {}
-function report(err) { if (!(err instanceof ShownError)) showError(String(err && err.message || err)); }
-// Adds an async listener: the handler starts at once (so preventDefault() still works), and a
-// failure is reported on the page instead of escaping to the console as an unhandled rejection.
-// A new action (a submit, a button, a view change) clears the last action's error first; a
-// click elsewhere, or a load finishing in the background, leaves it on screen.
-function on(target, type, handler) {
-  target.addEventListener(type, async (event) => {
-    if (type !== "click" || (event.target instanceof Element && event.target.closest("button"))) $("error").hidden = true;
-    try { await handler(event); } catch (err) { report(err); }
+// Every table with class mp-cards turns into labelled cards on a phone: each cell carries its
+// column's (translated) heading.
+function labelCells(root = document) {
+  root.querySelectorAll("table.mp-cards").forEach((table) => {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    table.querySelectorAll("tbody tr").forEach((tr) => [...tr.cells].forEach((td, i) => { td.dataset.label = heads[i] || ""; }));
   });
 }
 
 function translate() {
   document.querySelectorAll("[data-i18n]").forEach((el) => {
     if (!el.dataset.en) el.dataset.en = el.textContent;
-    el.textContent = state.lang === "en" ? el.dataset.en : t(el.dataset.i18n, el.dataset.en);
+    el.textContent = t(el.dataset.i18n, el.dataset.en);
+  });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+    if (!el.dataset.enPlaceholder) el.dataset.enPlaceholder = el.placeholder;
+    el.placeholder = t(el.dataset.i18nPlaceholder, el.dataset.enPlaceholder);
   });
   $("lang").textContent = state.lang === "en" ? "中文" : "English";
   document.documentElement.lang = state.lang === "en" ? "en" : "zh-CN";
+  document.querySelectorAll(".tz-name").forEach((el) => { el.textContent = `(${zoneName()})`; });
+  labelCells();
+  updateLive();
 }
 
-async function api(method, path, body, extraHeaders) {
-  const headers = { Accept: "application/json", ...extraHeaders };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
-  const response = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (response.status === 401 && path !== "/api/v1/session") { showLogin(); throw new ShownError("login needed"); }
-  if (!response.ok) {
-    const message = data && data.error ? data.error.message : `HTTP ${response.status}`;
-    showError(message);
-    throw new ShownError(message);
+// --- errors, toasts, dialogs -----------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message, details) { super(message); this.status = status; this.code = code; this.details = details; }
+}
+// An error already on screen (a toast, inline, or the log-in view): report() leaves it alone.
+class ShownError extends Error {}
+
+function errorText(err) {
+  if (state.lang !== "zh") return err.message;
+  const base = ERROR_ZH[err.code] || `错误 ${err.status || ""}`.trim();
+  const fields = Array.isArray(err.details) ? err.details.map((d) => d.field).filter(Boolean) : [];
+  return err.code === "invalid_field" && fields.length ? `${base}：${fields.join("、")}（${err.message}）` : base;
+}
+
+function toast(kind, text) {
+  const el = document.createElement("div");
+  el.className = `toast align-items-center border-0 text-bg-${kind}`;
+  el.setAttribute("role", kind === "danger" ? "alert" : "status");
+  el.innerHTML = `<div class="d-flex"><div class="toast-body"></div><button type="button" class="btn-close btn-close-white me-2 m-auto" data-bs-dismiss="toast" aria-label="Close"></button></div>`;
+  el.querySelector(".toast-body").textContent = text;
+  $("toasts").append(el);
+  el.addEventListener("hidden.bs.toast", () => el.remove());
+  bootstrap.Toast.getOrCreateInstance(el, { delay: kind === "danger" ? 12000 : 5000 }).show();
+}
+
+function clearFieldErrors(form) {
+  if (!form) return;
+  form.querySelectorAll(".is-invalid").forEach((el) => el.classList.remove("is-invalid"));
+  form.querySelectorAll("[data-error-for]").forEach((el) => { el.textContent = ""; });
+}
+
+// The API's details name fields ("title", "config.url", "scopes.0"): the message goes beside the
+// input of that name, or the nearest feedback slot for its first part.
+function showFieldErrors(form, err) {
+  if (!form) return false;
+  const details = Array.isArray(err.details) ? err.details : [];
+  const fields = details.filter((d) => d && d.field).map((d) => [d.field, d.message]);
+  if (err.code === "wrong_password") fields.push(["current_password", errorText(err)]);
+  let shown = false;
+  for (const [field, message] of fields) {
+    const candidates = [field, field.replace(/\.\d+$/, ""), field.split(".")[0]];
+    const name = candidates.find((n) => form.querySelector(`[data-error-for="${CSS.escape(n)}"]`) || form.querySelector(`[name="${CSS.escape(n)}"]`));
+    if (!name) continue;
+    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (input) input.classList.add("is-invalid");
+    const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) || (input && input.parentElement.querySelector(".invalid-feedback"));
+    if (slot) slot.textContent = state.lang === "zh" && err.code !== "wrong_password" ? `${ZH.invalid_field}：${message}` : message;
+    if (!shown && input) input.focus();
+    shown = true;
   }
-  return data;
+  return shown;
 }
 
-function showError(message) { $("error").textContent = message; $("error").hidden = false; }
+function report(err, form) {
+  if (err instanceof ShownError) return;
+  if (err instanceof ApiError) {
+    showFieldErrors(form, err);
+    toast("danger", errorText(err));
+    return;
+  }
+  toast("danger", String((err && err.message) || err));
+}
+
+// Adds an async listener: the handler starts at once (so preventDefault() still works); a failure
+// is shown beside the form's fields and in a toast instead of escaping to the console.
+function on(target, type, handler) {
+  target.addEventListener(type, async (event) => {
+    const form = event.target instanceof HTMLFormElement ? event.target : null;
+    if (type === "submit") clearFieldErrors(form);
+    try { await handler(event); } catch (err) { report(err, form); }
+  });
+}
+
+function modal(id) { return bootstrap.Modal.getOrCreateInstance($(id)); }
+
+// Resolves with the secret typed, or null when the dialog is closed without one.
+function askSecret(err, again) {
+  return new Promise((resolve) => {
+    const box = $("confirm-modal");
+    $("confirm-secret").value = "";
+    $("confirm-secret").classList.toggle("is-invalid", Boolean(again));
+    $("confirm-error").textContent = again ? errorText(err) : "";
+    $("confirm-what").textContent = state.lang === "zh" ? ERROR_ZH.confirmation_required : err.message;
+    let answer = null;
+    const submit = (event) => { event.preventDefault(); answer = $("confirm-secret").value; modal("confirm-modal").hide(); };
+    $("confirm-form").addEventListener("submit", submit);
+    box.addEventListener("shown.bs.modal", () => $("confirm-secret").focus(), { once: true });
+    box.addEventListener("hidden.bs.modal", () => {
+      $("confirm-form").removeEventListener("submit", submit);
+      $("confirm-secret").value = "";
+      resolve(answer || null);
+    }, { once: true });
+    modal("confirm-modal").show();
+  });
+}
+
+// A yes/no dialog for Delete, Restore and bulk actions: resolves true only on the red button.
+function ask(titleKey, titleEn, bodyKey, bodyEn, okKey, okEn) {
+  return new Promise((resolve) => {
+    const box = $("ask-modal");
+    $("ask-title").innerHTML = label(titleKey, titleEn);
+    $("ask-body").innerHTML = label(bodyKey, bodyEn);
+    $("ask-ok").innerHTML = label(okKey, okEn);
+    let answer = false;
+    const ok = () => { answer = true; modal("ask-modal").hide(); };
+    $("ask-ok").addEventListener("click", ok);
+    box.addEventListener("hidden.bs.modal", () => { $("ask-ok").removeEventListener("click", ok); resolve(answer); }, { once: true });
+    modal("ask-modal").show();
+  });
+}
+
+// --- the API ---------------------------------------------------------------------------------
+
+async function call(method, path, body, headers) {
+  const all = { Accept: "application/json", ...headers };
+  if (body !== undefined) all["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) all["X-CSRF-Token"] = state.csrf;
+  let response;
+  try {
+    response = await fetch(path, { method, headers: all, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (_) {
+    throw new ApiError(0, "network", "the server cannot be reached", null);
+  }
+  const data = response.status === 204 ? null : await response.json().catch(() => null);
+  if (response.ok) return data;
+  const error = data && data.error ? data.error : { code: "error", message: `HTTP ${response.status}`, details: null };
+  throw new ApiError(response.status, error.code, error.message, error.details);
+}
+
+async function api(method, path, body, options = {}) {
+  let headers = {};
+  let again = false;
+  for (;;) {
+    try {
+      return await call(method, path, body, headers);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.status === 401 && path !== "/api/v1/session") { showLogin(); throw new ShownError("login needed"); }
+      if (err.status === 404 && options.missingOk) return null;
+      if (err.code !== "confirmation_required" || options.noConfirm) throw err;
+      const secret = await askSecret(err, again);
+      if (secret === null) throw new ShownError("not confirmed");
+      headers = { "X-Confirm": secret };
+      again = true;
+    }
+  }
+}
+
+// --- navigation and live updates --------------------------------------------------------------
 
 function show(view) {
   document.querySelectorAll("main > section").forEach((s) => { s.hidden = s.id !== `${view}-view`; });
+  document.querySelectorAll("#nav .nav-link").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === `#${view}`));
 }
 
 // Also forgets what the last user saw, so the next one at this browser finds none of it.
 function showLogin() {
-  state.user = null; state.cursor = null;
+  state.user = null; state.cursor = null; state.config = null; state.openMessage = null; state.channels = [];
+  stopLive();
   $("nav").hidden = true; $("logout").hidden = true; $("who").textContent = "";
-  $("new-key").hidden = true; $("new-key-value").textContent = "";
+  $("new-key").hidden = true; $("new-hook").hidden = true; $("totp-setup").hidden = true;
   ["messages-body", "channels-body", "keys-body", "send-channels", "message-detail", "admin-summary", "admin-components",
-    "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-backups", "admin-events", "admin-audit", "audit-actions",
+    "admin-queues", "admin-users", "admin-alerts", "admin-jobs", "admin-backups", "admin-events", "admin-audit", "admin-keys",
     "backup-result", "config-summary", "admin-config-versions", "config-result", "schedules-body", "schedule-channels",
-    "hooks-body", "hook-channels", "preview-hooks", "preview-result", "new-hook-url"].forEach((id) => { $(id).innerHTML = ""; });
-  $("new-hook").hidden = true;
-  delete $("message-detail").dataset.id;
-  $("admin-status").textContent = ""; $("admin-logs").textContent = "";
-  $("backup-result").hidden = true; $("config-result").hidden = true; state.config = null;
-  $("admin-confirm-form").reset(); $("config-form").reset(); $("user-form").reset(); $("audit-form").reset();
+    "hooks-body", "hook-channels", "preview-hooks", "preview-result", "new-hook-url", "new-key-value", "tasks-body",
+    "chart-hourly", "chart-success", "chart-depth", "key-examples", "totp-qr", "totp-secret", "admin-status", "admin-logs"].forEach((id) => { $(id).innerHTML = ""; });
+  $("backup-result").hidden = true; $("config-result").hidden = true;
+  document.querySelectorAll("form").forEach((f) => { f.reset(); clearFieldErrors(f); });
   show("login");
 }
 
+const ADMIN_VIEWS = new Set(["admin", "dashboard", "tasks"]);
 async function route() {
   if (!state.user) return;
-  let view = (location.hash || "#send").slice(1);
-  if (view === "admin" && state.user.role !== "admin") view = "send";  // left there by an admin who logged out
+  const hash = location.hash || "#send";
+  const detail = /^#\/messages\/(\d+)$/.exec(hash);
+  let view = detail ? "message" : hash.replace(/^#\/?/, "");
+  if (view === "keys") view = "account";
+  if (!document.getElementById(`${view}-view`) || view === "login") view = "send";
+  if (ADMIN_VIEWS.has(view) && state.user.role !== "admin") view = "send";  // left there by an admin who logged out
   show(view);
-  if (view === "send") await loadChannelChoices();
+  state.openMessage = detail ? Number(detail[1]) : null;
+  if (view === "send") await loadChannelChoices("send-channels");
   if (view === "messages") await loadMessages(true);
+  if (view === "message") await showMessage(state.openMessage);
   if (view === "schedules") await loadSchedules();
   if (view === "hooks") await loadHooks();
   if (view === "channels") await loadChannels();
-  if (view === "keys") await loadKeys();
+  if (view === "account") await loadAccount();
+  if (view === "dashboard") await loadDashboard();
+  if (view === "tasks") await loadTasks(true);
   if (view === "admin") await loadAdmin();
+}
+
+function updateLive() {
+  const mode = state.stream && state.stream.readyState !== EventSource.CLOSED ? "live_on" : state.polling ? "live_poll" : "";
+  $("live").hidden = !mode;
+  if (mode) { $("live").innerHTML = label(mode, mode === "live_on" ? "live" : "polling"); $("live").className = `badge ${mode === "live_on" ? "text-bg-success" : "text-bg-warning"}`; }
+}
+
+function stopLive() {
+  if (state.stream) state.stream.close();
+  state.stream = null;
+  clearInterval(state.polling);
+  state.polling = null;
+  updateLive();
+}
+
+// Server-Sent Events from the API; when the stream is refused or gone for good (a cap, a proxy
+// that buffers), polling every 5 s keeps the open list and message page current instead.
+function startLive() {
+  stopLive();
+  const stream = new EventSource("/api/v1/events/stream");
+  state.stream = stream;
+  stream.addEventListener("open", updateLive);
+  stream.addEventListener("message", (event) => onMessageEvent(JSON.parse(event.data)));
+  stream.addEventListener("alert", (event) => {
+    const alert = JSON.parse(event.data);
+    if (alert.state === "firing") toast("warning", `${alert.rule}: ${alert.message}`);
+  });
+  stream.addEventListener("error", () => {
+    if (stream.readyState === EventSource.CLOSED && state.stream === stream && state.user) {
+      state.stream = null;
+      state.polling = setInterval(() => refreshVisible().catch(() => {}), 5000);
+    }
+    updateLive();
+  });
+}
+
+function onMessageEvent(event) {
+  const cell = document.querySelector(`#messages-body tr[data-message="${event.message_id}"] .status-cell`);
+  if (cell && event.message_status) cell.innerHTML = statusBadge(event.message_status);
+  if (!cell && !$("messages-view").hidden && !state.cursor) scheduleReload(() => loadMessages(true));
+  if (state.openMessage === event.message_id) scheduleReload(() => showMessage(event.message_id));
+}
+
+// Several events of one message arrive together: one reload after the burst.
+function scheduleReload(work) {
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(() => work().catch(report), 250);
+}
+
+async function refreshVisible() {
+  if (!$("messages-view").hidden) await loadMessages(true);
+  if (state.openMessage && !$("message-view").hidden) await showMessage(state.openMessage);
 }
 
 async function start() {
   translate();
   try {
-    state.user = await api("GET", "/api/v1/me");
+    state.user = await call("GET", "/api/v1/me");
   } catch (_) {
     return showLogin();
   }
   $("nav").hidden = false; $("logout").hidden = false;
   $("who").textContent = state.user.username;
-  $("admin-link").hidden = state.user.role !== "admin";
-  $("key-confirm").hidden = state.user.role !== "admin";
+  document.querySelectorAll(".admin-only").forEach((el) => { el.hidden = state.user.role !== "admin"; });
+  startLive();
   await route();
 }
 
-async function loadChannelChoices(selectId = "send-channels") {
-  const channels = await api("GET", "/api/v1/channels?limit=200");
-  $(selectId).innerHTML = channels.items.map((c) => `<option value="${esc(c.name)}" ${c.default ? "selected" : ""}>${esc(c.name)} (${esc(c.type)})</option>`).join("");
+// --- messages ----------------------------------------------------------------------------------
+
+async function loadChannelList() {
+  state.channels = (await api("GET", "/api/v1/channels?limit=200")).items;
+  return state.channels;
 }
+
+// Channels as check boxes (no Ctrl-click): the defaults ticked.
+async function loadChannelChoices(containerId) {
+  const channels = await loadChannelList();
+  $(containerId).innerHTML = channels.map((c) => `<div class="form-check form-check-inline m-0">
+    <input class="form-check-input" type="checkbox" name="channels" value="${esc(c.name)}" id="${containerId}-${c.id}" ${c.default ? "checked" : ""}>
+    <label class="form-check-label" for="${containerId}-${c.id}">${esc(c.name)} <span class="text-body-secondary small">${esc(c.type)}</span></label></div>`).join("")
+    || `<span class="text-body-secondary small">${label("none", "none")}</span>`;
+}
+
+function fillFilters() {
+  const status = $("filter-status").value;
+  $("filter-status").innerHTML = `<option value="" data-i18n="all_statuses" data-en="All statuses">${esc(t("all_statuses", "All statuses"))}</option>`
+    + MESSAGE_STATUSES.map((s) => `<option value="${s}" data-i18n="st_${s}" data-en="${s.replace(/_/g, " ")}">${esc(t(`st_${s}`, s.replace(/_/g, " ")))}</option>`).join("");
+  $("filter-status").value = status;
+  const channel = $("filter-channel").value;
+  $("filter-channel").innerHTML = `<option value="" data-i18n="all_channels" data-en="All channels">${esc(t("all_channels", "All channels"))}</option>`
+    + state.channels.map((c) => `<option value="${esc(c.name)}">${esc(c.name)}</option>`).join("");
+  $("filter-channel").value = channel;
+}
+
+// The first page replaces the rows (so overlapping reloads cannot duplicate them); "More" appends.
+// Status and channel filter on the server; the text filters the titles loaded.
+async function loadMessages(fromStart) {
+  if (fromStart) { await loadChannelList(); fillFilters(); }
+  const query = new URLSearchParams({ limit: "50" });
+  if ($("filter-status").value) query.set("status", $("filter-status").value);
+  if ($("filter-channel").value) query.set("channel", $("filter-channel").value);
+  if (!fromStart && state.cursor) query.set("cursor", state.cursor);
+  const page = await api("GET", `/api/v1/messages?${query}`);
+  state.messages = fromStart ? page.items : [...state.messages, ...page.items];
+  state.cursor = page.next_cursor;
+  $("more-messages").hidden = !page.next_cursor;
+  drawMessages();
+}
+
+function drawMessages() {
+  const text = $("filter-text").value.trim().toLowerCase();
+  const shown = state.messages.filter((m) => !text || String(m.title).toLowerCase().includes(text));
+  $("messages-body").innerHTML = rowsOr(shown.map((m) => `<tr data-message="${m.id}"><td>${m.id}</td>
+    <td class="text-break"><a href="#/messages/${m.id}">${esc(m.title) || "—"}</a></td>
+    <td class="status-cell">${statusBadge(m.status)}</td><td>${when(m.created_at)}</td>
+    <td class="text-end">${button("show", m.id, "details", "Details")}</td></tr>`), 5);
+  labelCells($("messages-view"));
+}
+
+function factRow(key, en, html) { return html ? `<dt class="col-sm-3">${label(key, en)}</dt><dd class="col-sm-9 text-break">${html}</dd>` : ""; }
+
+function eventDetail(detail) {
+  if (!detail || typeof detail !== "object") return detail ? esc(detail) : "";
+  return Object.entries(detail).filter(([, v]) => v !== null && v !== "").map(([k, v]) => `<span class="me-2"><span class="text-body-secondary">${esc(k.replace(/_/g, " "))}:</span> ${esc(typeof v === "object" ? JSON.stringify(v) : v)}</span>`).join("");
+}
+
+// Only the actions that apply: Retry after a failure, Cancel before the end, Recall and Edit once sent.
+function messageActions(m) {
+  const failed = m.deliveries.some((d) => ["failed", "dead"].includes(d.status));
+  const sent = m.deliveries.some((d) => d.status === "sent");
+  const out = [];
+  if (failed && FINAL.has(m.status) && m.status !== "cancelled") out.push(button("retry", m.id, "retry", "Retry", "btn-outline-primary"));
+  if (!FINAL.has(m.status)) out.push(button("cancel", m.id, "cancel", "Cancel", "btn-outline-danger"));
+  const recalled = m.events.some((e) => e.type === "recalled");
+  if (sent && !recalled) out.push(button("recall", m.id, "recall", "Recall", "btn-outline-danger"));
+  return out.join(" ");
+}
+
+async function showMessage(id, changed) {
+  const m = changed || await api("GET", `/api/v1/messages/${id}`);
+  if (state.openMessage !== m.id) return;  // another page opened meanwhile
+  // A recall's or edit's per-delivery answer stays beside its delivery while the page is open,
+  // through the reloads that the live events of that change bring.
+  if (changed) state.changes = { id: m.id, byDelivery: Object.fromEntries(m.deliveries.filter((d) => d.change).map((d) => [d.id, d.change])) };
+  else if (state.changes && state.changes.id === m.id) m.deliveries.forEach((d) => { d.change = state.changes.byDelivery[d.id]; });
+  const change = (c) => (c ? `<div class="small change">${label(c.action, c.action)}: ${statusBadge(c.status)} ${esc(c.detail || "")}</div>` : "");
+  const deliveries = m.deliveries.map((d) => `<tr><td>${esc(d.channel.name)} <span class="text-body-secondary small">${esc(d.channel.type)}</span></td>
+    <td>${statusBadge(d.status)}${change(d.change)}</td><td>${d.attempts}</td><td>${d.response_code ?? ""}</td>
+    <td class="text-break mp-wrap">${esc(d.last_error || "")}</td><td>${when(d.sent_at)}</td></tr>`);
+  const events = m.events.map((e) => `<li class="list-group-item"><div class="d-flex flex-wrap gap-2"><span class="text-body-secondary small">${when(e.at)}</span>
+    <strong>${label(`ev_${e.type}`, EVENT_EN[e.type] || e.type.replace(/_/g, " "))}</strong></div><div class="small text-break">${eventDetail(e.detail)}</div></li>`).join("");
+  const fetched = m.fetched && (m.fetched.text || m.fetched.error)
+    ? `<details class="mb-3"><summary>${label("fetched_text", "Fetched text")} ${m.fetched.title ? `— ${esc(m.fetched.title)}` : ""}</summary>
+       <div class="mp-prewrap small border rounded p-2 mt-2">${esc(m.fetched.text || m.fetched.error)}</div></details>` : "";
+  const ai = m.ai ? `<div class="mb-3"><h2 class="h6">${label("ai_result", "AI result")} <span class="text-body-secondary small">${esc(m.ai.task || "")} ${esc(m.ai.provider || "")}</span></h2>
+       <div class="mp-prewrap border rounded p-2 bg-body">${esc(m.ai.result || m.ai.label || m.ai.error || "")}</div></div>` : "";
+  const sent = m.deliveries.some((d) => d.status === "sent");
+  const edit = sent ? `<details class="mb-3"><summary>${label("edit", "Edit")}</summary><form id="edit-form" data-id="${m.id}" class="mt-2" novalidate>
+      <input class="form-control mb-2" name="title" value="${esc(m.title)}" maxlength="256"><div class="invalid-feedback" data-error-for="title"></div>
+      <textarea class="form-control mb-2" name="body" rows="3">${esc(m.body)}</textarea><div class="invalid-feedback" data-error-for="body"></div>
+      <button type="submit" class="btn btn-sm btn-primary" data-i18n="save_edit" data-en="Save the edit">${esc(t("save_edit", "Save the edit"))}</button></form></details>` : "";
+  const link = safeHref(m.url);
+  $("message-detail").dataset.id = m.id;
+  $("message-detail").innerHTML = `<div class="card shadow-sm mb-3"><div class="card-body">
+    <div class="d-flex flex-wrap align-items-start gap-2 mb-2"><h1 class="h4 mb-0 me-auto text-break" id="message-title">#${m.id} ${esc(m.title)}</h1>
+      <span id="message-status">${statusBadge(m.status)}</span>${FINAL.has(m.status) ? "" : `<span class="spinner-border spinner-border-sm text-primary" role="status" title="${esc(t("in_flight", "in flight"))}"></span>`}</div>
+    <dl class="row small mb-2">${factRow("link_label", "Link", link ? `<a href="${esc(link)}" rel="noopener noreferrer" target="_blank">${esc(link)}</a>` : "")}
+      ${factRow("priority_of", "Priority", `${m.priority} / 5`)}
+      ${factRow("send_time", "Send time", when(m.send_at || m.created_at))}
+      ${factRow("created", "Created", when(m.created_at))}</dl>
+    <div id="message-body" class="mp-body border-top pt-2">${renderBody(m.body, m.format)}</div>
+    <div id="message-actions" class="d-flex flex-wrap gap-2 mt-2">${messageActions(m)}</div></div></div>
+    ${ai}${fetched}${edit}
+    <div class="card shadow-sm mb-3"><div class="card-body"><h2 class="h6">${label("deliveries", "Deliveries")}</h2>
+    <div class="table-responsive"><table class="table table-sm align-middle mb-0 mp-cards"><thead><tr><th>${label("channel", "Channel")}</th><th>${label("status", "Status")}</th>
+      <th>${label("attempts", "Attempts")}</th><th>${label("response_code", "Response code")}</th><th>${label("last_error", "Last error")}</th><th>${label("sent_at", "Sent at")}</th></tr></thead>
+      <tbody id="message-deliveries">${rowsOr(deliveries, 6)}</tbody></table></div></div></div>
+    <div class="card shadow-sm"><div class="card-body"><h2 class="h6">${label("timeline", "Timeline")}</h2><ol class="list-group list-group-flush" id="message-timeline">${events}</ol></div></div>`;
+  labelCells($("message-detail"));
+}
+
+async function changeMessage(id, method, body, form) {
+  const m = await api(method, `/api/v1/messages/${id}`, body);
+  toast("success", t(method === "DELETE" ? "recalled" : "edited", method === "DELETE" ? "Recalled" : "Edited"));
+  if (form) clearFieldErrors(form);
+  await showMessage(id, m);
+}
+
+// --- schedules and hooks -----------------------------------------------------------------------
 
 async function loadSchedules() {
   const page = await api("GET", "/api/v1/schedules?limit=200");
-  const when = (s) => (s.cron ? `<code>${esc(s.cron)}</code> ${esc(s.timezone)}` : `${label("every", "every")} ${s.every_seconds} ${label("seconds", "s")}`);
-  const fires = (s) => s.recent_fires.slice(0, 3).map((f) => `<span class="status-${esc(f.outcome)}">${esc(f.fire_at)} ${esc(f.outcome)}</span>`).join("<br>");
-  $("schedules-body").innerHTML = rowsOr(page.items.map((s) => `<tr data-schedule="${s.id}"><td>${s.id}</td><td>${esc(s.name)}</td><td>${when(s)}</td>
-    <td class="next-runs">${s.next_runs.slice(0, 3).map(esc).join("<br>") || label("off", "off")}</td><td>${fires(s)}</td>
-    <td>${button("run-schedule", s.id, "run_now", "Run now")}
+  const rule = (s) => (s.cron ? `<code>${esc(s.cron)}</code> ${esc(s.timezone)}` : `${label("every", "every")} ${s.every_seconds} ${label("seconds", "s")}`);
+  const fires = (s) => s.recent_fires.slice(0, 3).map((f) => `<div>${when(f.fire_at)} ${statusBadge(f.outcome)}</div>`).join("");
+  $("schedules-body").innerHTML = rowsOr(page.items.map((s) => `<tr data-schedule="${s.id}"><td>${s.id}</td><td>${esc(s.name)}</td><td>${rule(s)}</td>
+    <td class="next-runs">${s.next_runs.slice(0, 3).map((r) => `<div>${when(r)}</div>`).join("") || label("off", "off")}</td><td>${fires(s)}</td>
+    <td class="text-end text-nowrap">${button("run-schedule", s.id, "run_now", "Run now")}
     ${s.enabled ? button("disable-schedule", s.id, "disable", "Disable") : button("enable-schedule", s.id, "enable", "Enable")}
-    ${button("delete-schedule", s.id, "delete", "Delete")}</td></tr>`), 6);
+    ${button("delete-schedule", s.id, "delete", "Delete", "btn-outline-danger")}</td></tr>`), 6);
+  labelCells($("schedules-view"));
   await loadChannelChoices("schedule-channels");
 }
 
 async function loadHooks() {
   const page = await api("GET", "/api/v1/hooks?limit=200");
   $("hooks-body").innerHTML = rowsOr(page.items.map((h) => `<tr><td>${h.id}</td><td>${esc(h.name)}</td>
-    <td>${esc(h.preset || (h.template && h.template.title) || "")}</td><td>${esc(h.last_used_at || "")}</td>
-    <td>${esc(h.last_error || "")}</td><td>${button("delete-hook", h.id, "delete", "Delete")}</td></tr>`), 6);
+    <td>${esc(h.preset || (h.template && h.template.title) || "")}</td><td>${when(h.last_used_at)}</td>
+    <td class="text-break">${esc(h.last_error || "")}</td><td class="text-end">${button("delete-hook", h.id, "delete", "Delete", "btn-outline-danger")}</td></tr>`), 6);
   $("preview-hooks").innerHTML = page.items.map((h) => `<option value="${h.id}">${esc(h.name)}</option>`).join("");
+  labelCells($("hooks-view"));
   await loadChannelChoices("hook-channels");
 }
 
-// A recall or edit answers each delivery's change: shown beside the delivery until the next load.
-async function changeMessage(id, method, body) {
-  const m = await api(method, `/api/v1/messages/${id}`, body);
-  await showMessage(id, m);
+// --- channels: forms generated from each type's JSON schema in /openapi.json -------------------
+
+async function loadChannelSchemas() {
+  if (state.channelSchemas) return state.channelSchemas;
+  const doc = await api("GET", "/openapi.json");
+  const all = doc.components.schemas;
+  const schemas = {};
+  for (const [name, schema] of Object.entries(all)) if (name.startsWith("ChannelConfig_")) schemas[name.slice(14)] = schema;
+  schemas.group = { properties: { members: { type: "array", items: { type: "string" }, description: "The channels of this group, by name or id." } }, required: ["members"] };
+  state.channelSchemas = { types: schemas, refs: all };
+  $("channel-types").innerHTML = Object.keys(schemas).map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+  drawChannelFields();
+  return state.channelSchemas;
 }
 
-// The first page replaces the rows (so overlapping reloads cannot duplicate them); "More" appends.
-async function loadMessages(fromStart) {
-  const cursor = fromStart ? null : state.cursor;
-  const query = cursor ? `?limit=50&cursor=${encodeURIComponent(cursor)}` : "?limit=50";
-  const page = await api("GET", `/api/v1/messages${query}`);
-  const rows = page.items.map((m) => `<tr><td>${m.id}</td><td>${esc(m.title)}</td>
-    <td class="status-${esc(m.status)}">${esc(m.status)}</td><td>${esc(m.created_at)}</td>
-    <td>${button("show", m.id, "details", "Details")}</td></tr>`).join("");
-  if (cursor) $("messages-body").insertAdjacentHTML("beforeend", rows);
-  else $("messages-body").innerHTML = rows;
-  state.cursor = page.next_cursor;
-  $("more-messages").hidden = !page.next_cursor;
-}
-
-async function showMessage(id, changed) {
-  const m = changed || await api("GET", `/api/v1/messages/${id}`);
-  const change = (c) => (c ? ` · <b class="change status-${esc(c.status)}">${esc(c.action)}: ${esc(c.status)}</b> ${esc(c.detail)}` : "");
-  const deliveries = m.deliveries.map((d) => `<li>${esc(d.channel.name)} (${esc(d.channel.type)}): <span class="status-${esc(d.status)}">${esc(d.status)}</span>
-    · ${d.attempts} · ${esc(d.last_error || "")}${change(d.change)}</li>`).join("");
-  const events = m.events.map((e) => `<li>${esc(e.at)} — ${esc(e.type)} ${e.detail ? esc(JSON.stringify(e.detail)) : ""}</li>`).join("");
-  const row = document.querySelector(`[data-show="${m.id}"]`);
-  if (row) {
-    const cell = row.closest("tr").children[2];
-    cell.textContent = m.status;
-    cell.className = `status-${m.status}`;
+// A property's own schema: $ref resolved, a nullable anyOf reduced to its non-null branch.
+function fieldSchema(prop) {
+  let p = prop;
+  if (p.$ref) p = { ...state.channelSchemas.refs[p.$ref.split("/").pop()], ...p };
+  if (p.anyOf) {
+    // Of several branches a string one wins: a text box takes any of them (an id or a name).
+    const branch = p.anyOf.find((b) => b.type === "string") || p.anyOf.find((b) => b.type !== "null") || {};
+    p = { ...(branch.$ref ? state.channelSchemas.refs[branch.$ref.split("/").pop()] : branch), ...p, anyOf: undefined };
   }
-  $("message-detail").dataset.id = m.id;
-  $("message-detail").innerHTML = `<h3>#${m.id} ${esc(m.title)}</h3><p>${esc(m.status)}</p>
-    <p>${button("retry", m.id, "retry", "Retry")} ${button("cancel", m.id, "cancel", "Cancel")} ${button("recall", m.id, "recall", "Recall")}</p>
-    <form id="edit-form" data-id="${m.id}" class="inline"><input name="title" value="${esc(m.title)}" maxlength="256">
-      <textarea name="body" rows="2">${esc(m.body)}</textarea>
-      <button type="submit" data-i18n="save_edit" data-en="Edit">${esc(t("save_edit", "Edit"))}</button></form>
-    ${m.ai ? `<pre>${esc(m.ai.task)}: ${esc(m.ai.result || m.ai.error)}</pre>` : ""}
-    <ul>${deliveries}</ul><ol>${events}</ol>`;
+  return p;
 }
 
-// The channel types come from the API's own schema, read once per page load.
-async function loadChannelTypes() {
-  if ($("channel-types").options.length) return;
-  const schema = await api("GET", "/openapi.json");
-  const types = Object.keys(schema.components.schemas).filter((n) => n.startsWith("ChannelConfig_")).map((n) => n.slice(14));
-  $("channel-types").innerHTML = [...types, "group"].map((n) => `<option>${esc(n)}</option>`).join("");
+function humanize(name) { return name.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase()); }
+
+function drawChannelFields(values = {}) {
+  const type = $("channel-types").value;
+  const schema = state.channelSchemas.types[type] || { properties: {} };
+  const required = new Set(schema.required || []);
+  const editing = Boolean(state.editing);
+  $("channel-config").innerHTML = Object.entries(schema.properties || {}).map(([name, raw]) => {
+    const p = fieldSchema(raw);
+    const id = `cfg-${name}`;
+    const fieldName = `config.${name}`;
+    const mark = required.has(name) ? ` <span class="text-danger" title="${esc(t("required", "required"))}">*</span>` : "";
+    const help = p.description ? `<div class="form-text">${esc(p.description)}</div>` : "";
+    const current = values[name];
+    const feedback = `<div class="invalid-feedback" data-error-for="${esc(fieldName)}"></div>`;
+    if (p.type === "boolean") {
+      const checked = current ?? p.default ?? false;
+      return `<div class="col-12 col-md-6"><div class="form-check"><input class="form-check-input" type="checkbox" id="${id}" name="${esc(fieldName)}" data-kind="boolean" ${checked ? "checked" : ""}>
+        <label class="form-check-label" for="${id}">${esc(humanize(name))}</label>${help}${feedback}</div></div>`;
+    }
+    let input;
+    const placeholder = p.default !== undefined && p.default !== null ? String(typeof p.default === "object" ? JSON.stringify(p.default) : p.default) : "";
+    if (p.enum) {
+      input = `<select class="form-select" id="${id}" name="${esc(fieldName)}" data-kind="text">${required.has(name) ? "" : '<option value=""></option>'}
+        ${p.enum.map((v) => `<option ${String(current ?? p.default) === String(v) ? "selected" : ""}>${esc(v)}</option>`).join("")}</select>`;
+    } else if (p.type === "array") {
+      input = `<textarea class="form-control" id="${id}" name="${esc(fieldName)}" data-kind="array" rows="2" placeholder="${esc(t("one_per_line", "one per line"))}">${esc(Array.isArray(current) ? current.join("\n") : "")}</textarea>`;
+    } else if (p.type === "object") {
+      input = `<textarea class="form-control font-monospace" id="${id}" name="${esc(fieldName)}" data-kind="object" rows="2" placeholder="{}">${current ? esc(JSON.stringify(current)) : ""}</textarea>`;
+    } else {
+      const secret = Boolean(raw.writeOnly || p.writeOnly);
+      const kind = p.type === "integer" || p.type === "number" ? "number" : "text";
+      const inputType = secret ? "password" : kind === "number" ? "number" : "text";
+      const hint = secret && editing ? t("keep_secret", "leave empty to keep") : placeholder;
+      const value = secret ? "" : current ?? "";
+      input = `<input class="form-control" id="${id}" name="${esc(fieldName)}" type="${inputType}" data-kind="${kind}" ${secret ? 'autocomplete="new-password" data-secret="1"' : 'autocomplete="off"'}
+        value="${esc(value)}" placeholder="${esc(hint)}" ${required.has(name) && !(secret && editing) ? "required" : ""}>`;
+    }
+    const reveal = input.includes('type="password"');  // a masked one-line secret can be shown
+    if (reveal) input = `<div class="input-group has-validation">${input}<button type="button" class="btn btn-outline-secondary" data-reveal="${id}" data-i18n="show" data-en="Show">${esc(t("show", "Show"))}</button>${feedback}</div>`;
+    return `<div class="col-12 col-md-6"><label class="form-label" for="${id}">${esc(humanize(name))}${mark}</label>${input}${help}${reveal ? "" : feedback}</div>`;
+  }).join("");
+}
+
+// The config typed into the generated fields. When editing, only what changed is sent (the API
+// merges it): an emptied field becomes null (removed); an empty secret keeps the stored one.
+function channelConfig(form) {
+  const config = {};
+  const before = state.editing ? state.editing.config || {} : {};
+  for (const el of form.querySelectorAll("[name^='config.']")) {
+    const name = el.name.slice(7);
+    let value;
+    if (el.dataset.kind === "boolean") value = el.checked;
+    else if (!el.value.trim()) { if (state.editing && !el.dataset.secret && before[name] !== undefined && before[name] !== null) config[name] = null; continue; }
+    else if (el.dataset.kind === "number") value = Number(el.value);
+    else if (el.dataset.kind === "array") value = el.value.split(/\n|,/).map((v) => v.trim()).filter(Boolean);
+    else if (el.dataset.kind === "object") {
+      try { value = JSON.parse(el.value); } catch (err) {
+        throw new ApiError(422, "invalid_field", `config.${name}: ${err.message}`, [{ field: `config.${name}`, message: t("json_object", "a JSON object") }]);
+      }
+    } else value = el.value.trim();
+    if (state.editing && JSON.stringify(before[name]) === JSON.stringify(value)) continue;
+    if (el.dataset.kind === "boolean" && !state.editing && value === false && !el.defaultChecked) continue;
+    config[name] = value;
+  }
+  return config;
+}
+
+function maskedTarget(c) {
+  const config = c.config || {};
+  const key = TARGET_FIELDS.find((k) => config[k] !== undefined && config[k] !== null && config[k] !== "");
+  const value = key ? config[key] : Object.values(config).find((v) => typeof v === "string" && v);
+  return Array.isArray(value) ? value.join(", ") : value || "";
 }
 
 async function loadChannels() {
-  const channels = await api("GET", "/api/v1/channels?limit=200");
-  $("channels-body").innerHTML = channels.items.map((c) => `<tr><td>${c.id}</td><td>${esc(c.name)}</td><td>${esc(c.type)}</td>
-    <td>${c.default ? "✓" : ""}</td><td>${button("test", c.id, "test", "Test")}
-    ${button("delete-channel", c.id, "delete", "Delete")}</td></tr>`).join("");
-  await loadChannelTypes();
+  await loadChannelSchemas();
+  const channels = await loadChannelList();
+  const admin = state.user.role === "admin";
+  $("channels-body").innerHTML = rowsOr(channels.map((c) => `<tr data-channel="${c.id}"><td>${c.id}</td><td>${esc(c.name)}</td><td>${esc(c.type)}</td>
+    <td class="text-break mp-target"><code>${esc(maskedTarget(c))}</code></td><td>${c.default ? "✓" : ""}</td>
+    <td class="text-end"><div class="d-flex flex-wrap gap-1 justify-content-end">${button("test", c.id, "test", "Test", "btn-outline-primary")}
+    ${button("edit-channel", c.id, "edit", "Edit")}
+    ${admin ? `${button("pause-channel", c.id, "pause", "Pause")} ${button("resume-channel", c.id, "resume", "Resume")}` : ""}
+    ${button("delete-channel", c.id, "delete", "Delete", "btn-outline-danger")}</div><div class="test-result small mt-1 text-break" hidden></div></td></tr>`), 6);
+  labelCells($("channels-view"));
+}
+
+function startChannelEdit(id) {
+  const c = state.channels.find((ch) => ch.id === Number(id));
+  if (!c) return;
+  state.editing = c;
+  const form = $("channel-form");
+  clearFieldErrors(form);
+  form.elements.name.value = c.name;
+  $("channel-types").value = c.type;
+  $("channel-types").disabled = true;
+  $("channel-default").checked = c.default;
+  drawChannelFields(c.config || {});
+  $("channel-form-title").innerHTML = label("edit_channel", "Edit channel");
+  $("channel-submit").innerHTML = label("save", "Save");
+  $("channel-cancel-edit").hidden = false;
+  form.scrollIntoView({ block: "start" });
+}
+
+function endChannelEdit() {
+  state.editing = null;
+  const type = $("channel-types").value;
+  $("channel-form").reset();
+  $("channel-types").disabled = false;
+  $("channel-types").value = type;  // the next channel is often of the same type
+  drawChannelFields();
+  $("channel-form-title").innerHTML = label("new_channel", "New channel");
+  $("channel-submit").innerHTML = label("create", "Create");
+  $("channel-cancel-edit").hidden = true;
+}
+
+async function testChannel(id, el) {
+  const slot = el.closest("td").querySelector(".test-result");
+  const r = await api("POST", `/api/v1/channels/${id}/test`);
+  const good = ["sent", "ok"].includes(r.status);
+  slot.hidden = false;
+  slot.className = `test-result small mt-1 text-break ${good ? "text-success" : "text-danger"}`;
+  slot.innerHTML = `${statusBadge(r.status)} ${r.response_code ? `HTTP ${esc(r.response_code)} ` : ""}${esc(r.detail || "")}`;
+  toast(good ? "success" : "danger", `${t("test_result", "Test")}: ${t(`st_${r.status}`, r.status)}${r.detail ? ` — ${r.detail}` : ""}`);
+}
+
+// --- account: password, TOTP, keys -------------------------------------------------------------
+
+async function loadAccount() {
+  state.user = await api("GET", "/api/v1/me");
+  $("totp-state").innerHTML = state.user.totp_enabled ? label("totp_on", "On: sensitive actions accept a code.") : label("totp_off_state", "Off.");
+  $("totp-enrol").hidden = state.user.totp_enabled;
+  $("totp-remove").hidden = !state.user.totp_enabled;
+  const allowed = state.user.role === "admin" ? ALL_SCOPES : ALL_SCOPES.filter((s) => s !== "admin");
+  $("key-scopes").innerHTML = allowed.map((s) => `<div class="form-check m-0"><input class="form-check-input" type="checkbox" name="scopes" value="${s}" id="scope-${s.replace(":", "-")}" ${s === "admin" ? "" : "checked"}>
+    <label class="form-check-label" for="scope-${s.replace(":", "-")}"><code>${s}</code></label></div>`).join("");
+  await loadKeys();
+  drawExamples($("new-key-value").textContent || "<API_KEY>");
 }
 
 async function loadKeys() {
-  const keys = await api("GET", "/api/v1/keys");
-  $("keys-body").innerHTML = keys.items.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td>${esc(k.prefix)}</td>
-    <td>${esc(k.scopes.join(", "))}</td><td>${esc(k.last_used_at || "")}</td>
-    <td>${button("delete-key", k.id, "delete", "Delete")}</td></tr>`).join("");
+  const keys = (await api("GET", "/api/v1/keys?limit=200")).items.filter((k) => k.user_id === state.user.id);
+  $("keys-body").innerHTML = rowsOr(keys.map((k) => `<tr><td>${k.id}</td><td>${esc(k.name)}</td><td><code>${esc(k.prefix)}</code></td>
+    <td>${k.scopes.map((s) => `<span class="badge text-bg-light border me-1">${esc(s)}</span>`).join("")}</td><td>${k.expires_at ? when(k.expires_at) : label("never", "never")}</td>
+    <td>${when(k.last_used_at)}</td><td class="text-end">${button("delete-key", k.id, "delete", "Delete", "btn-outline-danger")}</td></tr>`), 7);
+  labelCells($("account-view"));
 }
+
+function drawExamples(key) {
+  const origin = location.origin;
+  $("key-examples").textContent = `# ${t("curl_example", "Send with curl")}
+curl -X POST ${origin}/api/v1/messages \\
+  -H "Authorization: Bearer ${key}" \\
+  -H "Content-Type: application/json" \\
+  -d '{"title": "Hello", "body": "from curl", "priority": 3}'
+
+# ${t("push_example", "message-pusher compatible URL")}
+curl "${origin}/push/${state.user.username}?token=${key}&title=Hello&description=from+curl"`;
+}
+
+async function enrolTotp() {
+  const enrolled = await api("POST", "/api/v1/me/totp");
+  $("totp-setup").hidden = false;
+  $("totp-secret").textContent = enrolled.secret;
+  $("totp-qr").innerHTML = qrSvg(enrolled.provisioning_uri);
+  $("totp-form").elements.code.focus();
+}
+
+// --- dashboard ---------------------------------------------------------------------------------
+
+async function loadDashboard() {
+  const s = await api("GET", "/api/v1/admin/stats/charts");
+  const hours = s.messages_per_hour.hours.map((iso) => `${pad(new Date(iso).getHours())}:00`);
+  const legend = Object.fromEntries(Object.keys(STATUS_COLOURS).map((k) => [k, t(`st_${k}`, k.replace(/_/g, " "))]));
+  $("chart-hourly").innerHTML = stackedBars(hours, s.messages_per_hour.by_status, STATUS_COLOURS, legend, Math.max(300, $("chart-hourly").clientWidth || 720)) + `<div class="small text-body-secondary">${esc(zoneName())}</div>`;
+  $("chart-success").innerHTML = rateBars(s.delivery_success, { none: t("no_data", "no data yet"), sent: t("sent_n", "sent"), failed: t("failed_n", "failed") });
+  const depthLabels = s.queue_depth.at.map((iso) => { const d = new Date(iso); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; });
+  const mailboxes = Object.entries(s.queue_depth.by_mailbox).map(([name, v]) => `<span class="me-3 text-nowrap">${esc(name)}: <b>${v[v.length - 1]}</b></span>`).join("");
+  $("chart-depth").innerHTML = lineChart(depthLabels, s.queue_depth.total, Math.max(300, $("chart-depth").clientWidth || 480)) + `<div class="small">${mailboxes}</div>`;
+  applyStyles($("dashboard-view"));
+}
+
+// --- tasks (the mailbox entries): works before and after the tasks API exists ------------------
+
+// The mailboxes and the pauses in force come from the API when it has them (GET
+// /api/v1/admin/pauses); the filters are drawn once, the pause buttons on every load.
+async function fillTaskFilters() {
+  const pauses = await api("GET", "/api/v1/admin/pauses", undefined, { missingOk: true });
+  const names = pauses && pauses.known_mailboxes ? pauses.known_mailboxes : MAILBOXES;
+  const paused = new Set(pauses ? pauses.mailboxes.map((m) => m.name) : []);
+  if (!$("task-mailbox").options.length) {
+    $("task-mailbox").innerHTML = `<option value="" data-i18n="all_mailboxes" data-en="All mailboxes">${esc(t("all_mailboxes", "All mailboxes"))}</option>`
+      + names.map((m) => `<option>${esc(m)}</option>`).join("");
+    $("task-state").innerHTML = `<option value="" data-i18n="all_states" data-en="All states">${esc(t("all_states", "All states"))}</option>`
+      + TASK_STATES.map((s) => `<option value="${s}" data-i18n="st_${s}" data-en="${s}">${esc(t(`st_${s}`, s))}</option>`).join("");
+  }
+  $("mailbox-pauses").innerHTML = names.map((m) => `<div class="btn-group btn-group-sm" role="group"><span class="btn btn-light disabled">${esc(m)}
+    ${paused.has(m) ? statusBadge("paused") : ""}</span>
+    ${paused.has(m) ? button("resume-mailbox", m, "resume", "Resume", "btn-outline-success") : button("pause-mailbox", m, "pause", "Pause", "btn-outline-warning")}</div>`).join("");
+}
+
+function taskQuery() {
+  const form = new FormData($("task-filter"));
+  const query = new URLSearchParams({ limit: "50" });
+  for (const name of ["mailbox", "state", "message_id"]) if (String(form.get(name) || "").trim()) query.set(name, String(form.get(name)).trim());
+  return query;
+}
+
+async function loadTasks(fromStart) {
+  await fillTaskFilters();
+  const query = taskQuery();
+  if (!fromStart && state.taskCursor) query.set("cursor", state.taskCursor);
+  const page = await api("GET", `/api/v1/tasks?${query}`, undefined, { missingOk: true });
+  $("tasks-unavailable").hidden = page !== null;
+  $("tasks-panel").hidden = page === null;
+  if (page === null) return;
+  const rows = page.items.map((k) => `<tr data-task="${k.id}"><td>${k.id}</td><td>${esc(k.mailbox)}</td><td>${esc(k.kind)}</td><td>${statusBadge(k.state)}</td>
+    <td>${k.attempts}/${k.max_attempts}</td><td>${when(k.available_at)}</td>
+    <td>${k.message_id ? `<a href="#/messages/${k.message_id}">#${k.message_id}</a>` : ""}</td><td class="text-break mp-wrap">${esc(k.last_error || "")}</td>
+    <td class="text-end text-nowrap">${["dead", "failed", "ready"].includes(k.state) ? button("retry-task", k.id, "retry", "Retry", "btn-outline-primary") : ""}
+    ${["ready", "leased", "failed", "dead"].includes(k.state) ? button("cancel-task", k.id, "cancel", "Cancel", "btn-outline-danger") : ""}</td></tr>`);
+  if (fromStart) $("tasks-body").innerHTML = rowsOr(rows, 9);
+  else $("tasks-body").insertAdjacentHTML("beforeend", rows.join(""));
+  state.taskCursor = page.next_cursor;
+  $("more-tasks").hidden = !page.next_cursor;
+  labelCells($("tasks-view"));
+}
+
+async function redrive() {
+  if (!await ask("ask_redrive", "Re-drive dead tasks", "ask_redrive_body", "Every dead task matching the filter goes back in its queue.", "redrive", "Re-drive dead")) return;
+  const query = taskQuery();
+  const body = { state: "dead" };
+  if (query.get("mailbox")) body.mailbox = query.get("mailbox");
+  if (query.get("message_id")) body.message_id = Number(query.get("message_id"));
+  const done = await api("POST", "/api/v1/tasks/retry", body, { missingOk: true });
+  if (done === null) { toast("info", t("tasks_unavailable", "The tasks API is not available on this server yet.")); return; }
+  toast("success", `${t("retried", "Re-queued")}: ${done.retried ?? done.count ?? ""}`);
+  await loadTasks(true);
+}
+
+async function taskAction(path, doneKey, doneEn) {
+  const done = await api("POST", path, undefined, { missingOk: true });
+  toast(done === null ? "info" : "success", done === null ? t("tasks_unavailable", "The tasks API is not available on this server yet.") : t(doneKey, doneEn));
+}
+
+// --- admin -------------------------------------------------------------------------------------
 
 // Top to bottom, one after another: the first section that fails stops the rest, its error shown.
 async function loadAdmin() {
-  for (const load of [loadStatus, loadConfig, loadUsers, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) {
+  for (const load of [loadStatus, loadConfig, loadUsers, loadAllKeys, loadAlerts, loadJobs, loadBackups, loadEvents, loadAudit, loadLogs]) {
     if (!state.user) return;  // logged out meanwhile: fill nothing more into the hidden panel
     await load();
   }
-}
-
-// The Admin view's one password field: sent as X-Confirm only by the calls that need it, then cleared.
-function confirmation() {
-  const secret = $("admin-confirm").value;
-  $("admin-confirm").value = "";
-  return secret ? { "X-Confirm": secret } : {};
+  labelCells($("admin-view"));
 }
 
 async function loadStatus() {
@@ -254,12 +760,12 @@ async function loadStatus() {
   $("admin-summary").innerHTML = [fact("accepting", "Accepting", yesNo(s.accepting)), fact("ready", "Ready", yesNo(s.ready)),
     fact("scheduler", "Scheduler", yesNo(s.scheduler_running)), fact("node", "Node", esc(s.node)),
     fact("uptime", "Uptime (s)", esc(s.uptime_seconds)), fact("config_version", "Config version", esc(s.config_version)),
-  ].join(" · ") + Object.entries(s.failing).map(([part, why]) => `<br><span class="status-failed">${esc(part)}: ${esc(why)}</span>`).join("");
+  ].join("") + Object.entries(s.failing || {}).map(([part, why]) => `<span class="text-danger">${esc(part)}: ${esc(why)}</span>`).join("");
   $("admin-components").innerHTML = rowsOr(Object.entries(s.components).map(([name, c]) => `<tr><td>${esc(name)}</td>
-    <td class="status-${esc(c.state)}">${esc(c.state)}</td><td>${c.restarts}</td><td>${yesNo(c.answering_pings)}</td>
-    <td>${c.pool ? `${c.pool.in_flight}/${c.pool.workers}` : ""}</td><td>${esc(c.last_error || "")}</td></tr>`), 6);
-  $("admin-queues").innerHTML = rowsOr(s.mailbox.map((q) => `<tr><td>${esc(q.recipient)}</td><td>${esc(q.state)}</td>
-    <td>${q.count}</td><td>${q.oldest_ready_age_seconds}</td></tr>`), 4);
+    <td>${statusBadge(c.state)}</td><td>${c.restarts}</td><td>${yesNo(c.answering_pings)}</td>
+    <td>${c.pool ? `${c.pool.in_flight}/${c.pool.workers}` : ""}</td><td class="text-break">${esc(c.last_error || "")}</td></tr>`), 6);
+  $("admin-queues").innerHTML = rowsOr(s.mailbox.map((q) => `<tr><td>${esc(q.recipient)}</td><td>${statusBadge(q.state)}</td>
+    <td>${q.count}</td><td>${q.oldest_ready_age_seconds ?? ""}</td></tr>`), 4);
   $("admin-status").textContent = JSON.stringify(s, null, 2);
 }
 
@@ -273,18 +779,15 @@ async function loadConfig() {
     + (Object.keys(config.overrides).length ? `<code>${esc(JSON.stringify(config.overrides))}</code>` : label("none", "none"));
   const changed = (diff) => Object.entries(diff).map(([key, [old, now]]) => `${esc(key)}: ${esc(JSON.stringify(old))} → ${esc(JSON.stringify(now))}`).join("<br>");
   const rollback = (version) => (version === config.version ? "" : button("rollback", version, "rollback", "Rollback"));
-  $("admin-config-versions").innerHTML = versions.items.map((v) => `<tr><td>${v.version}</td><td>${esc(v.at)}</td>
-    <td>${esc(v.username)}</td><td>${esc(v.comment)}</td><td>${changed(v.diff)}</td><td>${rollback(v.version)}</td></tr>`).join("")
+  $("admin-config-versions").innerHTML = versions.items.map((v) => `<tr><td>${v.version}</td><td>${when(v.at)}</td>
+    <td>${esc(v.username)}</td><td>${esc(v.comment)}</td><td class="text-break">${changed(v.diff)}</td><td>${rollback(v.version)}</td></tr>`).join("")
     + `<tr><td>0</td><td></td><td></td><td>${label("file_alone", "the configuration file alone")}</td><td></td><td>${rollback(0)}</td></tr>`;
 }
 
-function isObject(value) { return value !== null && typeof value === "object" && !Array.isArray(value); }
-
-// The PATCH body: the leaves of `edited` that differ from `loaded`, nested as the API wants them
-// (sending every value would pin them all as overrides); a leaf deleted becomes null (no override).
+// Only what differs from the loaded values is sent; a key deleted from the text is reset (null).
 function configChanges(loaded, edited) {
-  if (!isObject(loaded) || !isObject(edited)) return edited;
   const out = {};
+  const isObject = (v) => v && typeof v === "object" && !Array.isArray(v);
   for (const key of new Set([...Object.keys(loaded), ...Object.keys(edited)])) {
     if (!(key in edited)) out[key] = null;
     else if (isObject(loaded[key]) && isObject(edited[key])) {
@@ -295,26 +798,27 @@ function configChanges(loaded, edited) {
   return out;
 }
 
-// Sensitive (X-Confirm), a patch and a rollback alike; a refused value changes nothing, the text
-// typed stays for correcting. The status is reloaded too: its pool sizes and config version moved.
 function showConfigResult(done) {
   $("config-result").innerHTML = done.changed
     ? `${label("config_saved", "Saved as version")} <b>${esc(done.version)}</b> (${esc(done.comment)})`
     : `${label("config_unchanged", "No value changed; the current version is")} <b>${esc(done.version)}</b>`;
   $("config-result").hidden = false;
+  toast("success", $("config-result").textContent);
 }
 
 async function saveConfig() {
   let edited;
-  try { edited = JSON.parse($("config-values").value); } catch (err) { return showError(`config: ${err.message}`); }
-  const done = await api("PATCH", "/api/v1/admin/config", configChanges(state.config, edited), confirmation());
+  try { edited = JSON.parse($("config-values").value); } catch (err) {
+    throw new ApiError(422, "invalid_field", `values: ${err.message}`, [{ field: "values", message: err.message }]);
+  }
+  const done = await api("PATCH", "/api/v1/admin/config", configChanges(state.config, edited));
   showConfigResult(done);
   await loadStatus();
   await loadConfig();
 }
 
 async function rollbackConfig(version) {
-  const done = await api("POST", `/api/v1/admin/config/versions/${version}/rollback`, undefined, confirmation());
+  const done = await api("POST", `/api/v1/admin/config/versions/${version}/rollback`);
   showConfigResult(done);
   await loadStatus();
   await loadConfig();
@@ -322,9 +826,10 @@ async function rollbackConfig(version) {
 
 async function loadUsers() {
   const users = await api("GET", "/api/v1/users?limit=200");
+  state.usernames = Object.fromEntries(users.items.map((u) => [u.id, u.username]));
   $("admin-users").innerHTML = users.items.map((u) => `<tr><td>${u.id}</td><td>${esc(u.username)}</td>
     <td>${label(`role_${u.role}`, u.role)}</td><td>${u.disabled ? label("disabled", "disabled") : label("enabled", "enabled")}</td>
-    <td>${esc(u.created_at)}</td><td>${u.id === state.user.id ? "" : userActions(u)}</td></tr>`).join("");
+    <td>${when(u.created_at)}</td><td class="text-end text-nowrap">${u.id === state.user.id ? "" : userActions(u)}</td></tr>`).join("");
 }
 
 // No buttons on one's own row: an admin who disabled or demoted themselves would be locked out.
@@ -333,42 +838,50 @@ function userActions(u) {
     ${u.role === "admin" ? button("make-user", u.id, "make_user", "Make user") : button("make-admin", u.id, "make_admin", "Make admin")}`;
 }
 
-async function patchUser(id, change, headers) {
-  await api("PATCH", `/api/v1/users/${id}`, change, headers);
+async function patchUser(id, change) {
+  await api("PATCH", `/api/v1/users/${id}`, change);
+  toast("success", t("saved", "Saved"));
   await loadUsers();
+  labelCells($("admin-view"));
+}
+
+async function loadAllKeys() {
+  const keys = await api("GET", "/api/v1/keys?limit=200");
+  $("admin-keys").innerHTML = rowsOr(keys.items.map((k) => `<tr><td>${k.id}</td><td>${esc((state.usernames || {})[k.user_id] || k.user_id)}</td><td>${esc(k.name)}</td>
+    <td><code>${esc(k.prefix)}</code></td><td>${esc(k.scopes.join(", "))}</td><td>${when(k.last_used_at)}</td></tr>`), 6);
 }
 
 async function loadAlerts() {
   const alerts = await api("GET", "/api/v1/admin/alerts?limit=50");
-  $("admin-alerts").innerHTML = rowsOr(alerts.items.map((a) => `<tr><td>${a.id}</td><td>${esc(a.severity)}</td>
-    <td class="status-${esc(a.state)}">${esc(a.state)}</td><td>${esc(a.rule)} (${esc(a.key)})</td><td>${esc(a.message)}</td>
-    <td>${a.count}</td><td>${esc(a.last_at)}</td><td>${a.acknowledged_by ? esc(a.acknowledged_by) : button("ack", a.id, "ack", "Ack")}</td></tr>`), 8);
+  $("admin-alerts").innerHTML = rowsOr(alerts.items.map((a) => `<tr><td>${a.id}</td><td>${statusBadge(a.severity)}</td>
+    <td>${statusBadge(a.state)}</td><td>${esc(a.rule)} (${esc(a.key)})</td><td class="text-break">${esc(a.message)}</td>
+    <td>${a.count}</td><td>${when(a.last_at)}</td><td>${a.acknowledged_by ? esc(a.acknowledged_by) : button("ack", a.id, "ack", "Ack")}</td></tr>`), 8);
 }
 
 async function loadJobs() {
   const jobs = await api("GET", "/api/v1/admin/jobs");
-  const run = (r) => `<li>#${r.id} <span class="status-${esc(r.outcome)}">${esc(r.outcome)}</span> ${esc(r.started_at)}
+  const run = (r) => `<li>#${r.id} ${statusBadge(r.outcome)} ${when(r.started_at)}
     ${r.duration_seconds === null ? "" : `(${r.duration_seconds} s)`} ${esc(r.error || "")}</li>`;
-  $("admin-jobs").innerHTML = jobs.items.map((j) => `<tr><td>${esc(j.name)}</td>
+  $("admin-jobs").innerHTML = jobs.items.map((j) => `<tr data-job="${esc(j.name)}"><td>${esc(j.name)}</td>
     <td>${esc(j.schedule ? j.schedule.cron || j.schedule.every : "")} ${j.schedule && j.schedule.enabled ? "" : label("off", "off")}</td>
-    <td>${esc(j.next_run_at || "")}</td><td><ul>${j.last_runs.slice(0, 3).map(run).join("")}</ul></td>
-    <td>${button("run-job", j.name, "run_now", "Run now")}</td></tr>`).join("");
+    <td>${when(j.next_run_at)}</td><td><ul class="list-unstyled mb-0">${j.last_runs.slice(0, 3).map(run).join("")}</ul></td>
+    <td class="text-end">${button("run-job", j.name, "run_now", "Run now")}</td></tr>`).join("");
 }
 
 async function loadEvents() {
   const events = await api("GET", "/api/v1/admin/supervisor/events?limit=50");
-  $("admin-events").innerHTML = rowsOr(events.items.map((e) => `<tr><td>${esc(e.at)}</td><td>${esc(e.actor)}</td>
-    <td>${esc(e.event)}</td><td>${esc(e.detail)}</td></tr>`), 4);
+  $("admin-events").innerHTML = rowsOr(events.items.map((e) => `<tr><td>${when(e.at)}</td><td>${esc(e.actor)}</td>
+    <td>${esc(e.event)}</td><td class="text-break">${esc(e.detail)}</td></tr>`), 4);
 }
 
 // The backups API answers newest first, synchronously (201 once the copy is checked).
 async function loadBackups() {
   const backups = await api("GET", "/api/v1/admin/backups");
-  $("admin-backups").innerHTML = rowsOr(backups.items.map((b) => `<tr><td>${esc(b.name)}</td><td>${b.bytes}</td>
-    <td>${esc(b.created_at)}</td><td>${button("restore", b.name, "restore", "Restore")}</td></tr>`), 4);
+  $("admin-backups").innerHTML = rowsOr(backups.items.map((b) => `<tr><td class="text-break">${esc(b.name)}</td><td>${b.bytes}</td>
+    <td>${when(b.created_at)}</td><td class="text-end">${button("restore", b.name, "restore", "Restore", "btn-outline-danger")}</td></tr>`), 4);
 }
 
-function showBackupResult(html) { $("backup-result").innerHTML = html; $("backup-result").hidden = false; }
+function showBackupResult(html) { $("backup-result").innerHTML = html; $("backup-result").hidden = false; toast("success", $("backup-result").textContent); }
 
 // A button that stays disabled while its call runs, so a second click cannot start it twice.
 async function busy(el, work) {
@@ -381,85 +894,145 @@ async function backUpNow() {
   showBackupResult(`${label("backup_taken", "Backup taken:")} <code>${esc(made.name)}</code> (${made.bytes})`
     + (made.removed && made.removed.length ? ` · ${label("rotated_out", "Rotated out:")} ${esc(made.removed.join(", "))}` : ""));
   await loadBackups();
+  labelCells($("admin-view"));
 }
 
-// Sensitive (X-Confirm). The service refuses new work meanwhile and restarts its actors; the
-// whole panel is reloaded after, since everything in it came from the database just replaced.
+// Asked first (the data since the backup is lost), then sensitive (X-Confirm). The whole panel is
+// reloaded after, since everything in it came from the database just replaced.
 async function restoreBackup(name) {
-  const done = await api("POST", `/api/v1/admin/backups/${encodeURIComponent(name)}/restore`, undefined, confirmation());
+  if (!await ask("ask_restore", "Restore from this backup?", "ask_restore_body", "The database is replaced by this backup; every change since is lost.", "restore", "Restore")) return;
+  const done = await api("POST", `/api/v1/admin/backups/${encodeURIComponent(name)}/restore`);
   showBackupResult(`${label("restored", "Restored from backup:")} <code>${esc(done.restored)}</code> (${done.duration_seconds} s)`);
   await loadAdmin();
 }
 
-// Newest first, as the API answers; the filters are the API's exact-match user and action.
+// "POST /api/v1/channels/{channel_id}/test" → "Tested a channel" (or its Chinese), the raw action kept in a tooltip.
+function auditAction(action) {
+  const i = AUDIT_ACTIONS.findIndex(([raw]) => raw === action);
+  if (i >= 0) return `<span title="${esc(action)}">${label(`au_${i}`, AUDIT_ACTIONS[i][1])}</span>`;
+  return `<code class="small">${esc(action)}</code>`;
+}
+
+// Newest first, as the API answers; the user filter is exact, the action one a substring.
 async function loadAudit() {
   const form = new FormData($("audit-form"));
   const query = new URLSearchParams({ limit: "50" });
-  for (const name of ["user", "action"]) if (form.get(name).trim()) query.set(name, form.get(name).trim());
+  if (String(form.get("user") || "").trim()) query.set("user", form.get("user").trim());
+  if (String(form.get("contains") || "").trim()) query.set("contains", form.get("contains").trim());
   const asked = ++state.auditAsked;
   const audit = await api("GET", `/api/v1/admin/audit?${query}`);
   if (asked !== state.auditAsked) return;  // a later load (another filter, a Refresh) answers instead
-  const outcome = (a) => `<span class="status-${esc(a.outcome)}">${esc(a.outcome)}</span>
-    ${a.detail && a.detail.status ? `(${esc(a.detail.status)}${a.detail.error ? ` ${esc(a.detail.error)}` : ""})` : ""}`;
-  $("admin-audit").innerHTML = rowsOr(audit.items.map((a) => `<tr><td>${esc(a.at)}</td><td>${esc(a.username)}</td>
-    <td>${esc(a.action)}</td><td>${esc(a.target)}</td><td>${outcome(a)}</td></tr>`), 5);
-  const known = new Set([...$("audit-actions").options].map((o) => o.value));
-  audit.items.forEach((a) => known.add(a.action));  // suggestions for the action filter
-  $("audit-actions").innerHTML = [...known].sort().map((action) => `<option value="${esc(action)}">`).join("");
+  const outcome = (a) => `${statusBadge(a.outcome)}
+    ${a.detail && a.detail.status ? `<span class="small">(${esc(a.detail.status)}${a.detail.error ? ` ${esc(a.detail.error)}` : ""})</span>` : ""}`;
+  $("admin-audit").innerHTML = rowsOr(audit.items.map((a) => `<tr data-action="${esc(a.action)}"><td>${when(a.at)}</td><td>${esc(a.username)}</td>
+    <td>${auditAction(a.action)}</td><td class="text-break">${esc(a.target)}</td><td>${outcome(a)}</td></tr>`), 5);
+  labelCells($("admin-view"));
 }
 
 // The log API answers oldest first; the panel shows the newest first.
 async function loadLogs() {
   const logs = await api("GET", "/api/v1/admin/logs?limit=50");
-  $("admin-logs").textContent = logs.items.reverse().map((r) => `${r.at} ${r.level} ${r.logger}: ${r.message}`).join("\n");
+  $("admin-logs").textContent = logs.items.reverse().map((r) => `${localTime(r.at)} ${r.level} ${r.logger}: ${r.message}`).join("\n");
+}
+
+// --- events ------------------------------------------------------------------------------------
+
+async function confirmDelete() {
+  return ask("ask_delete", "Delete?", "ask_delete_body", "This cannot be undone.", "delete", "Delete");
 }
 
 on(document, "click", async (event) => {
-  const el = event.target;
-  if (!(el instanceof HTMLElement)) return;
-  if (el.dataset.show) await showMessage(el.dataset.show);
-  if (el.dataset.retry) { await api("POST", `/api/v1/messages/${el.dataset.retry}/retry`); await showMessage(el.dataset.retry); }
-  if (el.dataset.cancel) { await api("POST", `/api/v1/messages/${el.dataset.cancel}/cancel`); await showMessage(el.dataset.cancel); }
-  if (el.dataset.test) { const r = await api("POST", `/api/v1/channels/${el.dataset.test}/test`); alert(`${r.status} ${r.detail || ""}`); }
-  if (el.dataset.deleteChannel) { await api("DELETE", `/api/v1/channels/${el.dataset.deleteChannel}`); await loadChannels(); }
-  if (el.dataset.recall) await changeMessage(el.dataset.recall, "DELETE");
-  if (el.dataset.runSchedule) { await api("POST", `/api/v1/schedules/${el.dataset.runSchedule}/run`); await loadSchedules(); }
-  if (el.dataset.disableSchedule) { await api("PATCH", `/api/v1/schedules/${el.dataset.disableSchedule}`, { enabled: false }); await loadSchedules(); }
-  if (el.dataset.enableSchedule) { await api("PATCH", `/api/v1/schedules/${el.dataset.enableSchedule}`, { enabled: true }); await loadSchedules(); }
-  if (el.dataset.deleteSchedule) { await api("DELETE", `/api/v1/schedules/${el.dataset.deleteSchedule}`); await loadSchedules(); }
-  if (el.dataset.deleteHook) { await api("DELETE", `/api/v1/hooks/${el.dataset.deleteHook}`); await loadHooks(); }
-  if (el.dataset.deleteKey) { await api("DELETE", `/api/v1/keys/${el.dataset.deleteKey}`); await loadKeys(); }
-  if (el.dataset.disable) await patchUser(el.dataset.disable, { disabled: true });
-  if (el.dataset.enable) await patchUser(el.dataset.enable, { disabled: false });
-  if (el.dataset.makeAdmin) await patchUser(el.dataset.makeAdmin, { role: "admin" }, confirmation());
-  if (el.dataset.makeUser) await patchUser(el.dataset.makeUser, { role: "user" }, confirmation());
-  if (el.dataset.ack) { await api("POST", `/api/v1/admin/alerts/${el.dataset.ack}/ack`); await loadAlerts(); }
-  if (el.dataset.runJob) { await api("POST", `/api/v1/admin/jobs/${el.dataset.runJob}/run`); await loadJobs(); }
-  if (el.dataset.restore) await busy(el, () => restoreBackup(el.dataset.restore));
-  if (el.dataset.rollback) await busy(el, () => rollbackConfig(el.dataset.rollback));
+  const el = event.target instanceof Element ? event.target.closest("button") : null;
+  if (!el) return;
+  const d = el.dataset;
+  if (d.show) location.hash = `#/messages/${d.show}`;
+  if (d.retry) { await api("POST", `/api/v1/messages/${d.retry}/retry`); toast("success", t("retried", "Re-queued")); await showMessage(Number(d.retry)); }
+  if (d.cancel) { await api("POST", `/api/v1/messages/${d.cancel}/cancel`); toast("success", t("cancelled_ok", "Cancelled")); await showMessage(Number(d.cancel)); }
+  if (d.recall) await changeMessage(Number(d.recall), "DELETE");
+  if (d.test) await busy(el, () => testChannel(d.test, el));
+  if (d.editChannel) startChannelEdit(d.editChannel);
+  if (d.deleteChannel && await confirmDelete()) { await api("DELETE", `/api/v1/channels/${d.deleteChannel}`); toast("success", t("deleted", "Deleted")); await loadChannels(); }
+  if (d.pauseChannel) await taskAction(`/api/v1/channels/${d.pauseChannel}/pause`, "paused", "Paused");
+  if (d.resumeChannel) await taskAction(`/api/v1/channels/${d.resumeChannel}/resume`, "resumed", "Resumed");
+  if (d.runSchedule) { await api("POST", `/api/v1/schedules/${d.runSchedule}/run`); toast("success", t("run_now", "Run now")); await loadSchedules(); }
+  if (d.disableSchedule) { await api("PATCH", `/api/v1/schedules/${d.disableSchedule}`, { enabled: false }); await loadSchedules(); }
+  if (d.enableSchedule) { await api("PATCH", `/api/v1/schedules/${d.enableSchedule}`, { enabled: true }); await loadSchedules(); }
+  if (d.deleteSchedule && await confirmDelete()) { await api("DELETE", `/api/v1/schedules/${d.deleteSchedule}`); toast("success", t("deleted", "Deleted")); await loadSchedules(); }
+  if (d.deleteHook && await confirmDelete()) { await api("DELETE", `/api/v1/hooks/${d.deleteHook}`); toast("success", t("deleted", "Deleted")); await loadHooks(); }
+  if (d.deleteKey && await confirmDelete()) { await api("DELETE", `/api/v1/keys/${d.deleteKey}`); toast("success", t("deleted", "Deleted")); await loadKeys(); }
+  if (d.reveal) { const input = $(d.reveal); input.type = input.type === "password" ? "text" : "password"; }
+  if (d.copy) { await navigator.clipboard.writeText($(d.copy).textContent); toast("success", t("copied", "Copied")); }
+  if (d.retryTask) { await taskAction(`/api/v1/tasks/${d.retryTask}/retry`, "retried", "Re-queued"); await loadTasks(true); }
+  if (d.cancelTask) { await taskAction(`/api/v1/tasks/${d.cancelTask}/cancel`, "cancelled_ok", "Cancelled"); await loadTasks(true); }
+  if (d.pauseMailbox) { await taskAction(`/api/v1/admin/mailboxes/${d.pauseMailbox}/pause`, "paused", "Paused"); await fillTaskFilters(); }
+  if (d.resumeMailbox) { await taskAction(`/api/v1/admin/mailboxes/${d.resumeMailbox}/resume`, "resumed", "Resumed"); await fillTaskFilters(); }
+  if (d.disable) await patchUser(d.disable, { disabled: true });
+  if (d.enable) await patchUser(d.enable, { disabled: false });
+  if (d.makeAdmin) await patchUser(d.makeAdmin, { role: "admin" });
+  if (d.makeUser) await patchUser(d.makeUser, { role: "user" });
+  if (d.ack) { await api("POST", `/api/v1/admin/alerts/${d.ack}/ack`); await loadAlerts(); labelCells($("admin-view")); }
+  if (d.runJob) { await api("POST", `/api/v1/admin/jobs/${d.runJob}/run`); await loadJobs(); labelCells($("admin-view")); }
+  if (d.restore) await busy(el, () => restoreBackup(d.restore));
+  if (d.rollback) await busy(el, () => rollbackConfig(d.rollback));
 });
 
 on($("more-messages"), "click", () => loadMessages(false));
-on($("refresh-messages"), "click", async () => {
-  await loadMessages(true);
-  if ($("message-detail").dataset.id) await showMessage($("message-detail").dataset.id);
-});
+on($("refresh-messages"), "click", () => loadMessages(true));
+on($("filter-status"), "change", () => loadMessages(true));
+on($("filter-channel"), "change", () => loadMessages(true));
+on($("filter-text"), "input", async () => drawMessages());
+on($("message-filter"), "submit", async (event) => event.preventDefault());
 on($("refresh-admin"), "click", loadAdmin);
+on($("refresh-dashboard"), "click", loadDashboard);
+on($("refresh-tasks"), "click", () => loadTasks(true));
+on($("more-tasks"), "click", () => loadTasks(false));
+on($("tasks-redrive"), "click", redrive);
+on($("task-filter"), "submit", async (event) => { event.preventDefault(); await loadTasks(true); });
 on($("backup-now"), "click", (event) => busy(event.currentTarget, backUpNow));
-on($("lang"), "click", () => { state.lang = state.lang === "en" ? "zh" : "en"; localStorage.setItem("mp_lang", state.lang); translate(); });
+on($("channel-types"), "change", async () => drawChannelFields());
+on($("channel-cancel-edit"), "click", async () => endChannelEdit());
+on($("send-priority"), "input", async () => { $("priority-value").textContent = $("send-priority").value; });
+on($("lang"), "click", async () => {
+  state.lang = state.lang === "en" ? "zh" : "en";
+  localStorage.setItem("mp_lang", state.lang);
+  $("lang").blur();
+  translate();
+  if (state.user && state.openMessage && !$("message-view").hidden) await showMessage(state.openMessage);
+  if (state.user && !$("dashboard-view").hidden) await loadDashboard();
+});
 on($("logout"), "click", async () => { await api("DELETE", "/api/v1/session"); sessionStorage.removeItem("mp_csrf"); state.csrf = ""; showLogin(); });
 on(window, "hashchange", route);
+// A tap on a link folds the phone menu, also when the link is the page already shown.
+on($("nav"), "click", async (event) => {
+  const collapse = bootstrap.Collapse.getInstance($("nav-collapse"));
+  if (!collapse || !(event.target instanceof Element) || !event.target.closest("a")) return;
+  // Bootstrap ignores hide() while the menu is still opening: fold it once it has opened.
+  if ($("nav-collapse").classList.contains("collapsing")) $("nav-collapse").addEventListener("shown.bs.collapse", () => collapse.hide(), { once: true });
+  else collapse.hide();
+});
+on($("totp-enrol"), "click", enrolTotp);
+on($("totp-remove"), "click", async () => { await api("DELETE", "/api/v1/me/totp"); toast("success", t("totp_removed", "TOTP removed")); await loadAccount(); });
 
 on($("login-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const session = await api("POST", "/api/v1/session", { username: form.get("username"), password: form.get("password") });
+  let session;
+  try {
+    session = await api("POST", "/api/v1/session", { username: form.get("username"), password: form.get("password") });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      event.target.elements.password.classList.add("is-invalid");
+      event.target.querySelector('[data-error-for="password"]').textContent = errorText(err);
+    }
+    throw err;
+  }
   event.target.reset();
   state.csrf = session.csrf_token;
   sessionStorage.setItem("mp_csrf", state.csrf);
   await start();
 });
 
+// A successful send clears the form (the defaults ticked again) and opens the message's page.
 on($("send-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
@@ -470,40 +1043,43 @@ on($("send-form"), "submit", async (event) => {
   if (form.get("ai")) body.ai = { task: form.get("ai"), ...(form.get("language") ? { language: form.get("language") } : {}) };
   if (form.get("send_at")) body.send_at = new Date(form.get("send_at")).toISOString();
   const accepted = await api("POST", "/api/v1/messages", body);
-  location.hash = "#messages";
-  await showMessage(accepted.id);
+  event.target.reset();
+  $("priority-value").textContent = "3";
+  await loadChannelChoices("send-channels");
+  toast("success", `${t("message_sent", "Message accepted")}: #${accepted.id}`);
+  location.hash = `#/messages/${accepted.id}`;
 });
 
-on($("admin-confirm-form"), "submit", (event) => event.preventDefault());
 on($("config-form"), "submit", async (event) => { event.preventDefault(); await busy($("config-save"), saveConfig); });
 on($("audit-form"), "submit", async (event) => { event.preventDefault(); await loadAudit(); });
 on($("user-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const body = { username: form.get("username"), password: form.get("password"), role: form.get("role") };
-  await api("POST", "/api/v1/users", body, body.role === "admin" ? confirmation() : {});  // an admin account is sensitive
+  await api("POST", "/api/v1/users", { username: form.get("username"), password: form.get("password"), role: form.get("role") });
   event.target.reset();
+  toast("success", t("created_ok", "Created"));
   await loadUsers();
+  labelCells($("admin-view"));
 });
 
 on($("channel-form"), "submit", async (event) => {
   event.preventDefault();
-  const form = new FormData(event.target);
-  let config;
-  try { config = JSON.parse(form.get("config") || "{}"); } catch (err) { return showError(`config: ${err.message}`); }
-  await api("POST", "/api/v1/channels", { name: form.get("name"), type: form.get("type"), config, default: form.get("default") === "on" });
-  const type = form.get("type");
-  event.target.reset();
-  $("channel-types").value = type;  // the next channel is often of the same type
+  const form = event.target;
+  const config = channelConfig(form);
+  const body = { name: form.elements.name.value.trim(), config, default: $("channel-default").checked };
+  if (state.editing) await api("PATCH", `/api/v1/channels/${state.editing.id}`, body);
+  else await api("POST", "/api/v1/channels", { ...body, type: $("channel-types").value });
+  toast("success", t(state.editing ? "saved" : "created_ok", state.editing ? "Saved" : "Created"));
+  endChannelEdit();
   await loadChannels();
 });
 
-// The edit form is drawn with the message detail, so its submit is caught on the document.
+// The edit form is drawn with the message page, so its submit is caught on the document.
 on(document, "submit", async (event) => {
   if (event.target.id !== "edit-form") return;
   event.preventDefault();
   const form = new FormData(event.target);
-  await changeMessage(event.target.dataset.id, "PATCH", { title: form.get("title"), body: form.get("body") });
+  await changeMessage(Number(event.target.dataset.id), "PATCH", { title: form.get("title"), body: form.get("body") }, event.target);
 });
 
 on($("schedule-form"), "submit", async (event) => {
@@ -517,6 +1093,7 @@ on($("schedule-form"), "submit", async (event) => {
   if (channels.length) body.message.channels = channels;
   await api("POST", "/api/v1/schedules", body);
   event.target.reset();
+  toast("success", t("created_ok", "Created"));
   await loadSchedules();
 });
 
@@ -533,6 +1110,7 @@ on($("hook-form"), "submit", async (event) => {
   event.target.reset();
   $("new-hook-url").textContent = made.url;
   $("new-hook").hidden = false;
+  toast("success", t("created_ok", "Created"));
   await loadHooks();
 });
 
@@ -540,7 +1118,9 @@ on($("preview-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
   let payload;
-  try { payload = JSON.parse(form.get("payload") || "{}"); } catch (err) { return showError(`payload: ${err.message}`); }
+  try { payload = JSON.parse(form.get("payload") || "{}"); } catch (err) {
+    throw new ApiError(422, "invalid_field", `payload: ${err.message}`, [{ field: "payload", message: err.message }]);
+  }
   const shown = await api("POST", `/api/v1/hooks/${form.get("hook")}/preview`, { payload });
   $("preview-result").textContent = (shown.error ? `${shown.error}\n\n` : "") + JSON.stringify(shown.message, null, 2);
 });
@@ -548,12 +1128,32 @@ on($("preview-form"), "submit", async (event) => {
 on($("key-form"), "submit", async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const confirm = form.get("confirm");
-  const created = await api("POST", "/api/v1/keys", { name: form.get("name") }, confirm ? { "X-Confirm": confirm } : {});
+  const body = { name: form.get("name"), scopes: form.getAll("scopes") };
+  if (form.get("expires_at")) body.expires_at = new Date(form.get("expires_at")).toISOString();
+  const created = await api("POST", "/api/v1/keys", body);
   event.target.reset();
   $("new-key-value").textContent = created.key;
   $("new-key").hidden = false;
-  await loadKeys();
+  drawExamples(created.key);
+  toast("success", t("created_ok", "Created"));
+  await loadAccount();
+});
+
+on($("password-form"), "submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  await api("PATCH", "/api/v1/me", { current_password: form.get("current_password"), password: form.get("password") });
+  event.target.reset();
+  toast("success", t("password_changed", "Password changed"));
+});
+
+on($("totp-form"), "submit", async (event) => {
+  event.preventDefault();
+  await api("POST", "/api/v1/me/totp/confirm", { code: new FormData(event.target).get("code").trim() });
+  event.target.reset();
+  $("totp-setup").hidden = true;
+  toast("success", t("totp_enabled_ok", "TOTP is on"));
+  await loadAccount();
 });
 
 start().catch(report);

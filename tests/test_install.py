@@ -169,22 +169,9 @@ class Installed:
         return str(self.venv / "bin" / "python")
 
 
-# What the documented installs export: the setuptools that builds source-only packages.
-BUILD_ENV = {
-    "PIP_CONSTRAINT": str(REPO / "build-constraints.txt"),
-    "PIP_BUILD_CONSTRAINT": str(REPO / "build-constraints.txt"),
-}
-
-
 def _run(cmd: list[str], cwd: Path) -> tuple[bool, str]:
     done = subprocess.run(
-        cmd,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **BUILD_ENV},
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
     )
     return (
         done.returncode == 0,

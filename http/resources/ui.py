@@ -1,7 +1,9 @@
 """The web UI: static files from http/ui/ served at / and /ui/{name}, Bootstrap's beside them.
 
 The UI is a client of the JSON API; these routes are public, the data behind them is not.
-Bootstrap's files are read from the installed `xstatic-bootstrap` package, never copied here.
+Bootstrap 5 is shipped in http/ui/vendor/ as its release files, unchanged (see the README there):
+every PyPI package of it is source-only with a build that current setuptools refuses, and an
+install must work with whatever pip is there.
 """
 
 from __future__ import annotations
@@ -9,16 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import falcon
-import xstatic.pkg.bootstrap as bootstrap
 
 from messagepusher.http.errors import not_found
 from messagepusher.http.routes import PUBLIC, Op, Route
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-BOOTSTRAP_DIR = Path(bootstrap.BASE_DIR)
+VENDOR_DIR = UI_DIR / "vendor"
 VENDOR = {
-    "bootstrap.min.css": BOOTSTRAP_DIR / "css" / "bootstrap.min.css",
-    "bootstrap.bundle.min.js": BOOTSTRAP_DIR / "js" / "bootstrap.bundle.min.js",
+    "bootstrap.min.css": VENDOR_DIR / "bootstrap.min.css",
+    "bootstrap.bundle.min.js": VENDOR_DIR / "bootstrap.bundle.min.js",
 }
 TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -44,7 +45,7 @@ class UIFiles:
 
     def on_get_file(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         if name in VENDOR:
-            # The package's version is fixed for the process's life: a day of caching is safe.
+            # The vendored release changes only with a new version of MessagePusher.
             self._serve(resp, VENDOR[name], "max-age=86400")
         else:
             self._serve(resp, self.files.get(name), "no-cache")
@@ -63,7 +64,7 @@ ROUTES = [
     Route(
         "/ui/{name}",
         "ui:UIFiles",
-        {"GET": Op(PUBLIC, "Web UI assets, Bootstrap's from the xstatic-bootstrap package")},
+        {"GET": Op(PUBLIC, "Web UI assets, Bootstrap 5 among them")},
         tag="ui",
         suffix="file",
     ),

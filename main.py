@@ -117,10 +117,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open(settings: Settings):
+    from messagepusher.supervisor.accounts import open_accounts
     from messagepusher.supervisor.runtime import Runtime
 
     runtime = Runtime(settings)
-    generated = runtime.open_storage()
+    runtime.open_storage()
+    generated = open_accounts(runtime)
     if generated:
         print(
             f"first start: created user admin with password {generated} (shown once)",
@@ -243,6 +245,7 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
     from messagepusher.actors.backups import BackupError, hold_serving_lock
     from messagepusher.actors.ingest import IngestClient
     from messagepusher.supervisor import logs, sd_notify
+    from messagepusher.supervisor.accounts import open_accounts
     from messagepusher.supervisor.nodes import NodeRegistry, actor_components
     from messagepusher.supervisor.runtime import Runtime
     from messagepusher.supervisor.worker_link import WorkerLink
@@ -262,7 +265,8 @@ def cmd_serve(settings: Settings, config_path: str | None) -> int:
         return 1
     runtime = Runtime(settings, config_path)
     runtime.ingest = IngestClient(runtime)
-    generated = runtime.open_storage()
+    runtime.open_storage()
+    generated = open_accounts(runtime)
     if generated:
         print(
             f"first start: created user admin with password {generated} (shown once)",

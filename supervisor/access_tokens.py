@@ -9,9 +9,7 @@ import hashlib
 import time
 from collections.abc import Callable
 
-import peewee
-
-from messagepusher.supervisor.db import database, execute, select_rows
+from messagepusher.supervisor.db import execute, select_rows
 
 REFRESH_MARGIN_SECONDS = 300.0  # refresh this long before the service's expiry
 LEASE_SECONDS = 30.0  # a refresher that died frees the row after this long
@@ -33,20 +31,6 @@ STORE_TOKEN = (
     "WHERE key = ?"
 )
 DROP_LEASE = "UPDATE access_token SET lease_until = 0 WHERE key = ? AND lease_until = ?"
-
-
-class AccessToken(peewee.Model):
-    """One cached token. `key` is a hash of the credential, never the credential itself."""
-
-    key = peewee.CharField(max_length=64, primary_key=True)
-    token = peewee.TextField(default="")
-    expires_at = peewee.DoubleField(default=0)
-    lease_until = peewee.DoubleField(default=0)  # a process is fetching a new token until then
-    updated_at = peewee.DoubleField(default=0)
-
-    class Meta:
-        database = database
-        table_name = "access_token"
 
 
 class TokenWaitTimeout(Exception):

@@ -7,11 +7,12 @@ raises AccountError (a field, a message fit for the user, an HTTP status) for an
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import zoneinfo
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from messagepusher.supervisor.credentials import (
     ALL_SCOPES,
@@ -32,7 +33,10 @@ from messagepusher.supervisor.models import (
     User,
     WebSession,
 )
-from messagepusher.supervisor.secretbox import SecretBox
+from messagepusher.supervisor.secretbox import SecretBox, load_or_create_key
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -408,3 +412,16 @@ def record_failure(
 
 def clear_failures(keys: Iterable[str]) -> None:
     LoginFailure.delete().where(LoginFailure.key.in_(list(keys))).execute()
+
+
+def open_accounts(runtime: Runtime) -> str | None:
+    """Main thread, right after `runtime.open_storage()`: the secret box (from the configured
+    key or the one kept in the data directory) and, on a first start, the admin user.
+
+    Returns the generated admin password (None when one was given or the admin exists).
+    Raises SecretKeyError for an unusable key, peewee errors when the database fails.
+    """
+    runtime.secretbox = SecretBox(
+        load_or_create_key(runtime.settings.security.secret_key, runtime.data_dir)
+    )
+    return bootstrap_admin(os.environ.get("MP_ADMIN_PASSWORD"))

@@ -14,7 +14,6 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_columns
 
 from messagepusher.supervisor import timefmt
-from messagepusher.supervisor.access_tokens import AccessToken
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import create_claim_index
 from messagepusher.supervisor.models import (
@@ -24,6 +23,7 @@ from messagepusher.supervisor.models import (
     V1_MODELS,
     V2_MODELS,
     V9_MODELS,
+    AccessToken,
     ApiKey,
     AuditLog,
     Delivery,

@@ -184,6 +184,20 @@ class MailboxEntry(BaseModel):
         )
 
 
+class AccessToken(peewee.Model):
+    """One cached service access token (supervisor/access_tokens.py). `key` is a hash of the credential, never the credential itself."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    token = peewee.TextField(default="")
+    expires_at = peewee.DoubleField(default=0)
+    lease_until = peewee.DoubleField(default=0)  # a process is fetching a new token until then
+    updated_at = peewee.DoubleField(default=0)
+
+    class Meta:
+        database = database
+        table_name = "access_token"
+
+
 class SupervisorEvent(BaseModel):
     at = Time(index=True)
     actor = peewee.CharField(max_length=32)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pykka
 
 from messagepusher.supervisor import sd_notify
-from messagepusher.supervisor.accounts import bootstrap_admin
 from messagepusher.supervisor.actor import WAKE
 from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.config import Settings
@@ -31,7 +29,6 @@ from messagepusher.supervisor.mailbox import NODE_ID, Mailbox
 from messagepusher.supervisor.metrics import Metrics
 from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.retry import RetryPolicy
-from messagepusher.supervisor.secretbox import SecretBox, load_or_create_key
 from messagepusher.supervisor.ticker import Ticker
 
 if TYPE_CHECKING:
@@ -76,7 +73,7 @@ class Runtime:
         self._lock = threading.Lock()
         self.db = None
         self.mailbox: Mailbox | None = None
-        self.secretbox: SecretBox | None = None
+        self.secretbox: Any = None  # the accounts layer's SecretBox (open_accounts)
         self.http_server: Any = None
         self.scheduler: JobScheduler | None = None
         self.runtime_config: RuntimeConfig | None = None
@@ -99,17 +96,13 @@ class Runtime:
 
     # --- start and stop (main thread) ----------------------------------------------------
 
-    def open_storage(self) -> str | None:
-        """Open and migrate the database; create the first admin. Returns a generated password."""
+    def open_storage(self) -> None:
+        """Open and migrate the database and its mailbox (accounts.users.open_accounts follows)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(self.settings.database_url, self.settings.database.busy_timeout_ms)
         self.db.connect(reuse_if_open=True)
         migrate(self.db)
         self.mailbox = Mailbox(self.db, RetryPolicy.from_settings(self.settings.retry))
-        self.secretbox = SecretBox(
-            load_or_create_key(self.settings.security.secret_key, self.data_dir)
-        )
-        return bootstrap_admin(os.environ.get("MP_ADMIN_PASSWORD"))
 
     def start_operations(self) -> None:
         """Main thread, before the actors: apply the stored run-time configuration, start the scheduler."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from messagepusher.supervisor.accounts import open_accounts
 from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import MailboxEntry
@@ -36,6 +37,7 @@ class EchoPool(PerJobPoolActor):
 def test_an_entry_claimed_more_often_than_max_attempts_is_dead_and_never_run_again(tmp_path):
     runtime = Runtime(load_settings(environ={"MP_DATA_DIR": str(tmp_path)}))
     runtime.open_storage()
+    open_accounts(runtime)
     mailbox = runtime.mailbox
     poison = mailbox.put("channel_pool", "send", {"n": 1}, max_attempts=3)
     healthy = mailbox.put("channel_pool", "send", {"n": 2}, max_attempts=3)

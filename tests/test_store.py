@@ -6,6 +6,7 @@ import pytest
 
 from messagepusher.actors import lifecycle, store
 from messagepusher.actors.ingest import Draft
+from messagepusher.supervisor.accounts import open_accounts
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import (
@@ -25,6 +26,7 @@ NOW = 1_700_000_000.0
 def runtime(tmp_path):
     rt = Runtime(load_settings(environ={"MP_DATA_DIR": str(tmp_path)}), clock=FakeClock(NOW))
     rt.open_storage()
+    open_accounts(rt)
     yield rt
     rt.db.close()
 

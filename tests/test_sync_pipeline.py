@@ -18,6 +18,7 @@ from messagepusher.actors.ingest import (
     IngestError,
     _Pending,
 )
+from messagepusher.supervisor.accounts import open_accounts
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.mailbox import Mailbox
@@ -49,6 +50,7 @@ class Pipeline:
         )
         self.runtime = Runtime(settings, clock=self.clock)
         self.runtime.open_storage()
+        open_accounts(self.runtime)
         # The mailbox reads the same fake clock, so leases, retries and send_at move with it.
         self.runtime.mailbox = Mailbox(
             self.runtime.db, RetryPolicy.from_settings(settings.retry), now=self.clock.now

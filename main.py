@@ -117,7 +117,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _open(settings: Settings):
-    from messagepusher.supervisor.accounts import open_accounts
+    from messagepusher.accounts.users import open_accounts
     from messagepusher.supervisor.runtime import Runtime
 
     runtime = Runtime(settings)
@@ -141,7 +141,7 @@ def cmd_check_config(settings: Settings) -> int:
 
 
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
-    from messagepusher.supervisor.accounts import AccountError, create_user
+    from messagepusher.accounts.users import AccountError, create_user
 
     runtime = _open(settings)
     if args.password_stdin:
@@ -160,7 +160,7 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_key(args: argparse.Namespace, settings: Settings) -> int:
-    from messagepusher.supervisor.accounts import AccountError, create_key
+    from messagepusher.accounts.users import AccountError, create_key
     from messagepusher.supervisor.models import User
 
     runtime = _open(settings)
@@ -187,7 +187,7 @@ def cmd_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from messagepusher.actors import backups
+    from messagepusher.operations import backups
 
     runtime = _open(settings)
     try:
@@ -212,7 +212,7 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from messagepusher.actors.listen import Listener, ListenError
+    from messagepusher.operations.listen import Listener, ListenError
 
     url = args.url or f"http://{settings.server.host}:{settings.server.port}"
     state = Path(args.state) if args.state else None
@@ -227,7 +227,7 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from messagepusher.actors.mp_import import SourceError, run_import
+    from messagepusher.operations.mp_import import SourceError, run_import
 
     runtime = _open(settings)
     try:
@@ -242,10 +242,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(settings: Settings, config_path: str | None) -> int:
     """Main thread: the composition root. It alone joins the layers: the runtime
     (supervisor/), the actors' ingest client and the HTTP server on top."""
-    from messagepusher.actors.backups import BackupError, hold_serving_lock
+    from messagepusher.accounts.users import open_accounts
     from messagepusher.actors.ingest import IngestClient
+    from messagepusher.operations.backups import BackupError, hold_serving_lock
     from messagepusher.supervisor import logs, sd_notify
-    from messagepusher.supervisor.accounts import open_accounts
     from messagepusher.supervisor.nodes import NodeRegistry, actor_components
     from messagepusher.supervisor.runtime import Runtime
     from messagepusher.supervisor.worker_link import WorkerLink

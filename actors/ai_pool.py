@@ -9,11 +9,11 @@ import threading
 import time
 from typing import Any
 
-from messagepusher.actors import lifecycle, store
 from messagepusher.actors.ai import run_task
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult
+from messagepusher.messages import lifecycle, store
+from messagepusher.outbound.http_session import new_session
 from messagepusher.supervisor.actor import Job, PerJobPoolActor
-from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Message
 

@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from messagepusher.actors import lifecycle, netguard, store
+from messagepusher.accounts.ratelimit import SharedBuckets
 from messagepusher.actors.channels import REGISTRY, build_channel
 from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
 from messagepusher.actors.channels.details_link import page_url
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
-from messagepusher.actors.store import SEND_ROWS, SendRow
+from messagepusher.messages import lifecycle, store
+from messagepusher.messages.store import SEND_ROWS, SendRow
+from messagepusher.outbound import netguard
 from messagepusher.supervisor.actor import Job, PoolActor
 from messagepusher.supervisor.db import placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Delivery, Message
-from messagepusher.supervisor.ratelimit import SharedBuckets
 from messagepusher.supervisor.timefmt import to_rfc3339
 
 log = logging.getLogger(__name__)

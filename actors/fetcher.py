@@ -10,10 +10,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from messagepusher.actors import lifecycle, store
-from messagepusher.actors.page_fetch import FetchResult, fetch_page
+from messagepusher.messages import lifecycle, store
+from messagepusher.outbound.http_session import new_session
+from messagepusher.outbound.page_fetch import FetchResult, fetch_page
 from messagepusher.supervisor.actor import Job, PerJobPoolActor
-from messagepusher.supervisor.http_session import new_session
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Message
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from messagepusher.actors import store
+from messagepusher.messages import store
 from messagepusher.supervisor.actor import FLUSH, FlushSignal, MailboxActor
 from messagepusher.supervisor.db import placeholders, select_rows, write_transaction
 from messagepusher.supervisor.models import Channel, Message

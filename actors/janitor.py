@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from messagepusher.actors import lifecycle, reports, store
+from messagepusher.messages import lifecycle, store
+from messagepusher.operations import reports
 from messagepusher.supervisor.actor import TICK, Job, PerJobPoolActor
 from messagepusher.supervisor.config import RetentionSettings
 from messagepusher.supervisor.db import write_transaction

@@ -16,8 +16,8 @@ import peewee
 import psutil
 import pykka
 
-from messagepusher.actors import alerts
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
+from messagepusher.operations import alerts
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.actor import PING, TICK, SerialActor
 from messagepusher.supervisor.config import DEADLINE_KEY, Settings, liveness_deadline

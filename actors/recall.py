@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from messagepusher.actors import store
 from messagepusher.actors.channels import ChannelConfigError, build_channel
 from messagepusher.actors.channels.base import ChangeResult, OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
+from messagepusher.messages import store
 from messagepusher.supervisor.models import Channel, Delivery, Message
 from messagepusher.supervisor.timefmt import to_rfc3339
 

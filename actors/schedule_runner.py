@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from messagepusher.actors import recurrence
 from messagepusher.actors.ingest import Draft, IngestError
+from messagepusher.messages import recurrence
 from messagepusher.supervisor.actor import SerialActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import Entry, Mailbox

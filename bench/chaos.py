@@ -38,7 +38,7 @@ from load import (
     wait_http,
 )
 
-from messagepusher.actors.lifecycle import MESSAGE_FINAL
+from messagepusher.messages.lifecycle import MESSAGE_FINAL
 
 
 class Server:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import falcon
 import peewee
 
+from messagepusher.accounts.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
+from messagepusher.accounts.users import find_session
 from messagepusher.http import params
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
 from messagepusher.supervisor import cluster_stamps
-from messagepusher.supervisor.accounts import find_session
 from messagepusher.supervisor.clock import Clock, SystemClock
-from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret, secret_matches, split_key
 from messagepusher.supervisor.models import ApiKey, User
 
 

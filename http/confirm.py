@@ -11,16 +11,16 @@ from typing import Literal
 
 import falcon
 
-from messagepusher.http.auth import Principal, login_locked
-from messagepusher.http.errors import APIError
-from messagepusher.supervisor.accounts import (
+from messagepusher.accounts.credentials import totp_step, verify_password
+from messagepusher.accounts.users import (
     account_key,
     clear_failures,
     consume_totp_step,
     locked_for,
     record_failure,
 )
-from messagepusher.supervisor.credentials import totp_step, verify_password
+from messagepusher.http.auth import Principal, login_locked
+from messagepusher.http.errors import APIError
 from messagepusher.supervisor.models import User
 
 HEADER = "X-Confirm"

@@ -12,8 +12,8 @@ import math
 
 import falcon
 
+from messagepusher.accounts.ratelimit import BucketMap, SharedBuckets
 from messagepusher.http.errors import APIError
-from messagepusher.supervisor.ratelimit import BucketMap, SharedBuckets
 
 # Every operation that needs this scope sends (or re-sends) messages, and takes one token.
 LIMITED_PERMISSION = "messages:send"

@@ -41,7 +41,7 @@ JOBS: dict[str, JobSpec] = {
             "db_maintenance", "janitor", "messagepusher.actors.janitor:maintain", cron="30 3 * * *"
         ),
         JobSpec(
-            "backup", "janitor", "messagepusher.actors.backups:create_backup", cron="0 3 * * *"
+            "backup", "janitor", "messagepusher.operations.backups:create_backup", cron="0 3 * * *"
         ),
         JobSpec(
             "daily_report", "janitor", "messagepusher.actors.janitor:daily_report", cron="5 0 * * *"

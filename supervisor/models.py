@@ -185,7 +185,7 @@ class MailboxEntry(BaseModel):
 
 
 class AccessToken(peewee.Model):
-    """One cached service access token (supervisor/access_tokens.py). `key` is a hash of the credential, never the credential itself."""
+    """One cached service access token (accounts/access_tokens.py). `key` is a hash of the credential, never the credential itself."""
 
     key = peewee.CharField(max_length=64, primary_key=True)
     token = peewee.TextField(default="")

@@ -38,11 +38,11 @@ class Target:
 
 
 TARGETS = (
-    Target("actors/lifecycle.py", ("tests/test_lifecycle.py",)),
+    Target("messages/lifecycle.py", ("tests/test_lifecycle.py",)),
     Target("supervisor/retry.py", ("tests/test_retry_policy.py",)),
     Target("supervisor/restart_policy.py", ("tests/test_restart_policy.py",)),
-    Target("supervisor/ratelimit.py", ("tests/test_ratelimit.py",)),
-    Target("actors/netguard.py", ("tests/test_netguard.py",)),
+    Target("accounts/ratelimit.py", ("tests/test_ratelimit.py",)),
+    Target("outbound/netguard.py", ("tests/test_netguard.py",)),
     # The claim, ack and nack rules. They are the same on both databases; SQLite keeps a
     # run to minutes. Recovery, defer and lease extension are left out for time (docs/testing.md).
     Target(

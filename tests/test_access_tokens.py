@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from messagepusher.supervisor import access_tokens
-from messagepusher.supervisor.access_tokens import credential_key, shared_token, usable_until
+from messagepusher.accounts import access_tokens
+from messagepusher.accounts.access_tokens import credential_key, shared_token, usable_until
 
 
 class Clock:
@@ -122,7 +122,7 @@ RACER = textwrap.dedent(
     """
     import sys, time
     from messagepusher.supervisor.db import open_database
-    from messagepusher.supervisor.access_tokens import shared_token
+    from messagepusher.accounts.access_tokens import shared_token
 
     url, log, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
     open_database(url).connect()

@@ -1,11 +1,11 @@
-"""Alert rules and their life cycle (actors/alerts.py): pure, driven with an explicit clock."""
+"""Alert rules and their life cycle (operations/alerts.py): pure, driven with an explicit clock."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from messagepusher.actors import alerts
-from messagepusher.actors.alerts import (
+from messagepusher.operations import alerts
+from messagepusher.operations.alerts import (
     Action,
     Condition,
     Observation,

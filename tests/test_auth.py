@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from messagepusher.accounts.credentials import ROLE_SCOPES
 from messagepusher.http.auth import AuthMiddleware, Principal, get_owned, owner_filter
 from messagepusher.http.errors import APIError
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
-from messagepusher.supervisor.credentials import ROLE_SCOPES
 from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import Channel, User

@@ -11,7 +11,7 @@ import threading
 import pytest
 from support.ops import CONFIRM, db_file, rows, until, webhook
 
-from messagepusher.actors.backups import BackupError, backup_name, sqlite_file, to_remove
+from messagepusher.operations.backups import BackupError, backup_name, sqlite_file, to_remove
 from messagepusher.supervisor.config import load_settings
 
 pytestmark = pytest.mark.xdist_group("heavy")

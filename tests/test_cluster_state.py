@@ -255,7 +255,7 @@ def test_on_postgresql_a_change_and_a_revocation_through_a_reach_b(server_factor
 
 def test_failed_logins_recorded_at_one_moment_through_many_connections_all_count(postgres_url):
     """On PostgreSQL a read-then-write of the failure row would lose some of them."""
-    from messagepusher.supervisor import accounts
+    from messagepusher.accounts import users as accounts
     from messagepusher.supervisor.db import open_database
     from messagepusher.supervisor.migrations import migrate
     from messagepusher.supervisor.models import LoginFailure

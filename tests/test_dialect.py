@@ -112,7 +112,15 @@ def test_no_module_but_the_dialect_and_the_opener_asks_which_engine_it_has():
     allowed = {ROOT / "supervisor" / "dialect.py", ROOT / "supervisor" / "db.py"}
     offenders = [
         str(path.relative_to(ROOT))
-        for folder in ("actors", "http", "supervisor")
+        for folder in (
+            "http",
+            "actors",
+            "operations",
+            "messages",
+            "outbound",
+            "accounts",
+            "supervisor",
+        )
         for path in (ROOT / folder).rglob("*.py")
         if path not in allowed and engine_test.search(path.read_text(encoding="utf-8"))
     ]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from messagepusher.actors import hook_templates
-from messagepusher.actors.hook_presets import PRESETS
+from messagepusher.messages import hook_templates
+from messagepusher.messages.hook_presets import PRESETS
 
 SAMPLES = Path(__file__).parent / "fixtures" / "hooks"
 

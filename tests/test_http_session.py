@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messagepusher.supervisor.http_session import environment_has_proxies, new_session
+from messagepusher.outbound.http_session import environment_has_proxies, new_session
 
 
 def test_proxy_variables_in_either_case_keep_the_environment_trusted():

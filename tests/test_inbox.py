@@ -10,7 +10,7 @@ import requests
 from support.ops import until
 from support.server import Client, ServerProcess
 
-from messagepusher.actors.listen import parse_events
+from messagepusher.operations.listen import parse_events
 
 FAST_STREAMS = {
     "MP_STREAMS__KEEPALIVE_SECONDS": "0.3",

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from support.ops import db_file, rows, run_job, until, webhook
 
-from messagepusher.actors import reports
 from messagepusher.actors.janitor import maintain, retention_cutoffs, should_vacuum
+from messagepusher.operations import reports
 from messagepusher.supervisor.config import RetentionSettings, load_settings
 from messagepusher.supervisor.models import AuditLog, Delivery, Message, Report, User
 

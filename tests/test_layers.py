@@ -1,6 +1,9 @@
-"""Imports point one way, http -> actors -> supervisor: read from the sources' syntax trees.
+"""Imports point one way: read from the sources' syntax trees.
 
-main.py is the composition root and may import every layer; nothing else reaches up.
+    http -> actors, operations -> messages, outbound, accounts -> supervisor
+
+actors and operations sit side by side, as do the three domain packages; main.py is the
+composition root and may import every layer; nothing else reaches up.
 """
 
 from __future__ import annotations
@@ -11,9 +14,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 # (folder, packages its modules must not import)
+ABOVE_DOMAIN = ("messagepusher.http", "messagepusher.actors", "messagepusher.operations")
+DOMAIN = ("messagepusher.messages", "messagepusher.outbound", "messagepusher.accounts")
 FORBIDDEN = {
-    "supervisor": ("messagepusher.http", "messagepusher.actors"),
+    "supervisor": ABOVE_DOMAIN + DOMAIN,
+    "messages": ABOVE_DOMAIN,
+    "outbound": ABOVE_DOMAIN,
+    "accounts": ABOVE_DOMAIN,
     "actors": ("messagepusher.http",),
+    "operations": ("messagepusher.http",),
 }
 
 
@@ -47,7 +56,7 @@ def violations(root: Path) -> list[str]:
     return sorted(out)
 
 
-def test_nothing_under_actors_or_supervisor_imports_a_layer_above_it():
+def test_no_module_imports_a_layer_above_its_own():
     assert violations(REPO) == []
 
 
@@ -65,8 +74,13 @@ def test_the_check_finds_an_upward_import_in_every_spelling(tmp_path):
         "from messagepusher import http\nfrom messagepusher.supervisor import db\n"
     )
     (tmp_path / "actors" / "fine.py").write_text("from messagepusher.supervisor.db import x\n")
+    (tmp_path / "messages").mkdir()
+    (tmp_path / "messages" / "store.py").write_text(
+        "from messagepusher.accounts import users\nfrom messagepusher.operations import reports\n"
+    )
     assert violations(tmp_path) == [
         "actors/channels/mail.py:1 imports messagepusher.http",
+        "messages/store.py:2 imports messagepusher.operations",
         "supervisor/runtime.py:3 imports messagepusher.actors.ingest",
         "supervisor/runtime.py:5 imports messagepusher.http.app",
     ]

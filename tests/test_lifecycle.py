@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from messagepusher.actors.lifecycle import (
+from messagepusher.messages.lifecycle import (
     DELIVERY_FINAL,
     MESSAGE_FINAL,
     STAGE_RECIPIENT,

@@ -11,7 +11,7 @@ import pytest
 import requests
 from support.ops import db_file, rows, until
 
-from messagepusher.actors.mp_mapping import Unmappable, map_channel
+from messagepusher.operations.mp_mapping import Unmappable, map_channel
 
 GORM_SCHEMA = """
 CREATE TABLE `users` (`id` integer,`username` text UNIQUE,`password` text NOT NULL,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from messagepusher.actors import netguard
+from messagepusher.outbound import netguard
 
 REFUSED = [
     "127.0.0.1",

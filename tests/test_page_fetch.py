@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from messagepusher.actors import netguard
-from messagepusher.actors.page_fetch import (
+from messagepusher.outbound import netguard
+from messagepusher.outbound.page_fetch import (
     FetchResult,
     decode_body,
     fetch_page,

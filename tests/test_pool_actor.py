@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from messagepusher.supervisor.accounts import open_accounts
+from messagepusher.accounts.users import open_accounts
 from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import MailboxEntry

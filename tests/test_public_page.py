@@ -23,8 +23,8 @@ from messagepusher.actors.channels.details_link import (
 )
 from messagepusher.actors.channels.http_common import utf8_len
 from messagepusher.actors.channels.wecom import TEXT_LIMIT_BYTES, WeComConfig, build_call
-from messagepusher.actors.store import new_public_token
 from messagepusher.http.resources.public import body_html, page
+from messagepusher.messages.store import new_public_token
 
 PUBLIC_URL = "https://push.example.test/"
 LINK = re.compile(r"详情 / details\]?[:(] ?https://push\.example\.test/m/([A-Za-z0-9_-]+)")

@@ -14,11 +14,11 @@ from fakes.sink import Sink
 from support.ops import webhook
 from support.server import ServerProcess
 
+from messagepusher.accounts.ratelimit import BucketMap
 from messagepusher.http.errors import APIError
 from messagepusher.http.routes import Op
 from messagepusher.http.throttle import ThrottleMiddleware
 from messagepusher.supervisor.config import Settings
-from messagepusher.supervisor.ratelimit import BucketMap
 
 KEY_BURST, USER_BURST = 3, 5
 serial = count(1)

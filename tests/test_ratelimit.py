@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from messagepusher.supervisor.ratelimit import BucketMap, TokenBucket
+from messagepusher.accounts.ratelimit import BucketMap, TokenBucket
 
 
 class Clock:

@@ -13,7 +13,7 @@ from fakes.recall_services import DiscordRecallFake, TelegramRecallFake
 from support.ops import webhook
 
 from messagepusher.actors.channels.discord import webhook_url
-from messagepusher.actors.listen import parse_events
+from messagepusher.operations.listen import parse_events
 
 
 @pytest.fixture

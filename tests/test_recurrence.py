@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from messagepusher.actors import recurrence
+from messagepusher.messages import recurrence
 
 START = datetime(2026, 3, 6, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 

@@ -10,9 +10,9 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
+from messagepusher.accounts.credentials import ALL_SCOPES
 from messagepusher.http.resources import accounts, channels, health, messages
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route, all_routes, permission_for
-from messagepusher.supervisor.credentials import ALL_SCOPES
 
 ROUTES = all_routes()
 OPS = [(method, route.template, op) for route in ROUTES for method, op in route.ops.items()]

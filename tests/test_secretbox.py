@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messagepusher.supervisor.secretbox import (
+from messagepusher.accounts.secretbox import (
     SecretBox,
     SecretBoxError,
     _fernet_key,

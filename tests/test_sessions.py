@@ -16,7 +16,7 @@ import requests
 import urllib3
 from support.server import ADMIN_PASSWORD, ServerProcess
 
-from messagepusher.supervisor import accounts
+from messagepusher.accounts import users as accounts
 
 PASSWORD = "session-pass-1"
 SLOWDOWN = 0.2

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from messagepusher.accounts.ratelimit import SharedBuckets, grant_for
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import RateBucket
-from messagepusher.supervisor.ratelimit import SharedBuckets, grant_for
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from messagepusher.actors.listen import parse_events, render
 from messagepusher.http.errors import APIError
 from messagepusher.http.sse import KEEPALIVE, Event, StreamSlots, encode, run_stream
+from messagepusher.operations.listen import parse_events, render
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from messagepusher.actors import lifecycle, store
+from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.ingest import Draft
-from messagepusher.supervisor.accounts import open_accounts
+from messagepusher.messages import lifecycle, store
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.channel_pool import ChannelPoolActor
 from messagepusher.actors.ingest import (
     Accepted,
@@ -18,7 +19,6 @@ from messagepusher.actors.ingest import (
     IngestError,
     _Pending,
 )
-from messagepusher.supervisor.accounts import open_accounts
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.mailbox import Mailbox
@@ -195,7 +195,7 @@ def test_a_channel_disabled_after_a_batch_is_refused_by_the_next_one(pipeline, s
 
 
 def test_a_cancel_between_accept_and_claim_means_nothing_is_sent(pipeline, sink):
-    from messagepusher.actors import store
+    from messagepusher.messages import store
 
     pipeline.channel("hook", sink.url + "/in")
     accepted = pipeline.send(title="stop", channels=["hook"])
@@ -207,7 +207,7 @@ def test_a_cancel_between_accept_and_claim_means_nothing_is_sent(pipeline, sink)
 
 
 def test_an_edit_between_accept_and_send_sends_the_new_text(pipeline, sink):
-    from messagepusher.actors import store
+    from messagepusher.messages import store
 
     pipeline.channel("hook", sink.url + "/in")
     accepted = pipeline.send(title="old title", channels=["hook"])

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support.ops import CONFIRM, db_file, rows, until, webhook
 
-from messagepusher.actors.task_control import entry_refusal, retry_refusal
+from messagepusher.operations.task_control import entry_refusal, retry_refusal
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.mailbox import (

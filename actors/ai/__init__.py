@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from messagepusher.actors import netguard
 from messagepusher.actors.ai.base import AIError, AIRequest, AIResult, Provider
 from messagepusher.actors.ai.local import LocalProvider
 from messagepusher.actors.ai.openai import OpenAIProvider
+from messagepusher.outbound import netguard
 from messagepusher.supervisor.config import AISettings
 
 if TYPE_CHECKING:

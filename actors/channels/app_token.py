@@ -1,6 +1,6 @@
 """What the app channels share: an access token from the service, cached in the database for all processes.
 
-The token is fetched once per credential (supervisor/access_tokens.py) and refreshed once when the service refuses it mid-run.
+The token is fetched once per credential (accounts/access_tokens.py) and refreshed once when the service refuses it mid-run.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from messagepusher.accounts import access_tokens
 from messagepusher.actors.channels.base import (
     ChangeResult,
     OutboundMessage,
@@ -24,7 +25,6 @@ from messagepusher.actors.channels.http_common import (
     perform,
     secret_values,
 )
-from messagepusher.supervisor import access_tokens
 
 DEFAULT_EXPIRES_IN = 7200.0  # what WeChat, WeCom and Feishu give; used when an answer has none
 

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator
 
-from messagepusher.actors import netguard
 from messagepusher.actors.channels.base import (
     Channel,
     ChannelConfig,
@@ -20,6 +19,7 @@ from messagepusher.actors.channels.base import (
     register,
 )
 from messagepusher.actors.channels.http_common import render
+from messagepusher.outbound import netguard
 
 if TYPE_CHECKING:
     import apprise

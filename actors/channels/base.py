@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from messagepusher.actors import netguard
 from messagepusher.actors.channels.transport import Transport
+from messagepusher.outbound import netguard
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import peewee
 
-from messagepusher.actors import inbox
 from messagepusher.actors.channels.base import (
     ChangeResult,
     Channel,
@@ -18,6 +17,7 @@ from messagepusher.actors.channels.base import (
     SendResult,
     register,
 )
+from messagepusher.messages import inbox
 
 TEST_NOTE = "a channel test is not stored in the inbox; send a message to see it on your devices"
 

@@ -16,7 +16,6 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import AfterValidator
 
-from messagepusher.actors import netguard
 from messagepusher.actors.channels.base import (
     ChangeResult,
     Channel,
@@ -27,6 +26,7 @@ from messagepusher.actors.channels.base import (
     mask_secret,
 )
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout
+from messagepusher.outbound import netguard
 
 RESPONSE_EXCERPT_CHARS = 1000  # what is kept in SendResult.response
 DETAIL_EXCERPT_CHARS = 200  # what is quoted in SendResult.detail

@@ -14,7 +14,6 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from messagepusher.actors import netguard
 from messagepusher.actors.channels.base import (
     Channel,
     ChannelConfig,
@@ -30,6 +29,7 @@ from messagepusher.actors.channels.http_common import (
     message_title,
     render,
 )
+from messagepusher.outbound import netguard
 
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 SUBJECT_LIMIT_CHARS = 200

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import certifi
 
-from messagepusher.supervisor.http_session import environment_has_proxies, new_session
+from messagepusher.outbound.http_session import environment_has_proxies, new_session
 
 # urllib3 and requests are imported on the first request, not at start-up.
 if TYPE_CHECKING:

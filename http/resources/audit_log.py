@@ -9,12 +9,12 @@ from typing import Any
 
 import falcon
 
+from messagepusher.accounts import users as accounts
 from messagepusher.http import params
 from messagepusher.http.audit import OUTCOMES
 from messagepusher.http.params import Param
 from messagepusher.http.resources.common import newest_page
 from messagepusher.http.routes import AUTHENTICATED, Op, Route
-from messagepusher.supervisor import accounts
 from messagepusher.supervisor.models import AuditLog
 from messagepusher.supervisor.timefmt import to_rfc3339
 

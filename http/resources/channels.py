@@ -10,7 +10,6 @@ from typing import Any
 import falcon
 from peewee import IntegrityError
 
-from messagepusher.actors import netguard
 from messagepusher.actors.channels import ChannelConfigError, build_channel, mask_config
 from messagepusher.actors.channels.base import OutboundMessage, SendContext
 from messagepusher.actors.channels.transport import Transport
@@ -20,6 +19,7 @@ from messagepusher.http.params import as_id
 from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ChannelIn, ChannelPatch, GroupConfig
+from messagepusher.outbound import netguard
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import Channel
 from messagepusher.supervisor.timefmt import to_rfc3339

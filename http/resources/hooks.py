@@ -14,8 +14,7 @@ import falcon
 from peewee import IntegrityError
 from pydantic import Field, StrictInt, model_validator
 
-from messagepusher.actors import hook_templates
-from messagepusher.actors.hook_presets import PRESETS
+from messagepusher.accounts.credentials import ROLE_SCOPES, hash_secret
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http.audit import note
 from messagepusher.http.auth import Principal, get_owned, owner_filter
@@ -23,7 +22,8 @@ from messagepusher.http.errors import APIError, not_found, unprocessable
 from messagepusher.http.resources.common import newest_page, read_json, read_model
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor.credentials import ROLE_SCOPES, hash_secret
+from messagepusher.messages import hook_templates
+from messagepusher.messages.hook_presets import PRESETS
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import Hook, User
 from messagepusher.supervisor.timefmt import to_rfc3339

@@ -11,6 +11,9 @@ from typing import Any
 import falcon
 from pydantic import Field, StrictBool
 
+from messagepusher.accounts import users as accounts
+from messagepusher.accounts.credentials import ALL_SCOPES, ROLE_SCOPES
+from messagepusher.accounts.users import AccountError
 from messagepusher.http import params
 from messagepusher.http.audit import note
 from messagepusher.http.auth import Principal, get_owned, owner_filter
@@ -20,9 +23,6 @@ from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.resources.profile import account_error
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import ApiTime, Strict
-from messagepusher.supervisor import accounts
-from messagepusher.supervisor.accounts import AccountError
-from messagepusher.supervisor.credentials import ALL_SCOPES, ROLE_SCOPES
 from messagepusher.supervisor.models import ApiKey, User
 from messagepusher.supervisor.timefmt import to_rfc3339
 

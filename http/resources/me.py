@@ -8,6 +8,8 @@ from __future__ import annotations
 import falcon
 from pydantic import Field, field_validator
 
+from messagepusher.accounts import users as accounts
+from messagepusher.accounts.users import AccountError
 from messagepusher.http.audit import note
 from messagepusher.http.auth import Principal
 from messagepusher.http.confirm import check_secret
@@ -22,8 +24,6 @@ from messagepusher.http.resources.profile import (
 )
 from messagepusher.http.routes import AUTHENTICATED, Op, Route
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor import accounts
-from messagepusher.supervisor.accounts import AccountError
 from messagepusher.supervisor.models import User
 
 

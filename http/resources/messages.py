@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 from pydantic import Field, ValidationError, model_validator
 
-from messagepusher.actors import lifecycle, recall, store
+from messagepusher.actors import recall
 from messagepusher.actors.channel_pool import delivery_view
 from messagepusher.actors.ingest import Draft, IngestError, IngestUnavailable
 from messagepusher.http import params
@@ -22,6 +22,7 @@ from messagepusher.http.params import Param
 from messagepusher.http.resources.common import newest_page, read_model, read_object
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import MessageIn, Strict
+from messagepusher.messages import lifecycle, store
 from messagepusher.supervisor.models import Delivery, Message
 from messagepusher.supervisor.timefmt import to_rfc3339
 

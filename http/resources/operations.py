@@ -14,7 +14,6 @@ import psutil
 import pykka
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from messagepusher.actors import backups, reports
 from messagepusher.actors.monitor import refresh_process_gauges, refresh_queue_gauges
 from messagepusher.http import params
 from messagepusher.http.auth import UNAUTHORIZED_HEADERS
@@ -24,6 +23,7 @@ from messagepusher.http.resources.common import listing, newest_page, read_objec
 from messagepusher.http.resources.tasks import pauses_view
 from messagepusher.http.routes import PUBLIC, Op, Route
 from messagepusher.http.schemas import ConfigPatch
+from messagepusher.operations import backups, reports
 from messagepusher.supervisor import logs
 from messagepusher.supervisor.actor import PoolActor, PoolInfo
 from messagepusher.supervisor.health import readiness

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, StrictBool
 
+from messagepusher.accounts import users as accounts
+from messagepusher.accounts.users import AccountError
 from messagepusher.http.errors import APIError
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor import accounts
-from messagepusher.supervisor.accounts import AccountError
 from messagepusher.supervisor.models import User
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -59,7 +59,7 @@ def user_view(u: User) -> dict[str, Any]:
 
 
 def account_error(exc: AccountError) -> APIError:
-    """The API error (status, code, the field) an AccountError from supervisor/accounts.py stands for."""
+    """The API error (status, code, the field) an AccountError from accounts/users.py stands for."""
     return APIError(
         exc.status, exc.code, f"{exc.field}: {exc}", [{"field": exc.field, "message": str(exc)}]
     )

@@ -11,7 +11,6 @@ import falcon
 from peewee import IntegrityError
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
-from messagepusher.actors import recurrence
 from messagepusher.actors.ingest import IngestUnavailable
 from messagepusher.actors.schedule_runner import queue_next, record, submit, trigger_of
 from messagepusher.http.audit import note
@@ -20,6 +19,7 @@ from messagepusher.http.errors import APIError, unprocessable
 from messagepusher.http.resources.common import newest_page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import MessageIn, Strict
+from messagepusher.messages import recurrence
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import Schedule, ScheduleFire
 from messagepusher.supervisor.timefmt import to_rfc3339

@@ -10,6 +10,13 @@ import time
 import falcon
 from pydantic import Field
 
+from messagepusher.accounts import users as accounts
+from messagepusher.accounts.credentials import (
+    ROLE_SCOPES,
+    csrf_for,
+    dummy_password_check,
+    verify_password,
+)
 from messagepusher.http.audit import note
 from messagepusher.http.auth import SESSION_COOKIE, Principal, login_locked, session_token
 from messagepusher.http.errors import APIError, not_found
@@ -17,13 +24,6 @@ from messagepusher.http.resources.common import read_model
 from messagepusher.http.resources.profile import user_view
 from messagepusher.http.routes import AUTHENTICATED, PUBLIC, Op, Route
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor import accounts
-from messagepusher.supervisor.credentials import (
-    ROLE_SCOPES,
-    csrf_for,
-    dummy_password_check,
-    verify_password,
-)
 from messagepusher.supervisor.models import User, WebSession
 from messagepusher.supervisor.timefmt import to_rfc3339
 

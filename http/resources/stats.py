@@ -9,8 +9,8 @@ from typing import Any
 
 import falcon
 
-from messagepusher.actors.lifecycle import MESSAGE_FINAL
 from messagepusher.http.routes import Op, Route
+from messagepusher.messages.lifecycle import MESSAGE_FINAL
 from messagepusher.supervisor.db import select_rows
 from messagepusher.supervisor.timefmt import to_rfc3339
 

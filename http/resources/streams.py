@@ -10,7 +10,6 @@ from typing import Any
 
 import falcon
 
-from messagepusher.actors import inbox, store
 from messagepusher.http import params
 from messagepusher.http.auth import Principal, get_owned, owner_filter
 from messagepusher.http.errors import not_found, unprocessable
@@ -18,6 +17,7 @@ from messagepusher.http.params import Param
 from messagepusher.http.resources.common import newest_page
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.sse import Event, StreamSlots, run_stream
+from messagepusher.messages import inbox, store
 from messagepusher.supervisor.db import select_rows
 from messagepusher.supervisor.models import InboxItem
 from messagepusher.supervisor.timefmt import to_rfc3339

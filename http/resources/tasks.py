@@ -1,6 +1,6 @@
 """/api/v1/tasks: the mailbox entries behind every message, and hand intervention on them.
 
-Retry, cancel and bulk re-drive go through actors/task_control.py; pausing a mailbox or a channel
+Retry, cancel and bulk re-drive go through operations/task_control.py; pausing a mailbox or a channel
 is a row in the `pause` table, which every process's claims read.
 """
 
@@ -12,7 +12,6 @@ import falcon
 import peewee
 from pydantic import Field
 
-from messagepusher.actors import task_control
 from messagepusher.http import params
 from messagepusher.http.audit import note
 from messagepusher.http.confirm import require_confirmation
@@ -21,6 +20,7 @@ from messagepusher.http.params import Param
 from messagepusher.http.resources.common import listing, next_cursor, page, read_model
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import Strict
+from messagepusher.operations import task_control
 from messagepusher.supervisor.actor import PoolActor, SerialActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import PARKED_AT, payload_number

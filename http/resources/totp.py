@@ -8,12 +8,12 @@ from __future__ import annotations
 import falcon
 from pydantic import Field
 
+from messagepusher.accounts.credentials import new_totp_secret, totp_uri
 from messagepusher.http.confirm import use_totp_code
 from messagepusher.http.errors import APIError, unprocessable
 from messagepusher.http.resources.common import read_model
 from messagepusher.http.routes import AUTHENTICATED, Op, Route
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor.credentials import new_totp_secret, totp_uri
 from messagepusher.supervisor.models import User
 
 

@@ -10,7 +10,8 @@ from typing import Literal
 import falcon
 from pydantic import Field, StrictBool, field_validator
 
-from messagepusher.actors import store
+from messagepusher.accounts import users as accounts
+from messagepusher.accounts.users import AccountError
 from messagepusher.http import params
 from messagepusher.http.audit import note
 from messagepusher.http.auth import Principal
@@ -28,8 +29,7 @@ from messagepusher.http.resources.profile import (
 )
 from messagepusher.http.routes import Op, Route
 from messagepusher.http.schemas import Strict
-from messagepusher.supervisor import accounts
-from messagepusher.supervisor.accounts import AccountError
+from messagepusher.messages import store
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import User, WebSession
 

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from messagepusher.accounts.access_tokens import credential_key
 from messagepusher.actors.channels import build_channel
 from messagepusher.actors.channels.app_token import TokenChannel, access_token_answer
 from messagepusher.actors.channels.base import REGISTRY, OutboundMessage, SendResult
@@ -20,7 +21,6 @@ from messagepusher.actors.channels.http_common import (
     as_calls,
     keep_remote_id,
 )
-from messagepusher.supervisor.access_tokens import credential_key
 
 HTTP_TYPES = sorted(name for name, cls in REGISTRY.items() if issubclass(cls, HttpChannel))
 

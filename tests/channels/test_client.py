@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from messagepusher.actors import inbox
 from messagepusher.actors.channels import build_channel
+from messagepusher.messages import inbox
 from messagepusher.supervisor.models import Channel, Delivery, InboxItem, Message, User
 
 

@@ -1,6 +1,6 @@
 """The message state machine (DESIGN §3): stages, statuses, and what comes next.
 
-Pure functions; `actors/store.py` carries out what they decide.
+Pure functions; `messages/store.py` carries out what they decide.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hand intervention on mailbox entries: retry and cancel, and what each means for its message.
 
-The state machine (actors/lifecycle.py) decides; the message store (actors/store.py) writes:
+The state machine (messages/lifecycle.py) decides; the message store (messages/store.py) writes:
 `store.reopen_deliveries` and `store.cancel_delivery`.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from messagepusher.actors import lifecycle, recall, store
+from messagepusher.actors import recall
+from messagepusher.messages import lifecycle, store
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import CANCELLABLE, REDRIVABLE
 from messagepusher.supervisor.models import Delivery, MailboxEntry, Message

@@ -14,7 +14,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from messagepusher.supervisor.credentials import (
+from messagepusher.accounts.credentials import (
     ALL_SCOPES,
     ROLE_SCOPES,
     csrf_for,
@@ -24,6 +24,7 @@ from messagepusher.supervisor.credentials import (
     new_api_key,
     new_session_token,
 )
+from messagepusher.accounts.secretbox import SecretBox, load_or_create_key
 from messagepusher.supervisor.db import database, write_transaction
 from messagepusher.supervisor.models import (
     ApiKey,
@@ -33,7 +34,6 @@ from messagepusher.supervisor.models import (
     User,
     WebSession,
 )
-from messagepusher.supervisor.secretbox import SecretBox, load_or_create_key
 
 if TYPE_CHECKING:
     from messagepusher.supervisor.runtime import Runtime

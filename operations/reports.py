@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee
 
-from messagepusher.actors import lifecycle
+from messagepusher.messages import lifecycle
 from messagepusher.supervisor.clock import Clock, SystemClock
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import (

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from messagepusher.actors import lifecycle
+from messagepusher.messages import lifecycle
 from messagepusher.supervisor.db import (
     database,
     execute,
@@ -111,7 +111,7 @@ REQUEUE_DELIVERIES = (
     "WHERE id IN ({ids})"
 )
 REQUEUE_MESSAGE = "UPDATE message SET status = ?, finished_at = NULL, updated_at = ? WHERE id = ?"
-# Hand intervention on a task (actors/task_control.py): a failed or dead delivery pending again,
+# Hand intervention on a task (operations/task_control.py): a failed or dead delivery pending again,
 # its finished (not cancelled) message queued again; one unsent delivery cancelled.
 REOPEN_FAILED_DELIVERIES = (
     "UPDATE delivery SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ? "

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from messagepusher.actors import netguard
+from messagepusher.accounts.credentials import generate_password, hash_password, hash_secret
+from messagepusher.accounts.credentials import legacy_prefix as token_prefix
+from messagepusher.accounts.users import USERNAME
 from messagepusher.actors.channels import ChannelConfigError, build_channel
-from messagepusher.actors.mp_mapping import (
+from messagepusher.messages.store import import_message
+from messagepusher.operations.mp_mapping import (
     MappedChannel,
     Unmappable,
     map_channel,
@@ -21,10 +24,7 @@ from messagepusher.actors.mp_mapping import (
     user_disabled,
     user_role,
 )
-from messagepusher.actors.store import import_message
-from messagepusher.supervisor.accounts import USERNAME
-from messagepusher.supervisor.credentials import generate_password, hash_password, hash_secret
-from messagepusher.supervisor.credentials import legacy_prefix as token_prefix
+from messagepusher.outbound import netguard
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.models import ApiKey, Channel, Message, User
 

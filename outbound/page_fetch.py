@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin, urlsplit
 
-from messagepusher.actors import netguard
+from messagepusher.outbound import netguard
 from messagepusher.supervisor.config import FetcherSettings
 
 # trafilatura, lxml, charset_normalizer and requests are imported where they are first

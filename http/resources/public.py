@@ -12,7 +12,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import falcon
-from lxml_html_clean import Cleaner
 
 from messagepusher.actors.channels.details_link import page_enabled
 from messagepusher.actors.channels.http_common import ai_label, ai_result_text
@@ -43,6 +42,8 @@ NOT_FOUND = "消息不存在或已删除 / This message does not exist or was re
 
 def sanitise(markup: str) -> str:
     """`markup` without scripts, event handlers, javascript: links, styles, frames or forms. Pure."""
+    from lxml_html_clean import Cleaner  # lxml is heavy: loaded with the first page
+
     if not markup.strip():
         return ""
     cleaner = Cleaner(

@@ -69,6 +69,7 @@ class Slot:
     ready: bool = False
     status: str = ""
     last_watchdog: float | None = None
+    ready_at: float = 0.0
     restart_at: float | None = None
     pending: bytes = b""
     state: str = "stopped"  # starting, running, restarting, hung, given_up, stopped
@@ -92,7 +93,7 @@ class Slot:
             elif line == "READY=1":
                 self.ready = True
                 self.state = "running"
-                self.last_beat = now
+                self.last_beat = self.ready_at = now
             elif line.startswith("STATUS="):
                 self.status = line[len("STATUS=") :]
             elif line == "WATCHDOG=1":
@@ -116,13 +117,18 @@ class Slot:
         return None
 
     def healthy(self, now: float, heartbeat_timeout: float, watchdog: float | None) -> bool:
-        """Ready, beating, its monitor not reporting "not ready", its watchdog pings current."""
+        """Ready, beating, its monitor not reporting "not ready", its watchdog pings current.
+
+        A worker just ready has two watchdog periods for its monitor's first ping: a forked
+        worker is ready before its monitor has pinged once.
+        """
         if self.proc is None or not self.ready or self.state != "running":
             return False
         if now - self.last_beat > heartbeat_timeout or self.status.startswith("not ready"):
             return False
         if watchdog is not None:
-            return self.last_watchdog is not None and now - self.last_watchdog <= 2 * watchdog
+            pinged = self.ready_at if self.last_watchdog is None else self.last_watchdog
+            return now - pinged <= 2 * watchdog
         return True
 
 

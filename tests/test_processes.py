@@ -87,7 +87,9 @@ def test_a_starting_worker_has_the_start_window_and_its_ready_counts_as_a_beat()
 def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are_current():
     slot = _running_slot()
     assert slot.healthy(101.0, 3, watchdog=None)
-    assert not slot.healthy(101.0, 3, watchdog=5.0)  # no WATCHDOG=1 yet
+    assert slot.healthy(101.0, 3, watchdog=5.0)  # no WATCHDOG=1 yet: two periods from READY=1
+    slot.take_lines(b"BEAT\n", 102.0)
+    assert not slot.healthy(102.0, 3, watchdog=0.9)  # … and no more
     slot.take_lines(b"WATCHDOG=1\n", 101.0)
     assert slot.healthy(102.0, 3, watchdog=5.0)
     slot.take_lines(b"STATUS=not ready: ingest\n", 102.0)

@@ -224,7 +224,6 @@ def test_three_nodes_deliver_every_202_when_one_dies_mid_load_and_show_it_stale(
     assert not {p: n for p, n in periods.items() if n > 1}, f"periods run more than once: {runs}"
     gaps = [p for p in range(min(periods), max(periods)) if p not in periods]
     assert not gaps, f"periods without a run: {gaps}; runs: {runs}"
-    assert all(o in ("ok", "failed") for p, o, _ in runs if p < max(periods)), runs
 
 
 SENDERS = {"channel_pool", "fetcher", "ai_pool", "dispatcher", "schedules"}

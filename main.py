@@ -353,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("MP_PROCESS_ZYGOTE"):
         from messagepusher.supervisor.zygote import ZYGOTE_ENV, run_zygote
 
-        run_zygote(os.environ[ZYGOTE_ENV])  # returns only in a forked worker, which serves below
+        try:
+            run_zygote(os.environ[ZYGOTE_ENV])  # returns only in a forked worker, serving below
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_CONFIG
     from messagepusher.supervisor.config import ConfigError
 
     try:

@@ -278,9 +278,16 @@ def run_zygote(text: str) -> None:
 
     The zygote itself exits: 0 when the root closes the control socket, 1 (with a traceback
     on stderr) when it cannot load or fork; the root then starts workers another way.
+    Raises ValueError, one line for the operator, when `text` is not the root's.
     """
-    control_fd, listen_fd = (int(part) for part in text.split(","))
-    control = socket.socket(fileno=control_fd)
+    try:
+        control_fd, listen_fd = (int(part) for part in text.split(","))
+        control = socket.socket(fileno=control_fd)
+    except (ValueError, OSError) as exc:
+        raise ValueError(
+            f"error: {ZYGOTE_ENV}={text!r} is not a link from a root process ({exc}); "
+            "the root sets it for its zygote only: unset it"
+        ) from None
     for signum in (signal.SIGINT, signal.SIGHUP):  # the root passes these on to the workers
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -23,6 +23,7 @@ from support.ops import db_file, rows, until, webhook
 from support.server import REPO
 
 from messagepusher.supervisor.processes import Slot, describe_exit, worker_count
+from messagepusher.supervisor.zygote import assert_single_threaded
 
 pytestmark = pytest.mark.xdist_group("heavy")
 
@@ -100,6 +101,18 @@ def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are
     slot.take_lines(b"BEAT\n", 110.5)
     assert slot.healthy(110.5, 3, watchdog=5.0)  # the last watchdog ping within two periods
     assert not slot.healthy(110.5, 3, watchdog=4.0)
+
+
+def test_the_zygote_refuses_to_fork_while_another_thread_runs():
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="stray", daemon=True)
+    other.start()
+    try:
+        with pytest.raises(RuntimeError, match="stray"):
+            assert_single_threaded()
+    finally:
+        release.set()
+        other.join(5)
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 from chaos import Clients, Server, wait_drained
 from load import PY, ROOT, Bench, BenchError, Child, Sink, source_version, wait_http
 
-from messagepusher.actors.lifecycle import MESSAGE_FINAL
+from messagepusher.messages.lifecycle import MESSAGE_FINAL
 
 PROCESSES = 2
 # A replacement that has not answered after this long counts as never serving.

@@ -10,7 +10,7 @@ would have to be replaced after each use, paying the import again):
 - The root runs threads (its node registry), so it never forks itself: it starts the zygote as
   a fresh interpreter, `main.py serve` with MP_PROCESS_ZYGOTE=<control fd>,<listen fd>, and
   makes itself the child subreaper (Linux prctl) first.
-- The zygote imports every module of actors/, http/ and supervisor/, checks that it runs no
+- The zygote imports every module of every package of the service, checks that it runs no
   thread but its main one (a fork copies only the calling thread: a lock held by another would
   stay locked forever in the child), opens no database, says READY on the control socket and
   waits there.
@@ -46,7 +46,9 @@ import traceback
 from pathlib import Path
 
 ZYGOTE_ENV = "MP_PROCESS_ZYGOTE"
-PACKAGES = ("supervisor", "actors", "http")
+# Every package of the service (pyproject's package-dir), imported by name: the zygote loads
+# code, it depends on none of it.
+PACKAGES = ("supervisor", "accounts", "messages", "outbound", "actors", "operations", "http")
 MESSAGE_BYTES = 256
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -185,18 +187,21 @@ class Zygote:
 
 
 def preload() -> int:
-    """Import every module a worker may need; the count. Imports have no side effect here."""
-    import messagepusher.supervisor
+    """Import every module a worker may need; the count. Imports have no side effect here.
 
-    base = Path(messagepusher.supervisor.__file__).resolve().parent.parent
+    Raises ImportError for a module that cannot load: the zygote exits, the root falls back.
+    """
     count = 0
     for package in PACKAGES:
-        for path in sorted((base / package).rglob("*.py")):
-            parts = list(path.relative_to(base).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            importlib.import_module(".".join(["messagepusher", *parts]))
-            count += 1
+        name = f"messagepusher.{package}"
+        for folder in importlib.import_module(name).__path__:
+            base = Path(folder)
+            for path in sorted(base.rglob("*.py")):
+                parts = list(path.relative_to(base).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                importlib.import_module(".".join([name, *parts]))
+                count += 1
     return count
 
 

@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -349,6 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_INSTALL
+    if os.environ.get("MP_PROCESS_ZYGOTE"):
+        from messagepusher.supervisor.zygote import ZYGOTE_ENV, run_zygote
+
+        try:
+            run_zygote(os.environ[ZYGOTE_ENV])  # returns only in a forked worker, serving below
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_CONFIG
     from messagepusher.supervisor.config import ConfigError
 
     try:

@@ -70,6 +70,16 @@ def _node_id() -> str:
 NODE_ID = _node_id()
 
 
+def renew_node_id() -> str:
+    """A process forked from another (the zygote's workers) takes its own id; returns it.
+
+    Main thread, before any actor starts: owners already handed out keep the old id.
+    """
+    global NODE_ID  # noqa: PLW0603 - the module's id is per process, and this is a new process
+    NODE_ID = _node_id()
+    return NODE_ID
+
+
 def owner_for(actor_name: str, incarnation: int = 1) -> str:
     """Lease owner of one incarnation of an actor in this process: host:pid:start/actor#n."""
     return f"{NODE_ID}/{actor_name}#{incarnation}"

@@ -1,6 +1,8 @@
 """The root process supervisor: binds the port once, runs N worker processes on it, replaces them.
 
 Like gunicorn's arbiter: each worker runs the whole actor tree; the root alone talks to systemd.
+Workers are forked from a zygote that has already imported the service (supervisor/zygote.py),
+so a replacement skips the import; without a zygote they start as fresh interpreters.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from messagepusher.supervisor.nodes import NodeRegistry, remove_dead_process
 from messagepusher.supervisor.restart_policy import RestartPolicy
 from messagepusher.supervisor.runtime import EXIT_ESCALATED, Runtime
 from messagepusher.supervisor.worker_link import WORKER_ENV, WorkerSpec
+from messagepusher.supervisor.zygote import ForkedWorker, Zygote, ZygoteError, become_subreaper
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ LOOP_SECONDS = 0.1
 # After the grace period, a worker that has not stopped is killed this much later.
 KILL_AFTER_GRACE_SECONDS = 5.0
 LISTEN_BACKLOG = 1024
+# How long a fork request may take before the zygote counts as broken.
+FORK_ANSWER_SECONDS = 5.0
+ZYGOTE = "zygote"
 
 
 # --- pure decisions ----------------------------------------------------------------------------
@@ -55,7 +61,7 @@ class Slot:
 
     index: int
     starts: int = 0
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | ForkedWorker | None = None
     beat_fd: int | None = None
     life_fd: int | None = None
     started: float = 0.0
@@ -63,6 +69,7 @@ class Slot:
     ready: bool = False
     status: str = ""
     last_watchdog: float | None = None
+    ready_at: float = 0.0
     restart_at: float | None = None
     pending: bytes = b""
     state: str = "stopped"  # starting, running, restarting, hung, given_up, stopped
@@ -86,7 +93,7 @@ class Slot:
             elif line == "READY=1":
                 self.ready = True
                 self.state = "running"
-                self.last_beat = now
+                self.last_beat = self.ready_at = now
             elif line.startswith("STATUS="):
                 self.status = line[len("STATUS=") :]
             elif line == "WATCHDOG=1":
@@ -110,13 +117,18 @@ class Slot:
         return None
 
     def healthy(self, now: float, heartbeat_timeout: float, watchdog: float | None) -> bool:
-        """Ready, beating, its monitor not reporting "not ready", its watchdog pings current."""
+        """Ready, beating, its monitor not reporting "not ready", its watchdog pings current.
+
+        A worker just ready has two watchdog periods for its monitor's first ping: a forked
+        worker is ready before its monitor has pinged once.
+        """
         if self.proc is None or not self.ready or self.state != "running":
             return False
         if now - self.last_beat > heartbeat_timeout or self.status.startswith("not ready"):
             return False
         if watchdog is not None:
-            return self.last_watchdog is not None and now - self.last_watchdog <= 2 * watchdog
+            pinged = self.ready_at if self.last_watchdog is None else self.last_watchdog
+            return now - pinged <= 2 * watchdog
         return True
 
 
@@ -158,6 +170,16 @@ class RootSupervisor:
         self.announced = False
         self.last_status = ""
         self.last_watchdog = float("-inf")
+        self.zygote: Zygote | None = None
+        self.zygote_policy = RestartPolicy(
+            sup.max_restarts,
+            sup.within_seconds,
+            sup.backoff_initial_seconds,
+            sup.backoff_max_seconds,
+            self.clock.monotonic,
+        )
+        self.zygote_restart_at: float | None = None
+        self.zygote_starts = 0
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -181,22 +203,90 @@ class RootSupervisor:
         env.pop("WATCHDOG_PID", None)
         return env
 
+    def _command(self) -> list[str]:
+        command = [sys.executable, str(self.main_script)]
+        if self.config_path:
+            command += ["--config", self.config_path]
+        return [*command, "serve"]
+
+    def _start_zygote(self) -> None:
+        """Start a zygote (fork+exec: safe beside the root's threads); it says READY later.
+
+        A zygote that cannot start is recorded like one that died."""
+        self.zygote_starts += 1
+        self.zygote_restart_at = None
+        event = "start" if self.zygote_starts == 1 else "restart"
+        try:
+            self.zygote = Zygote(self._command(), self._worker_env(), self.listener.fileno())
+        except OSError as exc:
+            self._record_actor(ZYGOTE, "exit", f"could not start: {exc}")
+            self._zygote_gone(self.clock.monotonic())
+            return
+        self._record_actor(ZYGOTE, event, f"pid {self.zygote.pid}, start {self.zygote_starts}")
+        log.info("root: zygote %sed (pid %d)", event, self.zygote.pid)
+
+    def _zygote_gone(self, now: float) -> None:
+        """The zygote died or broke: restart it with back-off, or past the restart intensity
+        start every later worker as a fresh interpreter."""
+        self.zygote = None
+        if self.stop_signal is not None:
+            return
+        delay = self.zygote_policy.record(ZYGOTE)
+        if delay is None:
+            reason = "the zygote failed too often; workers start as fresh interpreters from now on"
+            self._record_actor(ZYGOTE, "give_up_zygote", reason)
+            log.error("root: %s", reason)
+            return
+        self.zygote_restart_at = now + delay
+
+    def _watch_zygote(self, now: float) -> None:
+        zygote = self.zygote
+        if zygote is not None and zygote.alive():
+            try:
+                zygote.check_ready()
+            except ZygoteError as exc:
+                log.error("root: %s; killing it", exc)
+                zygote.proc.kill()
+            return
+        if zygote is not None:
+            code = zygote.stop()
+            forget_process(zygote.pid, self.metrics_dir)
+            detail = f"pid {zygote.pid} {describe_exit(code)}"
+            self._record_actor(ZYGOTE, "exit", detail)
+            log.error("root: the zygote exited: %s", detail)
+            self._zygote_gone(now)
+        elif self.zygote_restart_at is not None and now >= self.zygote_restart_at:
+            self._start_zygote()
+
+    def _start_process(self, slot: Slot, beat_write: int, life_read: int) -> str:
+        """Fork the slot's worker from the zygote when one is ready, else start a fresh
+        interpreter; says which (for the start event). The caller closes both fds."""
+        zygote = self.zygote
+        if zygote is not None and zygote.ready:
+            try:
+                slot.proc = zygote.fork(
+                    slot.index, slot.starts, beat_write, life_read, FORK_ANSWER_SECONDS
+                )
+                return "forked from the zygote"
+            except ZygoteError as exc:
+                log.error("root: %s; killing it, starting %s afresh", exc, slot.name)
+                zygote.proc.kill()
+        spec = WorkerSpec(slot.index, slot.starts, self.listener.fileno(), beat_write, life_read)
+        env = self._worker_env()
+        env[WORKER_ENV] = spec.encode()
+        slot.proc = subprocess.Popen(
+            self._command(),
+            env=env,
+            pass_fds=(self.listener.fileno(), beat_write, life_read),
+        )
+        return "fresh interpreter"
+
     def _spawn(self, slot: Slot) -> None:
         beat_read, beat_write = os.pipe()
         life_read, life_write = os.pipe()
         slot.starts += 1
-        spec = WorkerSpec(slot.index, slot.starts, self.listener.fileno(), beat_write, life_read)
-        command = [sys.executable, str(self.main_script)]
-        if self.config_path:
-            command += ["--config", self.config_path]
-        env = self._worker_env()
-        env[WORKER_ENV] = spec.encode()
         try:
-            slot.proc = subprocess.Popen(
-                [*command, "serve"],
-                env=env,
-                pass_fds=(self.listener.fileno(), beat_write, life_read),
-            )
+            how = self._start_process(slot, beat_write, life_read)
         finally:
             os.close(beat_write)
             os.close(life_read)
@@ -209,8 +299,8 @@ class RootSupervisor:
         slot.restart_at = None
         slot.state = "starting"
         event = "start" if slot.starts == 1 else "restart"
-        self._record(slot, event, f"pid {slot.proc.pid}, start {slot.starts}")
-        log.info("root: %s %sed (pid %d)", slot.name, event, slot.proc.pid)
+        self._record(slot, event, f"pid {slot.proc.pid}, start {slot.starts}, {how}")
+        log.info("root: %s %sed (pid %d, %s)", slot.name, event, slot.proc.pid, how)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -220,6 +310,11 @@ class RootSupervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)
+        if become_subreaper():
+            self._start_zygote()
+            self._await_zygote(self.settings.server.worker_start_seconds)
+        else:
+            log.warning("root: cannot adopt forked workers here; they start as fresh interpreters")
         for slot in self.slots:
             self._spawn(slot)
         self.registry.start()
@@ -229,6 +324,7 @@ class RootSupervisor:
             self._reap(now)
             if self.stop_signal is not None:
                 break
+            self._watch_zygote(now)
             self._judge(now)
             self._restart_due(now)
             self._tell_systemd(now)
@@ -237,6 +333,19 @@ class RootSupervisor:
                 self._signal_all(signal.SIGHUP)
                 log.info("root: SIGHUP passed to every worker")
         return self._stop_all()
+
+    def _await_zygote(self, timeout: float) -> None:
+        """Before the first workers: wait for the zygote's READY (it is importing the service)."""
+        if self.zygote is None:
+            return
+        try:
+            if self.zygote.check_ready(timeout):
+                return
+            log.error("root: the zygote is not ready after %gs; killing it", timeout)
+        except ZygoteError as exc:
+            log.error("root: %s; killing it", exc)
+        self.zygote.proc.kill()
+        self._watch_zygote(self.clock.monotonic())
 
     def _on_stop_signal(self, signum: int, _frame) -> None:
         if self.stop_signal is None:
@@ -369,6 +478,12 @@ class RootSupervisor:
         log.info("root: %s: stopping %d workers", self.stop_signal, len(self.slots))
         sd_notify.notify("STOPPING=1")
         self._signal_all(signal.SIGTERM)
+        if self.zygote is not None:
+            forget_process(self.zygote.pid, self.metrics_dir)
+            self._record_actor(
+                ZYGOTE, "exit", f"pid {self.zygote.pid} {describe_exit(self.zygote.stop())}"
+            )
+            self.zygote = None
         if self.listener is not None:
             self.listener.close()  # the workers hold their own copies until they exit
         deadline = (
@@ -395,16 +510,19 @@ class RootSupervisor:
         return self.exit_code
 
     def _record(self, slot: Slot, event: str, detail: str) -> None:
+        self._record_actor(slot.name, event, detail)
+
+    def _record_actor(self, actor: str, event: str, detail: str) -> None:
         try:
             SupervisorEvent.create(
                 at=self.clock.now(),
-                actor=slot.name,
+                actor=actor,
                 event=event,
                 detail=detail[:2000],
                 node=self.runtime.node_id,
             )
         except Exception:  # noqa: BLE001 - a full disk must not stop supervision
-            log.exception("root: could not record %s %s", slot.name, event)
+            log.exception("root: could not record %s %s", actor, event)
 
 
 def run_root(runtime: Runtime, config_path: str | None, main_script: Path) -> int:

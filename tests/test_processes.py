@@ -23,6 +23,7 @@ from support.ops import db_file, rows, until, webhook
 from support.server import REPO
 
 from messagepusher.supervisor.processes import Slot, describe_exit, worker_count
+from messagepusher.supervisor.zygote import assert_single_threaded
 
 pytestmark = pytest.mark.xdist_group("heavy")
 
@@ -37,7 +38,8 @@ FAST = {
     "MP_SUPERVISOR__MAX_RESTARTS": "20",
     "MP_RETRY__BASE_DELAY_SECONDS": "0.2",
 }
-# A replaced worker serves again well within this (measured about 3 s on the loaded 2-core box).
+# A replaced worker serves again well within this (forked from the zygote: about 0.5 s on the
+# loaded 2-core box; a generous bound, the figures are bench/process_kills.py's business).
 SERVING_AGAIN_SECONDS = 30
 
 
@@ -86,7 +88,9 @@ def test_a_starting_worker_has_the_start_window_and_its_ready_counts_as_a_beat()
 def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are_current():
     slot = _running_slot()
     assert slot.healthy(101.0, 3, watchdog=None)
-    assert not slot.healthy(101.0, 3, watchdog=5.0)  # no WATCHDOG=1 yet
+    assert slot.healthy(101.0, 3, watchdog=5.0)  # no WATCHDOG=1 yet: two periods from READY=1
+    slot.take_lines(b"BEAT\n", 102.0)
+    assert not slot.healthy(102.0, 3, watchdog=0.9)  # … and no more
     slot.take_lines(b"WATCHDOG=1\n", 101.0)
     assert slot.healthy(102.0, 3, watchdog=5.0)
     slot.take_lines(b"STATUS=not ready: ingest\n", 102.0)
@@ -97,6 +101,18 @@ def test_a_worker_is_healthy_only_while_ready_beating_and_its_watchdog_pings_are
     slot.take_lines(b"BEAT\n", 110.5)
     assert slot.healthy(110.5, 3, watchdog=5.0)  # the last watchdog ping within two periods
     assert not slot.healthy(110.5, 3, watchdog=4.0)
+
+
+def test_the_zygote_refuses_to_fork_while_another_thread_runs():
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="stray", daemon=True)
+    other.start()
+    try:
+        with pytest.raises(RuntimeError, match="stray"):
+            assert_single_threaded()
+    finally:
+        release.set()
+        other.join(5)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -140,17 +156,49 @@ def test_the_processes_argument_is_validated_like_the_setting(tmp_path):
 # --- real processes -------------------------------------------------------------------------
 
 
-def workers(root_pid: int) -> dict[int, int]:
-    """{slot: pid} of the root's live worker processes, from their MP_PROCESS_WORKER variable."""
+def live_children(root_pid: int) -> dict[int, psutil.Process]:
     found = {}
     for child in psutil.Process(root_pid).children():
         try:
-            spec = child.environ().get("MP_PROCESS_WORKER")
-            if spec and child.status() != psutil.STATUS_ZOMBIE:
-                found[int(spec.split(",")[0])] = child.pid
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found[child.pid] = child
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def workers(srv, count: int = 2) -> dict[int, int]:
+    """{slot: pid} of the root's live worker processes: its children registered as workers.
+
+    Forked workers are the root's children (it is their subreaper) but carry the zygote's
+    environment, so the node table says which slot each one serves.
+    """
+
+    def registered() -> dict[int, int] | None:
+        children = live_children(srv.proc.pid)
+        found = {
+            slot: pid
+            for slot, pid in rows(
+                db_file(srv), "SELECT process_index, pid FROM node WHERE kind = 'worker'"
+            )
+            if pid in children
+        }
+        return found if len(found) == count else None
+
+    return until(registered, 30, f"{count} workers registered")
+
+
+def zygote_of(srv) -> psutil.Process | None:
+    """The root's live zygote, by the pid its last start event names."""
+    started = rows(
+        db_file(srv),
+        "SELECT detail FROM supervisor_event WHERE actor = 'zygote' AND event IN "
+        "('start', 'restart') ORDER BY id DESC LIMIT 1",
+    )
+    if not started:
+        return None
+    pid = int(started[0][0].split(",")[0].removeprefix("pid "))
+    return live_children(srv.proc.pid).get(pid)
 
 
 def serving_worker(api, slot: int, not_pid: int) -> dict | None:
@@ -249,7 +297,7 @@ def test_killed_workers_are_replaced_while_the_other_serves_and_every_202_is_del
     with Load(srv, key, "procs-hook") as load:
         for kill in range(3):
             load.wait_for_more(20, f"202s before kill {kill}")
-            slot, pid = sorted(workers(srv.proc.pid).items())[kill % 2]
+            slot, pid = sorted(workers(srv).items())[kill % 2]
             psutil.Process(pid).send_signal(signal.SIGKILL)
             load.wait_for_more(10, "the other worker answering")
             killed_at = time.monotonic()
@@ -271,6 +319,51 @@ def test_killed_workers_are_replaced_while_the_other_serves_and_every_202_is_del
     assert len([e for e in restarts["items"] if e["actor"].startswith("worker-")]) >= 3
 
 
+def test_workers_fork_from_a_threadless_zygote_and_a_replacement_owns_leases_under_a_new_id(
+    server_factory,
+):
+    srv = server_factory(FAST)
+    api = srv.client(srv.create_key())
+    zygote = zygote_of(srv)
+    assert zygote is not None and zygote.num_threads() == 1, "the zygote forks: no thread at all"
+    first = workers(srv)
+    nodes = {n["pid"]: n["id"] for n in api.get("/api/v1/admin/nodes").json()["items"]}
+    # Each worker renewed the id the zygote computed at import: host:pid:start, its own pid.
+    for pid in first.values():
+        assert nodes[pid].split(":")[1] == str(pid), nodes
+    assert len({nodes[pid] for pid in first.values()}) == 2
+
+    psutil.Process(first[1]).send_signal(signal.SIGKILL)
+    new = until(lambda: serving_worker(api, 1, first[1]), SERVING_AGAIN_SECONDS, "worker-1 back")
+    assert new["id"] != nodes[first[1]] and new["id"].split(":")[1] == str(new["pid"])
+    assert zygote.is_running() and zygote_of(srv).pid == zygote.pid  # it outlives forks
+    events = api.get("/api/v1/admin/supervisor/events", params={"event": "restart"}).json()
+    assert any(
+        e["actor"] == "worker-1" and f"pid {new['pid']}" in e["detail"] and "zygote" in e["detail"]
+        for e in events["items"]
+    ), events
+
+    # A dead zygote is recorded and replaced; workers are forked from the new one.
+    zygote.send_signal(signal.SIGKILL)
+    until(
+        lambda: (z := zygote_of(srv)) is not None and z.pid != zygote.pid,
+        SERVING_AGAIN_SECONDS,
+        "a new zygote",
+    )
+    zygote_events = [
+        (e["event"], e["detail"])
+        for e in api.get("/api/v1/admin/supervisor/events").json()["items"]
+        if e["actor"] == "zygote"
+    ]
+    assert ("exit", f"pid {zygote.pid} killed by signal SIGKILL") in zygote_events, zygote_events
+    assert any(event == "restart" for event, _ in zygote_events), zygote_events
+    second = workers(srv)[2]
+    psutil.Process(second).send_signal(signal.SIGKILL)
+    again = until(lambda: serving_worker(api, 2, second), SERVING_AGAIN_SECONDS, "worker-2 back")
+    assert again["id"] not in (nodes[second], new["id"])
+    assert srv.stop() == 0
+
+
 def test_workers_of_a_killed_root_exit_the_port_frees_and_a_restart_delivers_everything(
     server_factory, sink
 ):
@@ -284,7 +377,7 @@ def test_workers_of_a_killed_root_exit_the_port_frees_and_a_restart_delivers_eve
         r = api.post("/api/v1/messages", json={"title": f"root {i}", "channels": ["root-hook"]})
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
-    pids = list(workers(srv.proc.pid).values())
+    pids = list(workers(srv).values())
     assert len(pids) == 2
     port = srv.port
     srv.kill9()
@@ -378,7 +471,7 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
         }
     )
     api = srv.client(srv.create_key())
-    first = workers(srv.proc.pid)[1]
+    first = workers(srv)[1]
 
     def hung_event() -> list:
         try:
@@ -398,7 +491,7 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
         return bool(unwell) and "WATCHDOG=1" in lines[unwell[-1] :]
 
     until(watchdog_resumed, 30, "the root feeding the watchdog again")
-    live = list(workers(srv.proc.pid).values())
+    live = list(workers(srv).values())
     srv.proc.send_signal(signal.SIGHUP)
     until(
         lambda: srv.log().count("configuration reloaded") >= 2, 30, "SIGHUP reaching both workers"
@@ -423,10 +516,10 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
 def test_past_the_process_restart_intensity_the_root_stops_the_rest_and_exits_70(server_factory):
     srv = server_factory({**FAST, "MP_SUPERVISOR__MAX_RESTARTS": "1"})
     api = srv.client(srv.create_key())
-    first = workers(srv.proc.pid)
+    first = workers(srv)
     psutil.Process(first[1]).send_signal(signal.SIGKILL)
     until(lambda: serving_worker(api, 1, first[1]), SERVING_AGAIN_SECONDS, "worker-1 replaced")
-    again = workers(srv.proc.pid)
+    again = workers(srv)
     psutil.Process(again[1]).send_signal(signal.SIGKILL)
     assert srv.proc.wait(60) == 70
     assert not psutil.pid_exists(again[2]) or psutil.Process(again[2]).status() == "zombie"

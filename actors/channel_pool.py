@@ -116,6 +116,9 @@ class ChannelPoolActor(PoolActor):
         self.transport = Transport(pool_size=max(32, self.workers))
         self.buckets = SharedBuckets("channel", self.runtime.clock.now)
         self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
+        # Metric children looked up once: `labels()` takes a lock and builds a key per call.
+        self.send_seconds = self.runtime.metrics.step_latency.labels("send")
+        self.delivery_counts: dict[tuple[str, str], Any] = {}
 
     # --- actor thread: before the send -------------------------------------------------
 
@@ -240,7 +243,7 @@ class ChannelPoolActor(PoolActor):
         )
         started = time.perf_counter()
         result = channel.send(task.message, ctx)
-        self.runtime.metrics.step_latency.labels("send").observe(time.perf_counter() - started)
+        self.send_seconds.observe(time.perf_counter() - started)
         return result
 
     def _post_callback(self, task: CallbackTask, allow_private: bool, timeout: float) -> SendResult:
@@ -332,7 +335,12 @@ class ChannelPoolActor(PoolActor):
                 error,
                 result.remote_id,
             )
-            self.runtime.metrics.deliveries.labels(task.channel_type, status).inc()
+            counter = self.delivery_counts.get((task.channel_type, status))
+            if counter is None:
+                counter = self.delivery_counts[(task.channel_type, status)] = (
+                    self.runtime.metrics.deliveries.labels(task.channel_type, status)
+                )
+            counter.inc()
         self.mailbox.ack_many(acks, self.owner)
         return batch.commit(self.mailbox)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from messagepusher.accounts.ratelimit import SharedBuckets
 from messagepusher.actors.channels import REGISTRY, build_channel
-from messagepusher.actors.channels.base import OutboundMessage, SendContext, SendResult
+from messagepusher.actors.channels.base import Channel, OutboundMessage, SendContext, SendResult
 from messagepusher.actors.channels.details_link import page_url
 from messagepusher.actors.channels.transport import CallFailed, CallInvalid, CallTimeout, Transport
 from messagepusher.messages import lifecycle, store
@@ -121,6 +121,10 @@ class ChannelPoolActor(PoolActor):
         self.transport = Transport(pool_size=max(32, self.workers))
         self.buckets = SharedBuckets("channel", self.runtime.clock.now)
         self.configs: dict[int, tuple[float, dict[str, Any]]] = {}
+        # Metric children looked up once: `labels()` takes a lock and builds a key per call.
+        self.send_seconds = self.runtime.metrics.step_latency.labels("send")
+        self.delivery_counts: dict[tuple[str, str], Any] = {}
+        self.validated: dict[int, tuple[dict[str, Any] | None, str, Channel]] = {}
 
     # --- actor thread: before the send -------------------------------------------------
 
@@ -235,7 +239,7 @@ class ChannelPoolActor(PoolActor):
         if task.config_error:
             return SendResult.permanent(task.config_error)
         try:
-            channel = build_channel(task.channel_type, task.config)
+            channel = self._channel(task.channel_type, task.config)
         except ValueError as exc:
             return SendResult.permanent(f"channel configuration is invalid: {exc}")
         ctx = SendContext(
@@ -248,8 +252,24 @@ class ChannelPoolActor(PoolActor):
         )
         started = time.perf_counter()
         result = channel.send(task.message, ctx)
-        self.runtime.metrics.step_latency.labels("send").observe(time.perf_counter() - started)
+        self.send_seconds.observe(time.perf_counter() - started)
         return result
+
+    def _channel(self, channel_type: str, config: dict[str, Any] | None) -> Channel:
+        """A fresh channel for one send, its config validated once per decrypted config.
+
+        Pool worker thread. `prepare` hands every send of a channel the same config object
+        until the channel changes, so that object (kept alive here, so its id is not reused)
+        keys the validated config. Raises ValueError (ChannelConfigError) as build_channel.
+        """
+        cached = self.validated.get(id(config))
+        if cached is None or cached[0] is not config or cached[1] != channel_type:
+            if len(self.validated) > 10_000:
+                self.validated.clear()
+            cached = (config, channel_type, build_channel(channel_type, config))
+            self.validated[id(config)] = cached
+        built = cached[2]
+        return type(built)(built.config)
 
     def _post_callback(self, task: CallbackTask, allow_private: bool, timeout: float) -> SendResult:
         try:
@@ -340,7 +360,12 @@ class ChannelPoolActor(PoolActor):
                 error,
                 result.remote_id,
             )
-            self.runtime.metrics.deliveries.labels(task.channel_type, status).inc()
+            counter = self.delivery_counts.get((task.channel_type, status))
+            if counter is None:
+                counter = self.delivery_counts[(task.channel_type, status)] = (
+                    self.runtime.metrics.deliveries.labels(task.channel_type, status)
+                )
+            counter.inc()
         self.mailbox.ack_many(acks, self.owner)
         return batch.commit(self.mailbox)
 

@@ -126,10 +126,37 @@ class ChannelCache:
         return found | loaded
 
 
+class Answer:
+    """One draft's outcome, set once by the ingest thread and taken once by its HTTP thread.
+
+    A lock held from birth and released by `set`: one futex hand-over per request, where
+    pykka's future went through a queue.Queue and its Condition (in the burst benchmark, the
+    HTTP threads' largest cost after the request itself).
+    """
+
+    __slots__ = ("_ready", "_value")
+
+    def __init__(self) -> None:
+        self._ready = threading.Lock()
+        self._ready.acquire()
+        self._value: Any = None
+
+    def set(self, value: Any) -> None:
+        """Any thread (ingest's); call once."""
+        self._value = value
+        self._ready.release()
+
+    def get(self, timeout: float) -> Any:
+        """The value; waits up to `timeout` seconds (0: do not wait), else raises pykka.Timeout."""
+        if not self._ready.acquire(timeout=timeout):
+            raise pykka.Timeout(f"no answer within {timeout} seconds")
+        return self._value
+
+
 @dataclass
 class _Pending:
     draft: Draft
-    future: pykka.Future = field(default_factory=pykka.ThreadingFuture)
+    future: Answer = field(default_factory=Answer)
 
 
 class IngestClient:

@@ -1,12 +1,12 @@
 """The waitress server in its own thread, and its graceful stop.
 
-Waitress's per-request "Task queue depth" warnings become a gauge and a rate-limited log line.
+Waitress's per-request "Task queue depth" warnings become a gauge and a rate-limited log line,
+without passing through `logging`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 
@@ -18,8 +18,6 @@ from messagepusher.supervisor.clock import Clock
 
 log = logging.getLogger(__name__)
 
-_DEPTH = re.compile(r"Task queue depth is (\d+)")
-
 
 def _proxy_options(trusted_proxy: str) -> dict[str, object]:
     """Waitress options that take the scheme from a trusted proxy's X-Forwarded-Proto."""
@@ -28,22 +26,22 @@ def _proxy_options(trusted_proxy: str) -> dict[str, object]:
     return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-proto"}}
 
 
-class QueueDepthFilter(logging.Filter):
-    """Swallows waitress's queue-depth warnings, keeping the depth and one warning a minute."""
+class QueueDepthLog:
+    """Stands in for waitress's queue logger: keeps the depth as a gauge and one warning a minute.
+
+    Waitress warns "Task queue depth is N" on every request that finds no idle worker, which
+    under a burst is nearly every request; through `logging` each warning built a LogRecord
+    (stack walk included) only to be filtered out. Runs in waitress's `http` thread.
+    """
 
     def __init__(self, gauge, clock: Clock, every_seconds: float = 60.0):
-        super().__init__()
         self.clock = clock
         self.gauge = gauge
         self.every = every_seconds
         self.last_warned = 0.0
         self.suppressed = 0
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        match = _DEPTH.search(str(record.msg) % record.args if record.args else str(record.msg))
-        if not match:
-            return True
-        depth = int(match.group(1))
+    def warning(self, message: str, depth: int, *args: object) -> None:
         self.gauge.set(depth)
         now = self.clock.monotonic()
         if now - self.last_warned >= self.every:
@@ -57,7 +55,6 @@ class QueueDepthFilter(logging.Filter):
             self.suppressed = 0
         else:
             self.suppressed += 1
-        return False
 
 
 class HttpServer:
@@ -85,9 +82,8 @@ class HttpServer:
         )
         self.port = int(self.server.effective_port)
         self.thread: threading.Thread | None = None
-        self.depth_filter = QueueDepthFilter(runtime.metrics.http_queue_depth, runtime.clock)
-        logging.getLogger("waitress.queue").addFilter(self.depth_filter)
-        logging.getLogger("waitress").addFilter(self.depth_filter)
+        self.depth_log = QueueDepthLog(runtime.metrics.http_queue_depth, runtime.clock)
+        self.server.task_dispatcher.queue_logger = self.depth_log
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._serve, name="http", daemon=True)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
 READ_CHUNK = 16 * 1024
+MAX_PARSED_URLS = 1024  # distinct target URLs remembered parsed; more start the memory over
 
 
 class CallTimeout(Exception):
@@ -63,6 +64,8 @@ class Transport:
         self._local = threading.local()
         self._pool: urllib3.PoolManager | None = None
         self._pool_lock = threading.Lock()
+        # url -> (scheme, host, port, request_uri); plain dict reads and writes are atomic.
+        self._targets: dict[str, tuple[str, str | None, int | None, str]] = {}
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -98,16 +101,7 @@ class Transport:
         import urllib3  # loaded by self.pool: a look-up, not an import
 
         try:
-            response = pool.request(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                retries=False,
-                redirect=False,
-                preload_content=False,
-            )
+            response = self._open(pool, method.upper(), url, body, headers, timeout)
             try:
                 data = response.read(MAX_RESPONSE_BYTES + 1)
             except BaseException:
@@ -128,6 +122,54 @@ class Transport:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise CallFailed(str(exc)) from None
         return RawAnswer(response.status, dict(response.headers), data[:MAX_RESPONSE_BYTES])
+
+    def _open(
+        self,
+        pool: urllib3.PoolManager,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> urllib3.BaseHTTPResponse:
+        """The request on the host's keep-alive pool, the URL parsed once per distinct URL.
+
+        What `PoolManager.request` does for a body and no redirects, without parsing the
+        same webhook URL and copying the headers again on every send. A URL without a
+        scheme takes the manager's own path (it warns). Raises urllib3's errors.
+        """
+        import urllib3
+
+        target = self._targets.get(url)
+        if target is None:
+            parsed = urllib3.util.parse_url(url)
+            if parsed.scheme is None:
+                return pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                )
+            target = (parsed.scheme, parsed.host, parsed.port, parsed.request_uri)
+            if len(self._targets) >= MAX_PARSED_URLS:
+                self._targets.clear()
+            self._targets[url] = target
+        scheme, host, port, request_uri = target
+        return pool.connection_from_host(host, port=port, scheme=scheme).urlopen(
+            method,
+            request_uri,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+        )
 
     def _through_requests(
         self,

@@ -107,14 +107,35 @@ def postgres_url():
     conn.close()
 
 
-@pytest.fixture
-def db(tmp_path):
-    """A migrated SQLite database in tmp_path, bound to the models, for tests in this process."""
-    from messagepusher.supervisor.db import open_database
+def migrated_database(url: str):
+    """Open, connect and migrate the database at `url`; yield it; close it (every pooled
+    connection too, so a PostgreSQL schema can be dropped after)."""
+    from messagepusher.supervisor.db import PostgresDatabase, open_database
     from messagepusher.supervisor.migrations import migrate
 
-    database = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
+    database = open_database(url)
     database.connect()
     migrate(database)
     yield database
     database.close()
+    if isinstance(database, PostgresDatabase):
+        database.close_all()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A migrated SQLite database in tmp_path, bound to the models, for tests in this process."""
+    yield from migrated_database(f"sqlite:///{tmp_path / 'unit.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_on_both(request, tmp_path):
+    """A migrated database, once on SQLite in tmp_path and once on a fresh PostgreSQL schema.
+
+    A file whose tests must hold on both dialects names it as its own `db` fixture.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'unit.db'}"
+    else:
+        url, _schema = request.getfixturevalue("postgres_url")
+    yield from migrated_database(url)

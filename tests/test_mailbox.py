@@ -11,9 +11,7 @@ import socket
 import psutil
 import pytest
 
-from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.mailbox import NODE_ID, Mailbox, NewEntry, owner_for, owner_is_dead
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import MailboxEntry
 from messagepusher.supervisor.retry import RetryPolicy
 
@@ -44,19 +42,10 @@ class Rand:
         return self.value
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mailbox.db'}"
-    else:
-        url, _schema = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
-    if request.param == "postgres":
-        database.close_all()
+@pytest.fixture
+def db(db_on_both):
+    """This file's database tests run on SQLite and on PostgreSQL."""
+    return db_on_both
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.channels import webhook_channel
 
 from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.ingest import Draft
@@ -37,15 +38,8 @@ def user(runtime) -> User:
 
 
 def channel(runtime, user: User, name: str, fallback: Channel | None = None, **kw) -> Channel:
-    return Channel.create(
-        user=user,
-        name=name,
-        type="webhook",
-        config=runtime.secretbox.encrypt({"url": f"http://127.0.0.1:9/{name}"}),
-        fallback=fallback,
-        created_at=NOW,
-        updated_at=NOW,
-        **kw,
+    return webhook_channel(
+        runtime, user, name, f"http://127.0.0.1:9/{name}", NOW, fallback=fallback, **kw
     )
 
 
@@ -214,7 +208,11 @@ def test_all_deliveries_sent_make_the_message_delivered_and_queue_its_callback(r
     assert events(stored.id) == ["accepted", "delivery_sent", "delivery_sent", "delivered"]
 
 
-def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
+def sent_and_another(
+    runtime, user, status: str, event: str, error: str
+) -> tuple[store.Stored, int]:
+    """A message to channels a and b, a's delivery sent and b's given `status` in one outcome
+    batch; the message and b's delivery id."""
     stored = accept(runtime, user, [channel(runtime, user, "a"), channel(runtime, user, "b")])
     first, second = [d.id for d in Delivery.select().where(Delivery.message == stored.id)]
     outcome_batch(
@@ -222,24 +220,20 @@ def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
         [stored.id],
         lambda b: (
             b.record(first, "sent", 1, "delivery_sent", {}),
-            b.record(second, "pending", 1, "delivery_retry", {}, error="503"),
+            b.record(second, status, 1, event, {}, error=error),
         ),
     )
+    return stored, second
+
+
+def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
+    stored, second = sent_and_another(runtime, user, "pending", "delivery_retry", "503")
     assert Message.get_by_id(stored.id).status == "queued"
     assert Delivery.get_by_id(second).last_error == "503"
 
 
 def test_a_sent_and_a_failed_delivery_end_partially_failed(runtime, user):
-    stored = accept(runtime, user, [channel(runtime, user, "a"), channel(runtime, user, "b")])
-    first, second = [d.id for d in Delivery.select().where(Delivery.message == stored.id)]
-    outcome_batch(
-        runtime,
-        [stored.id],
-        lambda b: (
-            b.record(first, "sent", 1, "delivery_sent", {}),
-            b.record(second, "failed", 1, "delivery_failed", {}, error="400"),
-        ),
-    )
+    stored, _second = sent_and_another(runtime, user, "failed", "delivery_failed", "400")
     assert Message.get_by_id(stored.id).status == "partially_failed"
 
 

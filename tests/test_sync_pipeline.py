@@ -8,6 +8,7 @@ to a real sink on 127.0.0.1. Retries and `send_at` fall due when the clock is mo
 from __future__ import annotations
 
 import pytest
+from support.channels import webhook_channel
 
 from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.channel_pool import ChannelPoolActor
@@ -65,14 +66,7 @@ class Pipeline:
         self.pool.setup()
 
     def channel(self, name: str, url: str) -> Channel:
-        return Channel.create(
-            user=self.user,
-            name=name,
-            type="webhook",
-            config=self.runtime.secretbox.encrypt({"url": url}),
-            created_at=self.clock.now(),
-            updated_at=self.clock.now(),
-        )
+        return webhook_channel(self.runtime, self.user, name, url, self.clock.now())
 
     def send(self, **draft) -> Accepted | IngestError:
         """One draft through ingest's real flush (group commit), in this thread."""

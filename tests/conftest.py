@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakes.sink import Sink
+from support.databases import migrated_database
 from support.server import ServerProcess
 
 POSTGRES_URL = os.environ.get("MP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -107,35 +108,7 @@ def postgres_url():
     conn.close()
 
 
-def migrated_database(url: str):
-    """Open, connect and migrate the database at `url`; yield it; close it (every pooled
-    connection too, so a PostgreSQL schema can be dropped after)."""
-    from messagepusher.supervisor.db import PostgresDatabase, open_database
-    from messagepusher.supervisor.migrations import migrate
-
-    database = open_database(url)
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
-    if isinstance(database, PostgresDatabase):
-        database.close_all()
-
-
 @pytest.fixture
 def db(tmp_path):
     """A migrated SQLite database in tmp_path, bound to the models, for tests in this process."""
     yield from migrated_database(f"sqlite:///{tmp_path / 'unit.db'}")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_on_both(request, tmp_path):
-    """A migrated database, once on SQLite in tmp_path and once on a fresh PostgreSQL schema.
-
-    A file whose tests must hold on both dialects names it as its own `db` fixture.
-    """
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'unit.db'}"
-    else:
-        url, _schema = request.getfixturevalue("postgres_url")
-    yield from migrated_database(url)

@@ -9,6 +9,7 @@ import pathlib
 import re
 
 import pytest
+from support.databases import database_on
 
 from messagepusher.supervisor.db import execute, select_rows, write_transaction
 from messagepusher.supervisor.dialect import PostgresDialect, SqliteDialect
@@ -16,10 +17,10 @@ from messagepusher.supervisor.dialect import PostgresDialect, SqliteDialect
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def db(db_on_both):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
     """This file's database tests run on SQLite and on PostgreSQL."""
-    return db_on_both
+    yield from database_on(request, tmp_path)
 
 
 COLUMNS = ("key", "token", "expires_at", "lease_until", "updated_at")

@@ -10,6 +10,7 @@ import socket
 
 import psutil
 import pytest
+from support.databases import database_on
 
 from messagepusher.supervisor.mailbox import NODE_ID, Mailbox, NewEntry, owner_for, owner_is_dead
 from messagepusher.supervisor.models import MailboxEntry
@@ -42,10 +43,10 @@ class Rand:
         return self.value
 
 
-@pytest.fixture
-def db(db_on_both):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
     """This file's database tests run on SQLite and on PostgreSQL."""
-    return db_on_both
+    yield from database_on(request, tmp_path)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.databases import database_on
 from support.ops import CONFIRM, db_file, rows, until, webhook
 
 from messagepusher.operations.task_control import entry_refusal, retry_refusal
@@ -109,10 +110,10 @@ def audited(admin, action: str, who: str, outcomes: set[str] = frozenset({"ok"})
 # --- the mailbox's side, driven synchronously on SQLite and PostgreSQL --------------------------
 
 
-@pytest.fixture
-def db(db_on_both):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
     """This file's database tests run on SQLite and on PostgreSQL."""
-    return db_on_both
+    yield from database_on(request, tmp_path)
 
 
 def _deliveries(count: int, channel_names: tuple[str, ...]) -> dict[str, list[int]]:

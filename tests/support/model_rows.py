@@ -1,10 +1,10 @@
-"""Channel rows made straight through the models, for tests that drive the store in-process."""
+"""Rows made and read straight through the models, for tests that drive the store in-process."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from messagepusher.supervisor.models import Channel, User
+from messagepusher.supervisor.models import Channel, MessageEvent, User
 from messagepusher.supervisor.runtime import Runtime
 
 
@@ -21,3 +21,13 @@ def webhook_channel(
         updated_at=at,
         **fields,
     )
+
+
+def event_types(message_id: int) -> list[str]:
+    """The types of the message's timeline events, oldest first."""
+    return [
+        e.type
+        for e in MessageEvent.select()
+        .where(MessageEvent.message == message_id)
+        .order_by(MessageEvent.id)
+    ]

@@ -57,6 +57,14 @@ def _text(row: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _halves(row: dict[str, Any], column: str, separator: str, refusal: str) -> tuple[str, str]:
+    """The column's text split at the first `separator`; Unmappable(refusal) if a half is empty."""
+    first, _, second = _text(row, column).partition(separator)
+    if not first or not second:
+        raise Unmappable(refusal)
+    return first, second
+
+
 def _origin(url: str, column: str = "url") -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -167,9 +175,9 @@ def wechat_test(row: dict[str, Any], user: dict[str, Any], options: dict[str, st
 
 
 def wecom_app(row: dict[str, Any], user: dict[str, Any], options: dict[str, str]):
-    corp_id, _, agent_id = _text(row, "app_id").partition("|")
-    if not corp_id or not agent_id:
-        raise Unmappable("app_id must be corp_id|agent_id as message-pusher stores it")
+    corp_id, agent_id = _halves(
+        row, "app_id", "|", "app_id must be corp_id|agent_id as message-pusher stores it"
+    )
     config = {
         "corp_id": corp_id,
         "agent_id": agent_id,
@@ -180,9 +188,9 @@ def wecom_app(row: dict[str, Any], user: dict[str, Any], options: dict[str, str]
 
 
 def feishu_app(row: dict[str, Any], user: dict[str, Any], options: dict[str, str]):
-    id_type, _, receive_id = _text(row, "account_id").partition(":")
-    if not id_type or not receive_id:
-        raise Unmappable("account_id must be receive_id_type:receive_id, e.g. open_id:ou_…")
+    id_type, receive_id = _halves(
+        row, "account_id", ":", "account_id must be receive_id_type:receive_id, e.g. open_id:ou_…"
+    )
     config = {
         "app_id": _text(row, "app_id"),
         "app_secret": _text(row, "secret"),

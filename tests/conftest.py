@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakes.sink import Sink
+from support.databases import migrated_database
 from support.server import ServerProcess
 
 POSTGRES_URL = os.environ.get("MP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -110,11 +111,4 @@ def postgres_url():
 @pytest.fixture
 def db(tmp_path):
     """A migrated SQLite database in tmp_path, bound to the models, for tests in this process."""
-    from messagepusher.supervisor.db import open_database
-    from messagepusher.supervisor.migrations import migrate
-
-    database = open_database(f"sqlite:///{tmp_path / 'unit.db'}")
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
+    yield from migrated_database(f"sqlite:///{tmp_path / 'unit.db'}")

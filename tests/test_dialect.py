@@ -9,27 +9,18 @@ import pathlib
 import re
 
 import pytest
+from support.databases import database_on
 
-from messagepusher.supervisor.db import execute, open_database, select_rows, write_transaction
+from messagepusher.supervisor.db import execute, select_rows, write_transaction
 from messagepusher.supervisor.dialect import PostgresDialect, SqliteDialect
-from messagepusher.supervisor.migrations import migrate
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'dialect.db'}"
-    else:
-        url, _schema = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
-    if request.param == "postgres":
-        database.close_all()
+    """This file's database tests run on SQLite and on PostgreSQL."""
+    yield from database_on(request, tmp_path)
 
 
 COLUMNS = ("key", "token", "expires_at", "lease_until", "updated_at")

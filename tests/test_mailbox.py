@@ -10,10 +10,9 @@ import socket
 
 import psutil
 import pytest
+from support.databases import database_on
 
-from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.mailbox import NODE_ID, Mailbox, NewEntry, owner_for, owner_is_dead
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import MailboxEntry
 from messagepusher.supervisor.retry import RetryPolicy
 
@@ -46,17 +45,8 @@ class Rand:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'mailbox.db'}"
-    else:
-        url, _schema = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
-    if request.param == "postgres":
-        database.close_all()
+    """This file's database tests run on SQLite and on PostgreSQL."""
+    yield from database_on(request, tmp_path)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support.model_rows import event_types, webhook_channel
 
 from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.ingest import Draft
@@ -37,15 +38,8 @@ def user(runtime) -> User:
 
 
 def channel(runtime, user: User, name: str, fallback: Channel | None = None, **kw) -> Channel:
-    return Channel.create(
-        user=user,
-        name=name,
-        type="webhook",
-        config=runtime.secretbox.encrypt({"url": f"http://127.0.0.1:9/{name}"}),
-        fallback=fallback,
-        created_at=NOW,
-        updated_at=NOW,
-        **kw,
+    return webhook_channel(
+        runtime, user, name, f"http://127.0.0.1:9/{name}", NOW, fallback=fallback, **kw
     )
 
 
@@ -55,15 +49,6 @@ def accept(runtime, user, channels, **draft) -> store.Stored:
             runtime.mailbox, [store.NewMessage(Draft(user_id=user.id, **draft), channels)], NOW
         )
     return stored
-
-
-def events(message_id: int) -> list[str]:
-    return [
-        e.type
-        for e in MessageEvent.select()
-        .where(MessageEvent.message == message_id)
-        .order_by(MessageEvent.id)
-    ]
 
 
 def entries(recipient: str) -> list[MailboxEntry]:
@@ -93,7 +78,7 @@ def test_accept_stores_the_message_its_deliveries_an_event_and_one_send_per_deli
     sends = entries("channel_pool")
     assert [e.payload["delivery_id"] for e in sends] == [d.id for d in deliveries]
     assert {e.priority for e in sends} == {4} and {e.user_id for e in sends} == {user.id}
-    assert events(stored.id) == ["accepted"]
+    assert event_types(stored.id) == ["accepted"]
 
 
 def test_accept_of_a_message_with_a_url_queues_the_fetch_and_no_send(runtime, user):
@@ -123,7 +108,7 @@ def test_start_work_shows_the_stage_on_open_messages_only(runtime, user):
     store.start_work([open_one, cancelled], "fetch", NOW + 1)
     assert Message.get_by_id(open_one).status == "fetching"
     assert Message.get_by_id(cancelled).status == "cancelled"
-    assert events(open_one) == ["accepted", "fetching"]
+    assert event_types(open_one) == ["accepted", "fetching"]
 
 
 def test_a_fetched_page_is_kept_and_the_ai_step_follows_when_asked_for(runtime, user):
@@ -140,7 +125,7 @@ def test_a_fetched_page_is_kept_and_the_ai_step_follows_when_asked_for(runtime, 
     assert wake == {"ai_pool"} and message.fetched == fetched
     assert message.status == "ai_processing"
     assert [e.payload for e in entries("ai_pool")] == [{"message_id": stored.id}]
-    assert events(stored.id) == ["accepted", "fetched"]
+    assert event_types(stored.id) == ["accepted", "fetched"]
 
 
 def test_after_the_fetch_without_ai_each_pending_delivery_is_queued_for_sending(runtime, user):
@@ -150,7 +135,7 @@ def test_after_the_fetch_without_ai_each_pending_delivery_is_queued_for_sending(
     (delivery,) = Delivery.select().where(Delivery.message == stored.id)
     assert [e.payload["delivery_id"] for e in entries("channel_pool")] == [delivery.id]
     assert Message.get_by_id(stored.id).status == "queued"
-    assert events(stored.id) == ["accepted", "fetch_failed", "queued"]
+    assert event_types(stored.id) == ["accepted", "fetch_failed", "queued"]
 
 
 def test_a_failed_ai_step_with_on_failure_fail_fails_the_pending_deliveries_and_the_message(
@@ -162,7 +147,7 @@ def test_a_failed_ai_step_with_on_failure_fail_fails_the_pending_deliveries_and_
     store.record_ai_result(runtime.mailbox, message, result, "summarize", True, NOW + 1)
     assert statuses(stored.id) == ["failed"]
     assert Message.get_by_id(stored.id).status == "failed"
-    assert events(stored.id) == ["accepted", "ai_failed", "failed"]
+    assert event_types(stored.id) == ["accepted", "ai_failed", "failed"]
     assert entries("channel_pool") == []
 
 
@@ -173,7 +158,7 @@ def test_an_ai_result_queues_the_send(runtime, user):
     wake = store.record_ai_result(runtime.mailbox, message, result, "summarize", True, NOW + 1)
     assert wake == {"channel_pool"} and len(entries("channel_pool")) == 1
     assert Message.get_by_id(stored.id).ai_result == result
-    assert events(stored.id) == ["accepted", "ai_done", "queued"]
+    assert event_types(stored.id) == ["accepted", "ai_done", "queued"]
 
 
 # --- sending ----------------------------------------------------------------------------------
@@ -211,10 +196,14 @@ def test_all_deliveries_sent_make_the_message_delivered_and_queue_its_callback(r
     assert Delivery.get_by_id(ids[0]).remote_id == "r1"
     (callback,) = [e for e in entries("channel_pool") if e.kind == "callback"]
     assert callback.dedupe_key == f"callback:{stored.id}"
-    assert events(stored.id) == ["accepted", "delivery_sent", "delivery_sent", "delivered"]
+    assert event_types(stored.id) == ["accepted", "delivery_sent", "delivery_sent", "delivered"]
 
 
-def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
+def sent_and_another(
+    runtime, user, status: str, event: str, error: str
+) -> tuple[store.Stored, int]:
+    """A message to channels a and b, a's delivery sent and b's given `status` in one outcome
+    batch; the message and b's delivery id."""
     stored = accept(runtime, user, [channel(runtime, user, "a"), channel(runtime, user, "b")])
     first, second = [d.id for d in Delivery.select().where(Delivery.message == stored.id)]
     outcome_batch(
@@ -222,24 +211,20 @@ def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
         [stored.id],
         lambda b: (
             b.record(first, "sent", 1, "delivery_sent", {}),
-            b.record(second, "pending", 1, "delivery_retry", {}, error="503"),
+            b.record(second, status, 1, event, {}, error=error),
         ),
     )
+    return stored, second
+
+
+def test_one_sent_and_one_still_pending_leave_the_message_open(runtime, user):
+    stored, second = sent_and_another(runtime, user, "pending", "delivery_retry", "503")
     assert Message.get_by_id(stored.id).status == "queued"
     assert Delivery.get_by_id(second).last_error == "503"
 
 
 def test_a_sent_and_a_failed_delivery_end_partially_failed(runtime, user):
-    stored = accept(runtime, user, [channel(runtime, user, "a"), channel(runtime, user, "b")])
-    first, second = [d.id for d in Delivery.select().where(Delivery.message == stored.id)]
-    outcome_batch(
-        runtime,
-        [stored.id],
-        lambda b: (
-            b.record(first, "sent", 1, "delivery_sent", {}),
-            b.record(second, "failed", 1, "delivery_failed", {}, error="400"),
-        ),
-    )
+    stored, _second = sent_and_another(runtime, user, "failed", "delivery_failed", "400")
     assert Message.get_by_id(stored.id).status == "partially_failed"
 
 
@@ -260,7 +245,7 @@ def test_a_failed_delivery_goes_to_its_channels_fallback_and_the_message_waits_f
     assert (new.channel_name, new.status) == ("backup", "pending")
     assert [e.payload["delivery_id"] for e in entries("channel_pool")][-1] == new.id
     assert Message.get_by_id(stored.id).status == "queued"
-    assert events(stored.id)[-2:] == ["delivery_dead", "fallback"]
+    assert event_types(stored.id)[-2:] == ["delivery_dead", "fallback"]
 
     outcome_batch(runtime, [stored.id], lambda b: b.record(new.id, "sent", 1, "delivery_sent", {}))
     assert Message.get_by_id(stored.id).status == "delivered"  # the fallback counts for it
@@ -305,7 +290,7 @@ def test_finish_if_final_reads_the_deliveries_and_leaves_an_open_one_open(runtim
 def test_a_callback_outcome_of_a_purged_message_is_not_recorded(runtime, user):
     stored = accept(runtime, user, [channel(runtime, user, "a")])
     store.record_callback(stored.id, "callback_sent", {"attempt": 1}, NOW)
-    assert events(stored.id)[-1] == "callback_sent"
+    assert event_types(stored.id)[-1] == "callback_sent"
     store.purge_messages([stored.id])
     store.record_callback(stored.id, "callback_sent", {"attempt": 2}, NOW)
     assert MessageEvent.select().count() == 0
@@ -347,7 +332,7 @@ def test_retry_requeues_failed_deliveries_not_replaced_by_a_fallback(runtime, us
 def test_retry_with_nothing_failed_writes_nothing(runtime, user):
     stored = accept(runtime, user, [channel(runtime, user, "a")])
     assert store.retry(runtime.mailbox, Message.get_by_id(stored.id), "ops", NOW) == []
-    assert events(stored.id) == ["accepted"]
+    assert event_types(stored.id) == ["accepted"]
 
 
 def test_cancel_cancels_what_is_unsent_once(runtime, user):
@@ -357,9 +342,9 @@ def test_cancel_cancels_what_is_unsent_once(runtime, user):
     assert store.cancel(runtime.mailbox, stored.id, "ops", NOW)
     assert statuses(stored.id) == ["sent", "cancelled"]
     assert Message.get_by_id(stored.id).status == "cancelled"
-    assert events(stored.id) == ["accepted", "cancel_requested", "cancelled"]
+    assert event_types(stored.id) == ["accepted", "cancel_requested", "cancelled"]
     assert not store.cancel(runtime.mailbox, stored.id, "ops", NOW)
-    assert events(stored.id) == ["accepted", "cancel_requested", "cancelled"]
+    assert event_types(stored.id) == ["accepted", "cancel_requested", "cancelled"]
 
 
 def test_an_edit_keeps_the_new_text_and_both_changes_go_on_the_timeline(runtime, user):
@@ -370,7 +355,7 @@ def test_an_edit_keeps_the_new_text_and_both_changes_go_on_the_timeline(runtime,
     assert (message.title, message.body) == ("new", "text")
     store.record_change(stored.id, "recall", "ops", {}, NOW)
     assert Message.get_by_id(stored.id).title == "new"
-    assert events(stored.id) == ["accepted", "edited", "recalled"]
+    assert event_types(stored.id) == ["accepted", "edited", "recalled"]
 
 
 # --- import, accounts, retention, reads -------------------------------------------------------
@@ -382,7 +367,7 @@ def test_an_imported_message_is_final_with_an_imported_event(runtime, user):
     )
     message = Message.get_by_id(message_id)
     assert (message.status, message.finished_at, message.priority) == ("delivered", NOW - 10, 3)
-    assert events(message_id) == ["imported"]
+    assert event_types(message_id) == ["imported"]
 
 
 def test_moving_messages_drops_only_the_idempotency_keys_the_target_has(runtime, user):

@@ -8,6 +8,7 @@ to a real sink on 127.0.0.1. Retries and `send_at` fall due when the clock is mo
 from __future__ import annotations
 
 import pytest
+from support.model_rows import event_types, webhook_channel
 
 from messagepusher.accounts.users import open_accounts
 from messagepusher.actors.channel_pool import ChannelPoolActor
@@ -27,7 +28,6 @@ from messagepusher.supervisor.models import (
     Delivery,
     MailboxEntry,
     Message,
-    MessageEvent,
     User,
 )
 from messagepusher.supervisor.retry import RetryPolicy
@@ -65,14 +65,7 @@ class Pipeline:
         self.pool.setup()
 
     def channel(self, name: str, url: str) -> Channel:
-        return Channel.create(
-            user=self.user,
-            name=name,
-            type="webhook",
-            config=self.runtime.secretbox.encrypt({"url": url}),
-            created_at=self.clock.now(),
-            updated_at=self.clock.now(),
-        )
+        return webhook_channel(self.runtime, self.user, name, url, self.clock.now())
 
     def send(self, **draft) -> Accepted | IngestError:
         """One draft through ingest's real flush (group commit), in this thread."""
@@ -93,15 +86,6 @@ def pipeline(tmp_path):
     p.close()
 
 
-def timeline(message_id: int) -> list[str]:
-    return [
-        e.type
-        for e in MessageEvent.select()
-        .where(MessageEvent.message == message_id)
-        .order_by(MessageEvent.id)
-    ]
-
-
 def test_a_message_goes_from_ingest_through_the_pool_to_the_sink_in_one_thread(pipeline, sink):
     pipeline.channel("hook", sink.url + "/in")
     accepted = pipeline.send(title="hello", body="world", channels=["hook"])
@@ -114,7 +98,7 @@ def test_a_message_goes_from_ingest_through_the_pool_to_the_sink_in_one_thread(p
     assert (message.status, message.finished_at) == ("delivered", START)
     (delivery,) = Delivery.select().where(Delivery.message == accepted.id)
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("sent", 1, 200)
-    assert timeline(accepted.id) == ["accepted", "delivery_sent", "delivered"]
+    assert event_types(accepted.id) == ["accepted", "delivery_sent", "delivered"]
     assert pipeline.pool.run_once() == 0  # nothing left: the entry was acked
 
 
@@ -134,7 +118,7 @@ def test_a_retry_waits_for_the_clock_and_then_delivers(pipeline, sink):
     assert pipeline.pool.run_once() == 1
     assert [r["status"] for r in sink.requests] == [503, 200]
     assert Message.get_by_id(accepted.id).status == "delivered"
-    assert timeline(accepted.id) == ["accepted", "delivery_retry", "delivery_sent", "delivered"]
+    assert event_types(accepted.id) == ["accepted", "delivery_retry", "delivery_sent", "delivered"]
 
 
 def test_a_later_send_at_is_sent_only_once_the_clock_reaches_it(pipeline, sink):
@@ -163,7 +147,7 @@ def test_a_permanent_failure_hands_over_to_the_fallback_channel(pipeline, sink):
     assert pipeline.pool.run_once() == 1
     assert [r["path"] for r in sink.requests] == ["/main", "/backup"]
     assert Message.get_by_id(accepted.id).status == "delivered"
-    assert timeline(accepted.id) == [
+    assert event_types(accepted.id) == [
         "accepted",
         "delivery_failed",
         "fallback",

@@ -11,11 +11,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.databases import database_on
 from support.ops import CONFIRM, db_file, rows, until, webhook
 
 from messagepusher.operations.task_control import entry_refusal, retry_refusal
 from messagepusher.supervisor.clock import FakeClock
-from messagepusher.supervisor.db import open_database
 from messagepusher.supervisor.mailbox import (
     PARKED_AT,
     REDRIVABLE,
@@ -23,7 +23,6 @@ from messagepusher.supervisor.mailbox import (
     owner_for,
     payload_number,
 )
-from messagepusher.supervisor.migrations import migrate
 from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Message, User
 
 pytestmark = pytest.mark.xdist_group("heavy")  # 500 messages, restarts, two processes
@@ -113,17 +112,8 @@ def audited(admin, action: str, who: str, outcomes: set[str] = frozenset({"ok"})
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'tasks.db'}"
-    else:
-        url, _schema = request.getfixturevalue("postgres_url")
-    database = open_database(url)
-    database.connect()
-    migrate(database)
-    yield database
-    database.close()
-    if request.param == "postgres":
-        database.close_all()
+    """This file's database tests run on SQLite and on PostgreSQL."""
+    yield from database_on(request, tmp_path)
 
 
 def _deliveries(count: int, channel_names: tuple[str, ...]) -> dict[str, list[int]]:

@@ -1111,32 +1111,20 @@ def test_a_message_page_renders_markdown_safely_with_its_facts_in_local_time(ui)
     ui.time_zone("Asia/Shanghai")
     api = ui.server.client(ui.server.create_key())
     body = "# Notes\n\n- **bold** item\n\n<script>window.injected = 1</script>\n[site](javascript:alert(1))"
-    sent = api.post(
-        "/api/v1/messages",
-        json={
-            "title": "Markdown",
-            "body": body,
-            "format": "markdown",
-            "priority": 5,
-            "channels": [],
-            "url": "https://example.com/page",
-        },
-    )
+    draft = {
+        "title": "Markdown",
+        "body": body,
+        "format": "markdown",
+        "priority": 5,
+        "channels": [],
+        "url": "https://example.com/page",
+    }
+    sent = api.post("/api/v1/messages", json=draft)
     assert sent.status_code in (202, 422), sent.text
     if sent.status_code == 422:  # no channel at all: make one that goes nowhere
         made = api.post("/api/v1/channels", json={"name": "quiet", "type": "none", "config": {}})
         assert made.status_code == 201, made.text
-        sent = api.post(
-            "/api/v1/messages",
-            json={
-                "title": "Markdown",
-                "body": body,
-                "format": "markdown",
-                "priority": 5,
-                "channels": ["quiet"],
-                "url": "https://example.com/page",
-            },
-        )
+        sent = api.post("/api/v1/messages", json={**draft, "channels": ["quiet"]})
     message = sent.json()
     ui.open()
     ui.login()

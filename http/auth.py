@@ -326,14 +326,18 @@ class AuthMiddleware:
         )
 
 
-def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expression | None:
+def owner_filter(
+    req: falcon.Request, model: type[peewee.Model], owner: peewee.Field | None = None
+) -> peewee.Expression | None:
     """The WHERE clause that limits a query to the caller's rows.
 
-    Admins see everything, or one user's rows with ?user=<id or name>. None = no filter.
+    `owner` is the column naming the owner (default `model.user`). Admins see everything, or
+    one user's rows with ?user=<id or name>. None = no filter.
     """
+    owner = model.user if owner is None else owner
     principal: Principal = req.context.principal
     if not principal.is_admin:
-        return model.user == principal.user_id
+        return owner == principal.user_id
     wanted = params.value(req, "user")
     if not wanted:
         return None
@@ -345,7 +349,7 @@ def owner_filter(req: falcon.Request, model: type[peewee.Model]) -> peewee.Expre
     )
     if user is None:
         raise not_found("user")
-    return model.user == user.id
+    return owner == user.id
 
 
 def get_owned(

@@ -150,13 +150,7 @@ class RootSupervisor:
         self.main_script = main_script
         self.config_path = config_path
         sup = self.settings.supervisor
-        self.policy = RestartPolicy(
-            sup.max_restarts,
-            sup.within_seconds,
-            sup.backoff_initial_seconds,
-            sup.backoff_max_seconds,
-            self.clock.monotonic,
-        )
+        self.policy = RestartPolicy.from_settings(sup, self.clock.monotonic)
         self.slots = [Slot(i) for i in range(1, count + 1)]
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -171,13 +165,7 @@ class RootSupervisor:
         self.last_status = ""
         self.last_watchdog = float("-inf")
         self.zygote: Zygote | None = None
-        self.zygote_policy = RestartPolicy(
-            sup.max_restarts,
-            sup.within_seconds,
-            sup.backoff_initial_seconds,
-            sup.backoff_max_seconds,
-            self.clock.monotonic,
-        )
+        self.zygote_policy = RestartPolicy.from_settings(sup, self.clock.monotonic)
         self.zygote_restart_at: float | None = None
         self.zygote_starts = 0
 
@@ -401,11 +389,7 @@ class RootSupervisor:
             slot.restart_at = now + delay
 
     def _give_up(self, slot: Slot) -> None:
-        sup = self.settings.supervisor
-        reason = (
-            f"{slot.name} failed and the process restart intensity is exceeded "
-            f"({sup.max_restarts} restarts within {sup.within_seconds:g}s); giving up"
-        )
+        reason = self.policy.give_up_reason(slot.name, "the process restart intensity")
         self._record(slot, "give_up", reason)
         log.critical("root: %s", reason)
         slot.state = "given_up"

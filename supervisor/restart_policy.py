@@ -9,6 +9,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from messagepusher.supervisor.config import SupervisorSettings
 
 
 @dataclass
@@ -22,6 +26,24 @@ class RestartPolicy:
     now: Callable[[], float] = time.monotonic
     _recent: deque[float] = field(default_factory=deque)
     _consecutive: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, sup: SupervisorSettings, now: Callable[[], float]) -> RestartPolicy:
+        """The policy the `supervisor:` settings describe, timed by `now` (a monotonic clock)."""
+        return cls(
+            sup.max_restarts,
+            sup.within_seconds,
+            sup.backoff_initial_seconds,
+            sup.backoff_max_seconds,
+            now,
+        )
+
+    def give_up_reason(self, name: str, what: str = "restart intensity") -> str:
+        """Why `name` is not restarted again: the limit `record` just refused. Pure."""
+        return (
+            f"{name} failed and {what} is exceeded "
+            f"({self.max_restarts} restarts within {self.within_seconds:g}s); giving up"
+        )
 
     def record(self, name: str) -> float | None:
         """Count a restart of `name`; return the delay before it, or None when past the limit."""

@@ -105,13 +105,7 @@ class SupervisorActor(pykka.ThreadingActor):
         super().__init__()
         self.runtime = runtime
         sup = runtime.settings.supervisor
-        self.policy = RestartPolicy(
-            sup.max_restarts,
-            sup.within_seconds,
-            sup.backoff_initial_seconds,
-            sup.backoff_max_seconds,
-            runtime.clock.monotonic,
-        )
+        self.policy = RestartPolicy.from_settings(sup, runtime.clock.monotonic)
         self.children = {spec.name: ChildState(spec) for spec in sup.children}
         self.timers = ActorTimers(runtime.ticker, self.actor_ref)
         self._stopping = False
@@ -199,11 +193,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         delay = self.policy.record(name)
         if delay is None:
-            sup = self.runtime.settings.supervisor
-            reason = (
-                f"{name} failed and restart intensity is exceeded "
-                f"({sup.max_restarts} restarts within {sup.within_seconds:g}s); giving up"
-            )
+            reason = self.policy.give_up_reason(name)
             self._record(name, "give_up", reason)
             log.critical("supervisor: %s", reason)
             child.state = "given_up"

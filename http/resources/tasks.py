@@ -14,6 +14,7 @@ from pydantic import Field
 
 from messagepusher.http import params
 from messagepusher.http.audit import note
+from messagepusher.http.auth import owner_filter
 from messagepusher.http.confirm import require_confirmation
 from messagepusher.http.errors import APIError, not_found
 from messagepusher.http.params import Param
@@ -24,7 +25,7 @@ from messagepusher.operations import task_control
 from messagepusher.supervisor.actor import PoolActor, SerialActor
 from messagepusher.supervisor.db import write_transaction
 from messagepusher.supervisor.mailbox import PARKED_AT, payload_number
-from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Pause, User
+from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Pause
 from messagepusher.supervisor.supervisor import CHILD_CLASSES, child_class
 from messagepusher.supervisor.timefmt import to_rfc3339
 
@@ -124,22 +125,6 @@ def pauses_view() -> dict[str, Any]:
 # --- scoping -------------------------------------------------------------------------------
 
 
-def owner_condition(req: falcon.Request) -> peewee.Expression | None:
-    """A user's own entries (user_id is the message's or schedule's owner, written with the
-    entry); everything for an admin, or one user's with ?user=. None: no filter."""
-    principal = req.context.principal
-    if not principal.is_admin:
-        return MailboxEntry.user_id == principal.user_id
-    wanted = params.value(req, "user")
-    if not wanted:
-        return None
-    ident = params.as_id(wanted)
-    user = User.get_or_none(User.id == ident if ident is not None else User.username == wanted)
-    if user is None:
-        raise not_found("user")
-    return MailboxEntry.user_id == user.id
-
-
 def get_task(req: falcon.Request, task_id: int) -> MailboxEntry:
     """One entry the caller may see; another user's is a 404, like a missing one."""
     query = MailboxEntry.select().where(MailboxEntry.id == task_id)
@@ -167,7 +152,7 @@ class Tasks(Resource):
         message_id = params.value(req, "message_id")
         query = MailboxEntry.select().order_by(MailboxEntry.id.desc()).limit(limit)
         for condition in (
-            owner_condition(req),
+            owner_filter(req, MailboxEntry, MailboxEntry.user_id),
             MailboxEntry.recipient == mailbox if mailbox else None,
             MailboxEntry.state == state if state else None,
             payload_number(self.runtime.db, "message_id") == message_id if message_id else None,

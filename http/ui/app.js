@@ -668,15 +668,30 @@ async function enrolTotp() {
 
 // --- dashboard ---------------------------------------------------------------------------------
 
+// The drawing's width in px: its box's, or (while the view is still hidden) the page's less the
+// card's padding; never wider than it will be shown, so the labels are never scaled up.
+function chartWidth(id) {
+  const box = $(id).clientWidth || ($("dashboard-view").clientWidth || document.body.clientWidth) - 48;
+  return Math.max(280, box);
+}
+
+let dashboardStats = null;
+
 async function loadDashboard() {
-  const s = await api("GET", "/api/v1/admin/stats/charts");
+  dashboardStats = await api("GET", "/api/v1/admin/stats/charts");
+  drawDashboard(dashboardStats);
+  // The first drawing may have measured the view before it had its width: draw again once laid out.
+  requestAnimationFrame(() => drawDashboard(dashboardStats));
+}
+
+function drawDashboard(s) {
   const hours = s.messages_per_hour.hours.map((iso) => `${pad(new Date(iso).getHours())}:00`);
   const legend = Object.fromEntries(Object.keys(STATUS_COLOURS).map((k) => [k, t(`st_${k}`, k.replace(/_/g, " "))]));
-  $("chart-hourly").innerHTML = stackedBars(hours, s.messages_per_hour.by_status, STATUS_COLOURS, legend, Math.max(300, $("chart-hourly").clientWidth || 720)) + `<div class="small text-body-secondary">${esc(zoneName())}</div>`;
+  $("chart-hourly").innerHTML = stackedBars(hours, s.messages_per_hour.by_status, STATUS_COLOURS, legend, chartWidth("chart-hourly")) + `<div class="small text-body-secondary">${esc(zoneName())}</div>`;
   $("chart-success").innerHTML = rateBars(s.delivery_success, { none: t("no_data", "no data yet"), sent: t("sent_n", "sent"), failed: t("failed_n", "failed") });
   const depthLabels = s.queue_depth.at.map((iso) => { const d = new Date(iso); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; });
   const mailboxes = Object.entries(s.queue_depth.by_mailbox).map(([name, v]) => `<span class="me-3 text-nowrap">${esc(name)}: <b>${v[v.length - 1]}</b></span>`).join("");
-  $("chart-depth").innerHTML = lineChart(depthLabels, s.queue_depth.total, Math.max(300, $("chart-depth").clientWidth || 480)) + `<div class="small">${mailboxes}</div>`;
+  $("chart-depth").innerHTML = lineChart(depthLabels, s.queue_depth.total, chartWidth("chart-depth")) + `<div class="small">${mailboxes}</div>`;
   applyStyles($("dashboard-view"));
 }
 
@@ -992,6 +1007,8 @@ on($("backup-now"), "click", (event) => busy(event.currentTarget, backUpNow));
 on($("channel-types"), "change", async () => drawChannelFields());
 on($("channel-cancel-edit"), "click", async () => endChannelEdit());
 on($("send-priority"), "input", async () => { $("priority-value").textContent = $("send-priority").value; });
+window.addEventListener("resize", () => { if (dashboardStats && !$("dashboard-view").hidden) drawDashboard(dashboardStats); });
+
 on($("lang"), "click", async () => {
   state.lang = state.lang === "en" ? "zh" : "en";
   localStorage.setItem("mp_lang", state.lang);

@@ -103,7 +103,7 @@ function applyStyles(root) {
   root.querySelectorAll("[data-bg]").forEach((el) => { el.style.background = el.dataset.bg; });
 }
 
-// Charts: plain SVG strings sized by viewBox, so they scale to any width without scrolling.
+// Charts: plain SVG strings drawn at their box's width; they may shrink (never grow) to fit.
 const STATUS_COLOURS = { delivered: "#198754", partially_failed: "#fd7e14", failed: "#dc3545", cancelled: "#6c757d" };
 // `width` is the drawing's own width in px (its box's), so the labels keep their size on a phone.
 function stackedBars(labels, series, colours, legend, width = 720) {
@@ -124,7 +124,7 @@ function stackedBars(labels, series, colours, legend, width = 720) {
   });
   const axis = `<text x="0" y="${top + 10}" font-size="11" fill="#6c757d">${max}</text><line x1="${left}" y1="${height - bottom}" x2="${width}" y2="${height - bottom}" stroke="#adb5bd"/>`;
   const key = Object.keys(series).map((name) => `<span class="me-3 text-nowrap"><span class="mp-swatch" data-bg="${colours[name] || "#0d6efd"}"></span>${esc(legend[name] || name)}</span>`).join("");
-  return `<svg viewBox="0 0 ${width} ${height}" class="w-100" role="img">${axis}${bars}</svg><div class="small mt-1">${key}</div>`;
+  return `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" class="mw-100 h-auto" role="img">${axis}${bars}</svg><div class="small mt-1">${key}</div>`;
 }
 
 function rateBars(rows, words) {
@@ -147,7 +147,7 @@ function lineChart(labels, values, width = 480) {
   const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   const dots = values.map((v, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="#0d6efd"><title>${esc(labels[i])}: ${v}</title></circle>`).join("");
   const ticks = labels.map((l, i) => (i % every === 0 ? `<text x="${x(i).toFixed(1)}" y="${height - 6}" font-size="12" text-anchor="middle" fill="#6c757d">${esc(l)}</text>` : "")).join("");
-  return `<svg viewBox="0 0 ${width} ${height}" class="w-100" role="img"><text x="0" y="${top + 10}" font-size="11" fill="#6c757d">${max}</text>
+  return `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" class="mw-100 h-auto" role="img"><text x="0" y="${top + 10}" font-size="11" fill="#6c757d">${max}</text>
     <line x1="${left}" y1="${height - bottom}" x2="${width}" y2="${height - bottom}" stroke="#adb5bd"/>
     <polyline points="${points}" fill="none" stroke="#0d6efd" stroke-width="2"/>${dots}${ticks}</svg>`;
 }

@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,8 +105,9 @@ class WorkerLink:
         """Start a daemon thread that waits for the root's end of the life pipe to close.
 
         The root never writes to it, so a read returns only when every copy of the write end
-        is closed: the root died (or exited). Then `on_orphaned` asks for a stop, and the
-        process exits EXIT_ORPHANED after ORPHAN_EXIT_SECONDS whatever the stop is doing.
+        is closed: the root died (or exited). Then `on_orphaned` (called in that thread; it
+        must not block) asks for a stop, and the same thread exits the process with
+        EXIT_ORPHANED after ORPHAN_EXIT_SECONDS whatever the stop is doing.
         """
 
         def wait() -> None:
@@ -114,9 +116,9 @@ class WorkerLink:
                     pass
             self.orphaned.set()
             log.error("worker %d: the root process is gone; stopping", self.spec.slot)
-            timer = threading.Timer(ORPHAN_EXIT_SECONDS, os._exit, args=(EXIT_ORPHANED,))
-            timer.daemon = True
-            timer.start()
             on_orphaned()
+            # Whatever the stop is doing by then, this thread ends the process.
+            time.sleep(ORPHAN_EXIT_SECONDS)
+            os._exit(EXIT_ORPHANED)
 
         threading.Thread(target=wait, name="root-watch", daemon=True).start()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from messagepusher.supervisor import sd_notify
 from messagepusher.supervisor.metrics import MULTIPROC_ENV, forget_process, fresh_multiprocess_dir
-from messagepusher.supervisor.models import SupervisorEvent
 from messagepusher.supervisor.nodes import NodeRegistry, remove_dead_process
 from messagepusher.supervisor.restart_policy import RestartPolicy
 from messagepusher.supervisor.runtime import EXIT_ESCALATED, Runtime
+from messagepusher.supervisor.supervisor import record_event
 from messagepusher.supervisor.worker_link import WORKER_ENV, WorkerSpec
 from messagepusher.supervisor.zygote import ForkedWorker, Zygote, ZygoteError, become_subreaper
 
@@ -497,16 +497,7 @@ class RootSupervisor:
         self._record_actor(slot.name, event, detail)
 
     def _record_actor(self, actor: str, event: str, detail: str) -> None:
-        try:
-            SupervisorEvent.create(
-                at=self.clock.now(),
-                actor=actor,
-                event=event,
-                detail=detail[:2000],
-                node=self.runtime.node_id,
-            )
-        except Exception:  # noqa: BLE001 - a full disk must not stop supervision
-            log.exception("root: could not record %s %s", actor, event)
+        record_event(self.runtime, "root", actor, event, detail)
 
 
 def run_root(runtime: Runtime, config_path: str | None, main_script: Path) -> int:

@@ -42,6 +42,22 @@ def child_class(name: str) -> type:
     return getattr(importlib.import_module(module), attr)
 
 
+def record_event(runtime: Runtime, recorder: str, actor: str, event: str, detail: str) -> None:
+    """Keep a supervisor event (start, exit, crash, restart, give-up) in the database, in the
+    caller's thread. Never raises: a full disk must not stop supervision; `recorder` names who
+    could not record it in the log line."""
+    try:
+        SupervisorEvent.create(
+            at=runtime.clock.now(),
+            actor=actor,
+            event=event,
+            detail=detail[:2000],
+            node=runtime.node_id,
+        )
+    except Exception:  # noqa: BLE001 - a full disk must not stop supervision
+        log.exception("%s: could not record %s %s", recorder, actor, event)
+
+
 @dataclass
 class RestartChild:
     name: str
@@ -247,13 +263,4 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _record(self, actor: str, event: str, detail: str) -> None:
         """Supervisor thread: keep a start, crash or restart in the database; never raises."""
-        try:
-            SupervisorEvent.create(
-                at=self.runtime.clock.now(),
-                actor=actor,
-                event=event,
-                detail=detail[:2000],
-                node=self.runtime.node_id,
-            )
-        except Exception:  # noqa: BLE001 - a full disk must not stop supervision
-            log.exception("supervisor: could not record %s %s", actor, event)
+        record_event(self.runtime, "supervisor", actor, event, detail)

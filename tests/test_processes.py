@@ -5,20 +5,17 @@ Real processes on a real socket and SQLite file; the pure decisions of superviso
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
+from support.notify import NotifySocket
 from support.ops import db_file, rows, until, webhook
 from support.server import REPO
 
@@ -412,48 +409,9 @@ def test_workers_of_a_killed_root_exit_the_port_frees_and_a_restart_delivers_eve
     assert set(ids) <= delivered_ids(sink.received())
 
 
-class NotifyRecorder:
-    """systemd's end of $NOTIFY_SOCKET, recording (sender pid, datagram) from the credentials."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sdp", dir="/tmp")  # unix socket paths are short
-        self.path = str(Path(self.dir) / "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.received: list[tuple[int, str]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.running:
-            try:
-                data, ancillary, _flags, _addr = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
-            except TimeoutError:
-                continue
-            pid = next(
-                struct.unpack("3i", raw)[0]
-                for level, kind, raw in ancillary
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
-            )
-            self.received.append((pid, data.decode()))
-
-    def lines(self) -> list[str]:
-        return [line for _pid, text in list(self.received) for line in text.splitlines()]
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-        os.unlink(self.path)
-        os.rmdir(self.dir)
-
-
 @pytest.fixture
 def notify_recorder():
-    recorder = NotifyRecorder()
+    recorder = NotifySocket()
     yield recorder
     recorder.close()
 
@@ -502,7 +460,7 @@ def test_a_worker_that_stops_beating_is_replaced_sighup_reloads_all_and_sigterm_
     assert rows(db_file(srv), "SELECT pid FROM node") == [], "a process did not leave the registry"
 
     # Only the root told systemd: ready once, the watchdog paused while worker-1 was unwell.
-    assert {pid for pid, _text in notify_recorder.received} == {srv.proc.pid}
+    assert {pid for _at, pid, _text in notify_recorder.received} == {srv.proc.pid}
     lines = notify_recorder.lines()
     assert lines.count("READY=1") == 1 and lines[-1] == "STOPPING=1"
     unwell = next(

@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import pytest
+from support.notify import NotifySocket
 from support.ops import until, webhook
 
 from messagepusher.supervisor import sd_notify
-
-
-class NotifySocket:
-    """A bound unix datagram socket recording (time, datagram) like systemd's end of $NOTIFY_SOCKET."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="sd", dir="/tmp")  # short: unix socket paths are limited
-        self.path = str(Path(self.dir) / "notify")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.received: list[tuple[float, str]] = []
-        self.running = True
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while self.running:
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            self.received.append((time.monotonic(), data.decode()))
-
-    def times(self, state: str) -> list[float]:
-        return [t for t, text in list(self.received) if state in text.splitlines()]
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-        os.unlink(self.path)
-        os.rmdir(self.dir)
 
 
 @pytest.fixture
@@ -61,7 +25,7 @@ def test_notify_sends_one_datagram_and_is_a_no_op_without_systemd(notify_socket,
     monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.path)
     assert sd_notify.notify("READY=1\nSTATUS=up") is True
     until(lambda: notify_socket.received, 30, "the datagram")
-    assert notify_socket.received[0][1] == "READY=1\nSTATUS=up"
+    assert notify_socket.received[0][2] == "READY=1\nSTATUS=up"
 
 
 def test_the_watchdog_interval_is_half_of_watchdog_usec_for_this_process_only(monkeypatch):
@@ -95,12 +59,12 @@ def test_a_server_says_ready_feeds_the_watchdog_only_while_healthy_and_says_stop
     hung_at = time.monotonic()
     api.post("/api/v1/messages", json={"title": "hangs the pool", "channels": ["hook"]})
     until(
-        lambda: [t for t, s in notify_socket.received if s.startswith("STATUS=not ready")],
+        lambda: [t for t, _pid, s in notify_socket.received if s.startswith("STATUS=not ready")],
         30,
         "STATUS=not ready",
     )
     until(
-        lambda: [t for t, s in notify_socket.received if s == "STATUS=ready" and t > hung_at],
+        lambda: [t for t, _pid, s in notify_socket.received if s == "STATUS=ready" and t > hung_at],
         30,
         "ready again",
     )

@@ -28,7 +28,7 @@ function button(action, id, key, en, style = "btn-outline-secondary") {
   return `<button type="button" class="btn btn-sm ${style}" data-${action}="${esc(id)}" data-i18n="${key}" data-en="${esc(en)}">${esc(t(key, en))}</button>`;
 }
 function statusBadge(status) {
-  const colour = { delivered: "success", sent: "success", ok: "success", running: "success", resolved: "success", done: "success",
+  const colour = { delivered: "success", sent: "success", ok: "success", running: "success", stale: "warning", resolved: "success", done: "success",
     failed: "danger", dead: "danger", denied: "danger", error: "danger", firing: "danger", given_up: "danger", stopped: "danger",
     partially_failed: "warning", restarting: "warning", cancelled: "secondary", missed: "warning",
     recalled: "success", edited: "success", not_supported: "secondary" }[status] || "info";
@@ -201,7 +201,6 @@ async function api(method, path, body, options = {}) {
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       if (err.status === 401 && path !== "/api/v1/session") { showLogin(); throw new ShownError("login needed"); }
-      if (err.status === 404 && options.missingOk) return null;
       if (err.code !== "confirmation_required" || options.noConfirm) throw err;
       const secret = await askSecret(err, again);
       if (secret === null) throw new ShownError("not confirmed");
@@ -680,8 +679,22 @@ let dashboardStats = null;
 async function loadDashboard() {
   dashboardStats = await api("GET", "/api/v1/admin/stats/charts");
   drawDashboard(dashboardStats);
+  await loadNodes();
   // The first drawing may have measured the view before it had its width: draw again once laid out.
   requestAnimationFrame(() => drawDashboard(dashboardStats));
+}
+
+// Every process of the cluster (GET /api/v1/admin/nodes): a root and its workers per node.
+async function loadNodes() {
+  const nodes = await api("GET", "/api/v1/admin/nodes");
+  $("nodes-body").innerHTML = rowsOr(nodes.items.map((n) => `<tr><td>${esc(n.node_name)} <span class="text-body-secondary small">${esc(n.host)}</span></td>
+    <td>${esc(n.role)}</td><td>${n.kind === "root" ? label("root", "root") : esc(n.process_index ?? "")}</td><td>${esc(n.pid)}</td>
+    <td>${statusBadge(n.state)}</td><td>${when(n.last_seen)}</td><td>${esc(n.config_version ?? "")}</td></tr>`), 7);
+  const c = nodes.cluster || {};
+  const roles = Object.entries(c.roles || {}).map(([role, n]) => `${role} ${n}`).join(", ");
+  $("nodes-summary").textContent = [`${t("nodes_n", "nodes")}: ${c.nodes ?? 0}`, `${t("processes_n", "processes")}: ${c.processes ?? 0}${roles ? ` (${roles})` : ""}`,
+    `${t("stale_processes", "stale processes")}: ${c.stale_processes ?? 0}`].join(" · ");
+  labelCells($("dashboard-view"));
 }
 
 function drawDashboard(s) {
@@ -695,14 +708,14 @@ function drawDashboard(s) {
   applyStyles($("dashboard-view"));
 }
 
-// --- tasks (the mailbox entries): works before and after the tasks API exists ------------------
+// --- tasks (the mailbox entries) ----------------------------------------------------------------
 
-// The mailboxes and the pauses in force come from the API when it has them (GET
-// /api/v1/admin/pauses); the filters are drawn once, the pause buttons on every load.
+// The mailboxes and the pauses in force come from GET /api/v1/admin/pauses; the filters are
+// drawn once, the pause buttons on every load.
 async function fillTaskFilters() {
-  const pauses = await api("GET", "/api/v1/admin/pauses", undefined, { missingOk: true });
-  const names = pauses && pauses.known_mailboxes ? pauses.known_mailboxes : MAILBOXES;
-  const paused = new Set(pauses ? pauses.mailboxes.map((m) => m.name) : []);
+  const pauses = await api("GET", "/api/v1/admin/pauses");
+  const names = pauses.known_mailboxes || MAILBOXES;
+  const paused = new Set(pauses.mailboxes.map((m) => m.name));
   if (!$("task-mailbox").options.length) {
     $("task-mailbox").innerHTML = `<option value="" data-i18n="all_mailboxes" data-en="All mailboxes">${esc(t("all_mailboxes", "All mailboxes"))}</option>`
       + names.map((m) => `<option>${esc(m)}</option>`).join("");
@@ -725,10 +738,7 @@ async function loadTasks(fromStart) {
   await fillTaskFilters();
   const query = taskQuery();
   if (!fromStart && state.taskCursor) query.set("cursor", state.taskCursor);
-  const page = await api("GET", `/api/v1/tasks?${query}`, undefined, { missingOk: true });
-  $("tasks-unavailable").hidden = page !== null;
-  $("tasks-panel").hidden = page === null;
-  if (page === null) return;
+  const page = await api("GET", `/api/v1/tasks?${query}`);
   const rows = page.items.map((k) => `<tr data-task="${k.id}"><td>${k.id}</td><td>${esc(k.mailbox)}</td><td>${esc(k.kind)}</td><td>${statusBadge(k.state)}</td>
     <td>${k.attempts}/${k.max_attempts}</td><td>${when(k.available_at)}</td>
     <td>${k.message_id ? `<a href="#/messages/${k.message_id}">#${k.message_id}</a>` : ""}</td><td class="text-break mp-wrap">${esc(k.last_error || "")}</td>
@@ -747,15 +757,14 @@ async function redrive() {
   const body = { state: "dead" };
   if (query.get("mailbox")) body.mailbox = query.get("mailbox");
   if (query.get("message_id")) body.message_id = Number(query.get("message_id"));
-  const done = await api("POST", "/api/v1/tasks/retry", body, { missingOk: true });
-  if (done === null) { toast("info", t("tasks_unavailable", "The tasks API is not available on this server yet.")); return; }
+  const done = await api("POST", "/api/v1/tasks/retry", body);
   toast("success", `${t("retried", "Re-queued")}: ${done.retried ?? done.count ?? ""}`);
   await loadTasks(true);
 }
 
 async function taskAction(path, doneKey, doneEn) {
-  const done = await api("POST", path, undefined, { missingOk: true });
-  toast(done === null ? "info" : "success", done === null ? t("tasks_unavailable", "The tasks API is not available on this server yet.") : t(doneKey, doneEn));
+  await api("POST", path);
+  toast("success", t(doneKey, doneEn));
 }
 
 // --- admin -------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ from typing import Any
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # A pool of 64 senders connects at once; socketserver's default backlog of 5 would reset
+    # some of those connections before the sink ever read them.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address) -> None:
         pass  # a client killed mid-request (kill -9 tests) is expected, not news
 

@@ -91,7 +91,7 @@ def same_actor_here(owner: str, other: str) -> bool:
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when `owner` was a process on this host that no longer runs.
+    """True when `owner` was a process on this host that no longer runs (gone or a zombie).
 
     Owners on other hosts are never judged here: their leases simply expire.
     """
@@ -104,7 +104,10 @@ def owner_is_dead(owner: str) -> bool:
     if host != socket.gethostname():
         return False
     try:
-        return int(psutil.Process(pid_n).create_time()) != started_n
+        process = psutil.Process(pid_n)
+        # A zombie has exited: nothing reaps an orphan's children where no init does (a
+        # container's first process), and its entry stays until its new parent waits on it.
+        return int(process.create_time()) != started_n or process.status() == psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return True
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 
 import psutil
 import pytest
 from support.databases import database_on
+from support.ops import until
 
 from messagepusher.supervisor.mailbox import NODE_ID, Mailbox, NewEntry, owner_for, owner_is_dead
 from messagepusher.supervisor.models import MailboxEntry
@@ -448,6 +450,17 @@ def test_owner_is_dead_judges_only_processes_on_this_host():
     assert owner_is_dead(BOB) is False
     assert owner_is_dead("not an owner id") is False
     assert NODE_ID.split(":")[1] == str(os.getpid())
+
+
+def test_the_owner_of_an_exited_process_nobody_has_reaped_is_dead():
+    """A worker orphaned by a killed root stays a zombie where no init reaps it (a container)."""
+    child = subprocess.Popen(["true"])
+    try:
+        until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 10)
+        started = int(psutil.Process(child.pid).create_time())
+        assert owner_is_dead(f"{socket.gethostname()}:{child.pid}:{started}/channel_pool") is True
+    finally:
+        child.wait()
 
 
 # --- looking -----------------------------------------------------------------------------------

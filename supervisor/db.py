@@ -7,8 +7,11 @@ where the two engines differ is `supervisor/dialect.py`'s.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
@@ -21,14 +24,63 @@ database = peewee.DatabaseProxy()
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "VACUUM")
 
 
-class SerializedSqliteDatabase(peewee.SqliteDatabase):
-    """SQLite with one writer at a time per process, queued on a Python lock.
+class ProcessWriteLock:
+    """One writer at a time among the processes that share a database file.
 
-    SQLite's own busy handler polls with sleeps growing to 100 ms, so writers of one
-    process that meet at the lock lose tens of milliseconds; a lock handed over at once
-    does not. Every transaction begins IMMEDIATE under the lock, and a write outside a
-    transaction takes it for its one statement. Other processes still meet at SQLite's
-    lock and its busy timeout.
+    A POSIX record lock (`lockf`) on a file beside the database: a process blocked on it
+    sleeps in the kernel and wakes as soon as the holder lets go, where SQLite's own busy
+    handler polls with sleeps growing to 100 ms. The lock belongs to the process: the
+    kernel drops it when its holder dies (kill -9 included), and a forked child holds
+    nothing and opens its own descriptor. One per file and process (`for_file`), counted,
+    so database objects of one process on one file do not release each other's hold. A
+    process that writes the file without it (sqlite3 on the command line) still meets
+    SQLite's own lock and busy timeout. Thread-safe.
+    """
+
+    _by_path: ClassVar[dict[str, ProcessWriteLock]] = {}
+    _registry = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pid = -1
+        self._fd = -1
+        self._holders = 0
+        self._guard = threading.Lock()
+
+    @classmethod
+    def for_file(cls, database_path: str) -> ProcessWriteLock:
+        key = os.path.realpath(database_path)
+        with cls._registry:
+            return cls._by_path.setdefault(key, cls(f"{key}-writer"))
+
+    def acquire(self) -> None:
+        """Caller's thread: blocks until no other process writes; raises OSError if the
+        file beside the database cannot be opened."""
+        if self._pid != os.getpid():  # first use, or a forked child holding nothing
+            self._guard, self._holders, self._pid = threading.Lock(), 0, os.getpid()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with self._guard:
+            if self._holders == 0:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            self._holders += 1
+
+    def release(self) -> None:
+        """Caller's thread: the last holder in this process lets the next process write."""
+        with self._guard:
+            self._holders -= 1
+            if self._holders == 0:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+
+class SerializedSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite with one writer at a time, queued on a Python lock and across processes.
+
+    SQLite's own busy handler polls with sleeps growing to 100 ms, so writers that meet at
+    its lock lose tens of milliseconds; a lock handed over at once does not. Every
+    transaction begins IMMEDIATE under the lock, and a write outside a transaction takes
+    it for its one statement. The threads of one process queue on an RLock; processes
+    sharing the file (`serve --processes N`, the CLI beside a running server) then queue
+    on a `ProcessWriteLock` beside the file.
     """
 
     def __init__(self, *args, **kwargs):
@@ -36,9 +88,29 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
         self._holding = threading.local()
+        self._depth = 0  # nesting of the RLock's holder, guarded by the RLock itself
+        memory = self.database in ("", ":memory:") or str(self.database).startswith("file:")
+        self._process_lock = None if memory else ProcessWriteLock.for_file(self.database)
+
+    def _acquire(self) -> None:
+        self._write_lock.acquire()
+        self._depth += 1
+        if self._depth == 1 and self._process_lock is not None:
+            try:
+                self._process_lock.acquire()
+            except BaseException:
+                self._depth -= 1
+                self._write_lock.release()
+                raise
+
+    def _let_go(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._process_lock is not None:
+            self._process_lock.release()
+        self._write_lock.release()
 
     def begin(self, lock_type: str | None = None) -> None:
-        self._write_lock.acquire()
+        self._acquire()
         self._holding.count = getattr(self._holding, "count", 0) + 1
         try:
             super().begin(lock_type or "IMMEDIATE")
@@ -61,7 +133,7 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
     def _release(self) -> None:
         if getattr(self._holding, "count", 0) > 0:
             self._holding.count -= 1
-            self._write_lock.release()
+            self._let_go()
 
     @contextlib.contextmanager
     def writes_held(self):
@@ -71,8 +143,11 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
 
     def execute_sql(self, sql, params=None, commit=None):
         if not self.in_transaction() and sql.lstrip()[:7].upper().startswith(_WRITES):
-            with self._write_lock:
+            self._acquire()
+            try:
                 return super().execute_sql(sql, params)
+            finally:
+                self._let_go()
         return super().execute_sql(sql, params)
 
 

@@ -1,0 +1,127 @@
+"""Writers of different processes on one SQLite file queue on a lock beside it (supervisor/db.py).
+
+Real processes, a real file: the other process probes the lock without blocking, so nothing
+here waits on a timer to see that it is held.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from support.ops import until
+
+from messagepusher.supervisor.db import ProcessWriteLock, make_database
+
+PROBE = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print("held")
+    else:
+        print("free")
+    """
+)
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from messagepusher.supervisor.db import make_database, write_transaction
+    db = make_database("sqlite:///" + sys.argv[1])
+    db.connect()
+    db.execute_sql("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+    with write_transaction(db):
+        db.execute_sql("INSERT INTO t VALUES (1)")
+        print("holding", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def probe(lock_file) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(lock_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = make_database(f"sqlite:///{tmp_path / 'shared.db'}")
+    database.connect()
+    database.execute_sql("CREATE TABLE t (n INTEGER)")
+    yield database
+    database.close()
+
+
+def test_another_process_sees_the_lock_held_for_a_whole_transaction_and_free_after(db, tmp_path):
+    lock_file = tmp_path / "shared.db-writer"
+    with db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (1)")
+        assert probe(lock_file) == "held"
+        with db.atomic():  # a savepoint inside it keeps the one hold
+            db.execute_sql("INSERT INTO t VALUES (2)")
+        assert probe(lock_file) == "held"
+    assert probe(lock_file) == "free"
+    db.execute_sql("INSERT INTO t VALUES (3)")  # a lone write takes it for its statement
+    assert probe(lock_file) == "free"
+
+
+def test_a_rolled_back_or_failed_transaction_lets_go_of_the_lock(db, tmp_path):
+    with pytest.raises(RuntimeError), db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (1)")
+        raise RuntimeError("the caller's error")
+    assert probe(tmp_path / "shared.db-writer") == "free"
+    assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_two_database_objects_of_one_process_share_one_counted_hold(db, tmp_path):
+    other = make_database(f"sqlite:///{tmp_path / 'shared.db'}")
+    assert other._process_lock is db._process_lock
+    lock = ProcessWriteLock.for_file(str(tmp_path / "shared.db"))
+    lock.acquire()
+    with db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (1)")
+    assert probe(tmp_path / "shared.db-writer") == "held"  # the outer hold is still there
+    lock.release()
+    assert probe(tmp_path / "shared.db-writer") == "free"
+    other.close()
+
+
+def test_a_writer_killed_while_holding_it_frees_it_for_the_next_at_once(db, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "shared.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert probe(tmp_path / "shared.db-writer") == "held"
+        wrote = threading.Event()
+
+        def write() -> None:
+            with db.atomic():
+                db.execute_sql("INSERT INTO t VALUES (2)")
+            wrote.set()
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        holder.kill()
+        holder.wait(10)
+        until(wrote.is_set, 10, "the waiting writer got the lock once the holder died")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+    # The killed holder's uncommitted row is gone; the waiting writer's is there.
+    assert db.execute_sql("SELECT n FROM t").fetchall() == [(2,)]

@@ -1,30 +1,40 @@
-"""How the HTTP channels reach the network: one shared urllib3 pool, requests behind a proxy.
+"""How the HTTP channels reach the network: keep-alive `http.client` connections per worker
+thread, requests behind a proxy.
 
-urllib3 is the transport under requests; called directly it costs about a third
-less CPU per request (docs/benchmarks.md), which on the channel pool's hot path is
-the largest single cost. A request that must go through a proxy (the channel's
-`proxy` setting, or proxy variables in the environment) still goes through
-requests, which knows proxies and `no_proxy`.
+The send to the service is the largest single cost on the channel pool's hot path.
+`http.client` on a kept-alive connection costs less than half the CPU per request of
+urllib3 (itself a third less than requests; docs/benchmarks.md), and the pool needs
+none of what those add: nothing is retried or redirected here, and every worker thread
+keeps its own connection to each host, so there is no pool to share. A request that must
+go through a proxy (the channel's `proxy` setting, or proxy variables in the environment)
+still goes through requests, which knows proxies and `no_proxy`.
 """
 
 from __future__ import annotations
 
+import http.client
+import select
+import ssl
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import certifi
 
 from messagepusher.outbound.http_session import environment_has_proxies, new_session
 
-# urllib3 and requests are imported on the first request, not at start-up.
+# requests is imported on the first proxied request, not at start-up.
 if TYPE_CHECKING:
     import requests
-    import urllib3
 
 MAX_RESPONSE_BYTES = 64 * 1024  # a misbehaving peer must not fill our memory
 READ_CHUNK = 16 * 1024
 MAX_PARSED_URLS = 1024  # distinct target URLs remembered parsed; more start the memory over
+HOSTS_PER_THREAD = 64  # kept-alive connections per worker thread; the oldest unused goes first
+USER_AGENT = "MessagePusher"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class CallTimeout(Exception):
@@ -46,6 +56,36 @@ class RawAnswer:
     body: bytes  # at most MAX_RESPONSE_BYTES
 
 
+Target = tuple[str, str, int, str]  # scheme, host, port, path with query
+
+
+def parse_target(url: str) -> Target:
+    """(scheme, host, port, request path) of an http(s) URL (pure). Raises CallInvalid."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise CallInvalid(f"{url!r}: {exc}") from None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise CallInvalid(f"{url!r}: not an http:// or https:// URL with a host")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme], path
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """True when a kept-alive connection's peer has closed it (or sent what nobody asked for)."""
+    sock = connection.sock
+    if sock is None:
+        return False  # not open: the next request opens it
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class Transport:
     """Makes one HTTP request at a time per calling thread; safe to share between threads.
 
@@ -59,31 +99,15 @@ class Transport:
         # The CA bundle requests uses (certifi), not the system's: a host without CA
         # certificates installed verifies HTTPS services as it did through requests.
         self.ca_certs = ca_certs or certifi.where()
-        self.pool_size = pool_size
+        self.pool_size = pool_size  # the proxied path's pool; direct connections are per thread
         self.trust_env = environment_has_proxies() if trust_env is None else trust_env
         self._local = threading.local()
-        self._pool: urllib3.PoolManager | None = None
-        self._pool_lock = threading.Lock()
-        # url -> (scheme, host, port, request_uri); plain dict reads and writes are atomic.
-        self._targets: dict[str, tuple[str, str | None, int | None, str]] = {}
-
-    @property
-    def pool(self) -> urllib3.PoolManager:
-        """The keep-alive pools of every host, made by the first request in any thread."""
-        if self._pool is None:
-            with self._pool_lock:
-                if self._pool is None:
-                    import urllib3
-
-                    self._pool = urllib3.PoolManager(
-                        num_pools=64,
-                        maxsize=self.pool_size,
-                        block=False,
-                        retries=False,
-                        cert_reqs="CERT_REQUIRED",
-                        ca_certs=self.ca_certs,
-                    )
-        return self._pool
+        self._tls: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+        self._open_connections: set[http.client.HTTPConnection] = set()
+        self.connections_opened = 0
+        # url -> its parsed target; plain dict reads and writes are atomic.
+        self._targets: dict[str, Target] = {}
 
     def request(
         self,
@@ -97,79 +121,87 @@ class Transport:
         """Blocking I/O in the caller's thread. Raises CallTimeout, CallFailed or CallInvalid."""
         if proxy or self.trust_env:
             return self._through_requests(method, url, body, headers, timeout, proxy)
-        pool = self.pool
-        import urllib3  # loaded by self.pool: a look-up, not an import
-
-        try:
-            response = self._open(pool, method.upper(), url, body, headers, timeout)
-            try:
-                data = response.read(MAX_RESPONSE_BYTES + 1)
-            except BaseException:
-                response.close()
-                raise
-            else:
-                if len(data) > MAX_RESPONSE_BYTES:
-                    response.close()  # the rest is unread: this connection cannot carry another request
-            finally:
-                response.release_conn()  # back to the pool (a closed one reconnects on its next use)
-        # NewConnectionError (refused, DNS) subclasses TimeoutError in urllib3: test it first.
-        except urllib3.exceptions.NewConnectionError as exc:
-            raise CallFailed(str(exc)) from None
-        except urllib3.exceptions.TimeoutError as exc:
-            raise CallTimeout(str(exc)) from None
-        except (urllib3.exceptions.LocationValueError, ValueError) as exc:
-            raise CallInvalid(str(exc)) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise CallFailed(str(exc)) from None
-        return RawAnswer(response.status, dict(response.headers), data[:MAX_RESPONSE_BYTES])
-
-    def _open(
-        self,
-        pool: urllib3.PoolManager,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        timeout: float,
-    ) -> urllib3.BaseHTTPResponse:
-        """The request on the host's keep-alive pool, the URL parsed once per distinct URL.
-
-        What `PoolManager.request` does for a body and no redirects, without parsing the
-        same webhook URL and copying the headers again on every send. A URL without a
-        scheme takes the manager's own path (it warns). Raises urllib3's errors.
-        """
-        import urllib3
-
         target = self._targets.get(url)
         if target is None:
-            parsed = urllib3.util.parse_url(url)
-            if parsed.scheme is None:
-                return pool.request(
-                    method,
-                    url,
-                    body=body,
-                    headers=headers,
-                    timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                    retries=False,
-                    redirect=False,
-                    preload_content=False,
-                )
-            target = (parsed.scheme, parsed.host, parsed.port, parsed.request_uri)
+            target = parse_target(url)
             if len(self._targets) >= MAX_PARSED_URLS:
                 self._targets.clear()
             self._targets[url] = target
-        scheme, host, port, request_uri = target
-        return pool.connection_from_host(host, port=port, scheme=scheme).urlopen(
-            method,
-            request_uri,
-            body=body,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=False,
-        )
+        scheme, host, port, path = target
+        connection = self._connection(scheme, host, port, timeout)
+        try:
+            connection.putrequest(method.upper(), path, skip_accept_encoding=True)
+            if not any(name.lower() == "user-agent" for name in headers):
+                connection.putheader("User-Agent", USER_AGENT)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            if body is not None:
+                connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            data = response.read(MAX_RESPONSE_BYTES + 1)
+            if len(data) > MAX_RESPONSE_BYTES or response.will_close:
+                self._discard(connection)  # the rest is unread, or the peer said it closes
+            return RawAnswer(
+                response.status, dict(response.getheaders()), data[:MAX_RESPONSE_BYTES]
+            )
+        except TimeoutError as exc:
+            self._discard(connection)
+            raise CallTimeout(f"{host}:{port}: timed out after {timeout:g}s ({exc})") from None
+        except ssl.SSLError as exc:
+            self._discard(connection)
+            raise CallFailed(f"{host}:{port}: TLS: {exc}") from None
+        except (http.client.HTTPException, OSError) as exc:
+            self._discard(connection)
+            if isinstance(exc, http.client.InvalidURL):
+                raise CallInvalid(str(exc)) from None
+            raise CallFailed(f"{host}:{port}: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # a header value with CR/LF, a non-ASCII method or path
+            self._discard(connection)
+            raise CallInvalid(str(exc)) from None
+
+    def _connection(
+        self, scheme: str, host: str, port: int, timeout: float
+    ) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection to the host, opened by its first request."""
+        kept: OrderedDict | None = getattr(self._local, "connections", None)
+        if kept is None:
+            kept = self._local.connections = OrderedDict()
+        key = (scheme, host, port)
+        connection = kept.get(key)
+        if connection is not None:
+            kept.move_to_end(key)
+            if _dropped(connection):
+                connection.close()  # reopened by the request about to be made
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            return connection
+        if scheme == "https":
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._tls_context()
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        kept[key] = connection
+        with self._lock:
+            self._open_connections.add(connection)
+            self.connections_opened += 1
+        if len(kept) > HOSTS_PER_THREAD:
+            _, oldest = kept.popitem(last=False)
+            oldest.close()
+            with self._lock:
+                self._open_connections.discard(oldest)
+        return connection
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=self.ca_certs)
+        return self._tls
+
+    def _discard(self, connection: http.client.HTTPConnection) -> None:
+        """Close it; the thread's next request to that host opens a new one."""
+        connection.close()
 
     def _through_requests(
         self,
@@ -209,8 +241,11 @@ class Transport:
         return RawAnswer(response.status_code, dict(response.headers), data)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.clear()
+        """Close every thread's kept-alive connections (at teardown, after the workers stop)."""
+        with self._lock:
+            connections, self._open_connections = self._open_connections, set()
+        for connection in connections:
+            connection.close()
 
 
 def _read_capped(response: requests.Response) -> bytes:

@@ -1,13 +1,17 @@
-"""The channels' transport: urllib3 directly, requests behind a proxy, answers capped, errors sorted."""
+"""The channels' transport: http.client directly, requests behind a proxy, answers capped, errors sorted."""
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
+import threading
 
 import certifi
 import pytest
 from fakes.channel_services import Reply, WebhookSink, self_signed_cert
 from fakes.forward_proxy import ForwardProxy
+from support.ops import until
 
 from messagepusher.actors.channels import build_channel
 from messagepusher.actors.channels.base import SendContext
@@ -34,8 +38,7 @@ def test_keep_alive_reuses_one_connection(transport) -> None:
     with WebhookSink() as fake:
         for _ in range(5):
             assert transport.request("POST", f"{fake.url}/hook", b"{}", {}, 5.0).status == 200
-    pool = transport.pool.connection_from_url(fake.url)
-    assert pool.num_connections == 1
+    assert transport.connections_opened == 1
 
 
 def test_a_redirect_is_returned_not_followed(transport) -> None:
@@ -111,3 +114,67 @@ def test_https_to_a_trusted_certificate_is_sent(https_sink, through_requests) ->
     finally:
         trusting.close()
     assert answer.status == 200 and fake.requests[0].path == "/hook"
+
+
+class ClosingPeer:
+    """Answers one request per connection, then closes it, as a server that drops idle
+    keep-alive connections does between two sends. Counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.accepted = 0
+        self.heads: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.heads.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                # no Connection: close header: the client believes it may keep the connection
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_connection_the_peer_closed_while_idle_is_reopened_not_failed(transport) -> None:
+    peer = ClosingPeer()
+    try:
+        for n in range(3):
+            answer = transport.request("POST", f"{peer.url}/hook", b"{}", {}, 5.0)
+            assert (answer.status, answer.body) == (200, b"ok")
+            until(lambda n=n: peer.accepted == n + 1, 10, "the peer took the connection")
+            until(lambda n=n: len(peer.heads) == n + 1, 10, "the peer answered and closed")
+    finally:
+        peer.close()
+    assert peer.accepted == 3
+
+
+def test_requests_carry_a_user_agent_unless_the_channel_sets_its_own(transport) -> None:
+    with WebhookSink() as fake:
+        transport.request("POST", f"{fake.url}/a", b"{}", {}, 5.0)
+        transport.request("POST", f"{fake.url}/b", b"{}", {"User-Agent": "DiscordBot (x, 1)"}, 5.0)
+    assert [r.headers["user-agent"] for r in fake.requests] == [
+        "MessagePusher",
+        "DiscordBot (x, 1)",
+    ]
+
+
+def test_a_url_that_is_not_http_is_invalid_before_anything_is_sent(transport) -> None:
+    for url in ("ftp://example.com/x", "http:///nohost", "http://[::1/broken"):
+        with pytest.raises(CallInvalid):
+            transport.request("POST", url, b"{}", {}, 5.0)

@@ -6,6 +6,7 @@ transaction that wraps it, which the database's dialect (`supervisor/dialect.py`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -212,9 +213,16 @@ class Mailbox:
             rows.append(tuple(row[c] for c in INSERT_COLUMNS))
         if not rows:
             return 0
-        with self.db.atomic():
+        with self._transaction():
             self.dialect.insert_ignore_many("mailbox", INSERT_COLUMNS, rows)
         return len(rows)
+
+    def _transaction(self):
+        """A write transaction, or the caller's: a savepoint inside it would cost two
+        statements and buy nothing, since an error here rolls the caller's back too."""
+        if self.db.in_transaction():
+            return contextlib.nullcontext()
+        return write_transaction(self.db)
 
     def put(
         self, recipient: str, kind: str, payload: dict[str, Any] | None = None, **kw: Any
@@ -242,7 +250,7 @@ class Mailbox:
             return []
         expires = now + lease_seconds
         params = (owner, expires, expires, now, recipient, now, n)
-        with write_transaction(self.db):
+        with self._transaction():
             if paused_channels and recipient == CHANNEL_RECIPIENT:
                 self._park(paused_channels, n, now)
             rows = self.db.execute_sql(self._claim, params).fetchall()

@@ -10,19 +10,17 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import random
-import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from kill_runs import add_drain_and_server_arguments, parse, run_and_report
 from load import (
     ADMIN_PASSWORD,
     PY,
@@ -34,7 +32,6 @@ from load import (
     Sink,
     free_port,
     http_call,
-    source_version,
     wait_http,
 )
 
@@ -312,46 +309,16 @@ def main() -> int:
     )
     parser.add_argument("--max-run", type=float, default=2.0, help="most load before a kill")
     parser.add_argument("--seed", type=int, default=16, help="for the random run lengths")
-    parser.add_argument(
-        "--drain-timeout", type=float, default=120.0, help="after the last start, at most"
-    )
-    parser.add_argument(
-        "--stall", type=float, default=30.0, help="give up draining after this long idle"
-    )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="MP_KEY=VALUE",
-        help="extra environment for the server (experiments), repeatable",
-    )
     parser.add_argument("--json", type=Path, help="also write every figure here")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
-    args = parser.parse_args()
-    if any("=" not in kv for kv in args.server_env):
-        parser.error("--server-env takes MP_KEY=VALUE")
-    workdir = Path(tempfile.mkdtemp(prefix="mp-chaos-"))
-    print(
-        f"MessagePusher chaos: kill -9 x{args.kills}, {args.clients} clients; "
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-        f"Python {platform.python_version()}, server at commit {source_version()}, "
-        f"load average {os.getloadavg()[0]:.1f}; workdir {workdir}",
-        flush=True,
-    )
-    try:
-        result = run(args, workdir)
-    except BenchError as exc:
-        print(f"chaos run failed: {exc}", file=sys.stderr)
-        return 1
-    print()
-    print(report(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    if args.keep:
-        print(f"\nkept {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if result["lost"] or result["stuck"] else 0
+    add_drain_and_server_arguments(parser, "after the last start, at most")
+    args = parse(parser)
+
+    def write_json(result: dict) -> None:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+
+    title = f"MessagePusher chaos: kill -9 x{args.kills}, {args.clients} clients"
+    return run_and_report(args, title, "mp-chaos-", run, report, after=write_json)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,16 @@ import argparse
 import http.client
 import json
 import os
-import platform
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from chaos import Clients, Server, wait_drained
-from load import PY, ROOT, Bench, BenchError, Child, Sink, source_version, wait_http
+from kill_runs import add_drain_and_server_arguments, parse, run_and_report
+from load import PY, ROOT, Bench, BenchError, Child, Sink, wait_http
 
 from messagepusher.messages.lifecycle import MESSAGE_FINAL
 
@@ -205,43 +203,13 @@ def main() -> int:
         default=2.0,
         help="seconds of load between a replacement and the next kill",
     )
-    parser.add_argument(
-        "--drain-timeout", type=float, default=120.0, help="after the load, at most"
-    )
-    parser.add_argument(
-        "--stall", type=float, default=30.0, help="give up draining after this long idle"
-    )
-    parser.add_argument(
-        "--server-env",
-        action="append",
-        default=[],
-        metavar="MP_KEY=VALUE",
-        help="extra environment for the server, repeatable",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
-    args = parser.parse_args()
-    if any("=" not in kv for kv in args.server_env):
-        parser.error("--server-env takes MP_KEY=VALUE")
-    workdir = Path(tempfile.mkdtemp(prefix="mp-kills-"))
-    print(
+    add_drain_and_server_arguments(parser, "after the load, at most")
+    args = parse(parser)
+    title = (
         f"MessagePusher worker kills: {args.kills} kills, {args.clients} clients, "
-        f"--processes {PROCESSES}; {os.cpu_count()} cores ({platform.machine()}), "
-        f"Python {platform.python_version()}, server at commit {source_version()}, "
-        f"load average {os.getloadavg()[0]:.1f}; workdir {workdir}",
-        flush=True,
+        f"--processes {PROCESSES}"
     )
-    try:
-        result = run(args, workdir)
-    except BenchError as exc:
-        print(f"process kills run failed: {exc}", file=sys.stderr)
-        return 1
-    print()
-    print(report(result))
-    if args.keep:
-        print(f"\nkept {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if result["lost"] or result["stuck"] else 0
+    return run_and_report(args, title, "mp-kills-", run, report)
 
 
 if __name__ == "__main__":

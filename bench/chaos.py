@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kill_runs import add_drain_and_server_arguments, parse, run_and_report
@@ -60,20 +61,22 @@ class Server:
         self.child: Child | None = None
         self.key = ""
 
+    serve_command = (PY, "main.py", "serve")
+
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait for /readyz 200; the seconds that took."""
         started = time.monotonic()
         self.child = Child(
-            f"server-{self.starts}", [PY, "main.py", "serve"], self.workdir, self.env
+            f"server-{self.starts}", list(self.serve_command), self.workdir, self.env
         )
         self.starts += 1
         wait_http(self.port, "/readyz", self.child, timeout)
         return time.monotonic() - started
 
-    def set_up(self) -> None:
-        """First start only: a key and the webhook channel to the sink."""
+    def create_key(self, *options: str) -> str:
+        """A new API key of the admin user (`main.py key create`), with these options."""
         done = subprocess.run(
-            [PY, "main.py", "key", "create", "--user", "admin", "--name", "chaos"],
+            [PY, "main.py", "key", "create", "--user", "admin", *options],
             cwd=ROOT,
             env={**os.environ, **self.env},
             capture_output=True,
@@ -82,7 +85,11 @@ class Server:
         )
         if done.returncode != 0:
             raise BenchError(f"key create failed: {done.stderr}")
-        self.key = done.stdout.strip().splitlines()[-1]
+        return done.stdout.strip().splitlines()[-1]
+
+    def set_up(self) -> None:
+        """First start only: a key and the webhook channel to the sink."""
+        self.key = self.create_key("--name", "chaos")
         channel = {"name": "sink", "type": "webhook", "config": {"url": self.sink_url}}
         status, doc = http_call(self.port, "POST", "/api/v1/channels", channel, self.key)
         if status != 201:
@@ -203,6 +210,43 @@ def figures(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
 
+@dataclass
+class RunEnd:
+    load_seconds: float
+    acked: set[int]
+    arrived: set[int]
+    counts: dict
+    drain_seconds: float
+    exit_code: int | None
+    statuses: dict[str, int]
+
+
+def drain_and_stop(
+    clients: Clients, server: Server, sink: Sink, args: argparse.Namespace, started: float
+) -> RunEnd:
+    """Stop the clients, wait (bounded) until the server has settled what it accepted, stop
+    it with SIGTERM; what was acknowledged, what arrived, and how the server ended."""
+    clients.stop()
+    load_seconds = time.monotonic() - started
+    acked = set(clients.acked)
+    drain_started = time.monotonic()
+    wait_drained(server, args.drain_timeout, args.stall)
+    drain_seconds = time.monotonic() - drain_started
+    arrived = {int(k) for k in sink.dump()["first"]}
+    counts = sink.count()
+    exit_code = server.stop()
+    return RunEnd(load_seconds, acked, arrived, counts, drain_seconds, exit_code, server.statuses())
+
+
+def tear_down(bench: Bench, clients: Clients | None, server: Server | None) -> None:
+    """Whatever a run leaves behind, also when it failed half-way."""
+    if clients is not None:
+        clients.stop()
+    if server is not None:
+        server.stop()
+    bench.stop_all()
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     rng = random.Random(args.seed)
     bench = Bench(args, workdir)
@@ -235,22 +279,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 flush=True,
             )
             restarts.append(server.start())
-        clients.stop()
-        load_seconds = time.monotonic() - started
-        acked = set(clients.acked)
-        drain_started = time.monotonic()
-        wait_drained(server, args.drain_timeout, args.stall)
-        drain_seconds = time.monotonic() - drain_started
-        arrived = {int(k) for k in sink.dump()["first"]}
-        counts = sink.count()
-        exit_code = server.stop()
-        statuses = server.statuses()
+        end = drain_and_stop(clients, server, sink, args, started)
+        load_seconds, acked, arrived, counts = end.load_seconds, end.acked, end.arrived, end.counts
+        drain_seconds, exit_code, statuses = end.drain_seconds, end.exit_code, end.statuses
     finally:
-        if clients is not None:
-            clients.stop()
-        if server is not None:
-            server.stop()
-        bench.stop_all()
+        tear_down(bench, clients, server)
     return {
         "kills": args.kills,
         "clients": args.clients,

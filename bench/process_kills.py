@@ -18,14 +18,13 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from chaos import Clients, Server, wait_drained
+from chaos import Clients, Server, drain_and_stop, tear_down
 from kill_runs import add_drain_and_server_arguments, parse, run_and_report
-from load import PY, ROOT, Bench, BenchError, Child, Sink, wait_http
+from load import PY, Bench, BenchError, Sink
 
 from messagepusher.messages.lifecycle import MESSAGE_FINAL
 
@@ -40,30 +39,13 @@ RESTARTS_ALLOWED = {"MP_SUPERVISOR__MAX_RESTARTS": "1000"}
 class RootServer(Server):
     """The chaos bench's server, run as a root with worker processes; workers are the kill targets."""
 
+    serve_command = (PY, "main.py", "serve", "--processes", str(PROCESSES))
+
     def start(self, timeout: float = 90.0) -> float:
-        started = time.monotonic()
-        self.child = Child(
-            f"server-{self.starts}",
-            [PY, "main.py", "serve", "--processes", str(PROCESSES)],
-            self.workdir,
-            self.env,
-        )
-        self.starts += 1
-        wait_http(self.port, "/readyz", self.child, timeout)
-        return time.monotonic() - started
+        return super().start(timeout)
 
     def admin_key(self) -> str:
-        done = subprocess.run(
-            [PY, "main.py", "key", "create", "--user", "admin", "--scopes", "admin"],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise BenchError(f"admin key create failed: {done.stderr}")
-        return done.stdout.strip().splitlines()[-1]
+        return self.create_key("--scopes", "admin")
 
     def answering_pid(self, admin_key: str) -> int | None:
         """The pid of the worker that answered one status request on a new connection, or None."""
@@ -141,20 +123,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 f"({clients.acked_count():,} acknowledged so far)",
                 flush=True,
             )
-        clients.stop()
-        load_seconds = time.monotonic() - started
-        acked = set(clients.acked)
-        wait_drained(server, args.drain_timeout, args.stall)
-        arrived = {int(k) for k in sink.dump()["first"]}
-        counts = sink.count()
-        exit_code = server.stop()
-        statuses = server.statuses()
+        end = drain_and_stop(clients, server, sink, args, started)
+        load_seconds, acked, arrived, counts = end.load_seconds, end.acked, end.arrived, end.counts
+        exit_code, statuses = end.exit_code, end.statuses
     finally:
-        if clients is not None:
-            clients.stop()
-        if server is not None:
-            server.stop()
-        bench.stop_all()
+        tear_down(bench, clients, server)
     return {
         "kills": args.kills,
         "clients": args.clients,

@@ -124,6 +124,7 @@ class ClosingPeer:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         self.accepted = 0
+        self.closed = 0
         self.heads: list[bytes] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -146,6 +147,7 @@ class ClosingPeer:
                 self.heads.append(head)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 # no Connection: close header: the client believes it may keep the connection
+            self.closed += 1
 
     def close(self) -> None:
         self.server.close()
@@ -157,8 +159,8 @@ def test_a_connection_the_peer_closed_while_idle_is_reopened_not_failed(transpor
         for n in range(3):
             answer = transport.request("POST", f"{peer.url}/hook", b"{}", {}, 5.0)
             assert (answer.status, answer.body) == (200, b"ok")
-            until(lambda n=n: peer.accepted == n + 1, 10, "the peer took the connection")
-            until(lambda n=n: len(peer.heads) == n + 1, 10, "the peer answered and closed")
+            assert (peer.accepted, len(peer.heads)) == (n + 1, n + 1)  # a new connection each
+            until(lambda n=n: peer.closed == n + 1, 10, "the peer closed the idle connection")
     finally:
         peer.close()
     assert peer.accepted == 3

@@ -39,6 +39,23 @@ class Target:
 
 TARGETS = (
     Target("messages/lifecycle.py", ("tests/test_lifecycle.py",)),
+    # The store's decisions: which entries follow a stage, what a batch of outcomes makes
+    # final, fallbacks, retry and cancel. Its plain inserts and reads are left out for time.
+    Target(
+        "messages/store.py",
+        ("tests/test_store.py",),
+        only=(
+            "stage_entries",
+            "SendHandoff.take",
+            "SendOutcomes",
+            "_write_finals",
+            "finish_if_final",
+            "retry",
+            "cancel",
+            "reopen_deliveries",
+            "cancel_delivery",
+        ),
+    ),
     Target("supervisor/retry.py", ("tests/test_retry_policy.py",)),
     Target("supervisor/restart_policy.py", ("tests/test_restart_policy.py",)),
     Target("accounts/ratelimit.py", ("tests/test_ratelimit.py",)),

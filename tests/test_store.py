@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from support.model_rows import event_types, webhook_channel
 
@@ -465,3 +467,177 @@ def test_the_hand_off_refuses_a_row_whose_id_now_belongs_to_another_message(runt
 def test_a_later_send_at_is_not_handed_off(runtime, user):
     stored = accept(runtime, user, [channel(runtime, user, "a")], send_at=NOW + 60)
     assert stored.sends == ()
+
+
+# --- the edges of each decision (each test names the mutant it is there to kill) --------------
+
+
+def test_a_hand_off_row_is_fresh_up_to_handoff_seconds_and_stale_after(runtime, user):
+    handoff, stored = handed(runtime, user, channel(runtime, user, "a"))
+    (row,) = stored.sends
+    edge = NOW + store.HANDOFF_SECONDS
+    assert handoff.take([row.delivery_id], edge) == {row.delivery_id: row}
+    handoff.put([row])
+    assert handoff.take([row.delivery_id], edge + 1) == {}  # its entry was claimed elsewhere
+
+
+def test_the_hand_off_refuses_a_row_that_differs_from_the_stored_one_in_any_direction(
+    runtime, user
+):
+    handoff, stored = handed(runtime, user, channel(runtime, user, "a"))
+    (row,) = stored.sends
+    for changed in (
+        dataclasses.replace(row, message_id=row.message_id + 1),
+        dataclasses.replace(row, message_id=row.message_id - 1),
+        dataclasses.replace(row, created_at=row.created_at + 1),
+    ):
+        handoff.put([changed])
+        assert handoff.take([row.delivery_id], NOW) == {}, changed
+
+
+def test_a_late_outcome_leaves_a_final_message_final_and_an_untouched_one_alone(runtime, user):
+    """A cancel that raced a send: the send's outcome is recorded, the message stays cancelled."""
+    late = accept(runtime, user, [channel(runtime, user, "a")])
+    untouched = accept(runtime, user, [channel(runtime, user, "b")])
+    open_one = accept(runtime, user, [channel(runtime, user, "c")])
+    for stored in (late, untouched):
+        assert store.cancel(runtime.mailbox, stored.id, "ops", NOW + 1)
+    late_delivery = Delivery.get(Delivery.message == late.id).id
+    open_delivery = Delivery.get(Delivery.message == open_one.id).id
+
+    def record(batch):
+        batch.record(late_delivery, "sent", 1, "delivery_sent", {})
+        batch.record(open_delivery, "sent", 1, "delivery_sent", {})
+
+    outcome_batch(runtime, [late.id, untouched.id, open_one.id], record)
+    assert Message.get_by_id(late.id).status == "cancelled"
+    assert event_types(late.id).count("cancelled") == 1
+    assert "delivered" not in event_types(late.id)
+    assert Message.get_by_id(untouched.id).status == "cancelled"
+    assert Message.get_by_id(open_one.id).status == "delivered"
+
+
+def test_a_fallback_and_a_callback_in_one_batch_both_wake_the_channel_pool(runtime, user):
+    backup = channel(runtime, user, "backup")
+    falling = accept(runtime, user, [channel(runtime, user, "main", fallback=backup)])
+    finishing = accept(
+        runtime, user, [channel(runtime, user, "other")], callback_url="http://127.0.0.1:9/cb"
+    )
+    failed = Delivery.get(Delivery.message == falling.id).id
+    sent = Delivery.get(Delivery.message == finishing.id).id
+
+    def record(batch):
+        batch.record(failed, "failed", 1, "delivery_failed", {})
+        batch.record(sent, "sent", 1, "delivery_sent", {})
+
+    assert outcome_batch(runtime, [falling.id, finishing.id], record) == {"channel_pool"}
+
+
+def test_only_a_sent_outcome_keeps_a_sent_time_and_a_remote_id(runtime, user):
+    stored = accept(runtime, user, [channel(runtime, user, "a"), channel(runtime, user, "b")])
+    ok, bad = [d.id for d in Delivery.select().where(Delivery.message == stored.id)]
+
+    def record(batch):
+        batch.record(ok, "sent", 1, "delivery_sent", {}, 200, None, None, "r1")
+        batch.record(bad, "failed", 1, "delivery_failed", {}, 400, None, "400", "r2")
+
+    outcome_batch(runtime, [stored.id], record)
+    sent, failed = Delivery.get_by_id(ok), Delivery.get_by_id(bad)
+    assert (sent.sent_at, sent.remote_id) == (NOW + 2, "r1")
+    assert (failed.sent_at, failed.remote_id) == (None, None)
+
+
+def fail_next(runtime, stored) -> None:
+    """Record the newest pending delivery of the message as failed."""
+    newest = (
+        Delivery.select()
+        .where((Delivery.message == stored.id) & (Delivery.status == "pending"))
+        .order_by(Delivery.id.desc())
+        .first()
+    )
+    outcome_batch(
+        runtime, [stored.id], lambda b: b.record(newest.id, "failed", 1, "delivery_failed", {})
+    )
+
+
+def test_a_chain_of_fallbacks_stops_after_max_fallback_depth_hops(runtime, user):
+    names = [f"c{i}" for i in range(store.MAX_FALLBACK_DEPTH + 2)]
+    chain: list[Channel] = []
+    for name in reversed(names):  # each channel falls back to the next one
+        chain.insert(0, channel(runtime, user, name, fallback=chain[0] if chain else None))
+    stored = accept(runtime, user, [chain[0]])
+    for _ in range(store.MAX_FALLBACK_DEPTH + 1):
+        fail_next(runtime, stored)
+    deliveries = list(Delivery.select().where(Delivery.message == stored.id).order_by(Delivery.id))
+    assert [d.channel_name for d in deliveries] == names[: store.MAX_FALLBACK_DEPTH + 1]
+    assert all(d.status == "failed" for d in deliveries)
+    assert Message.get_by_id(stored.id).status == "failed"
+
+
+def test_a_fallback_delivery_starts_pending_with_no_attempts(runtime, user):
+    backup = channel(runtime, user, "backup")
+    stored = accept(runtime, user, [channel(runtime, user, "main", fallback=backup)])
+    fail_next(runtime, stored)
+    new = Delivery.get((Delivery.message == stored.id) & (Delivery.channel_name == "backup"))
+    assert (new.status, new.attempts) == ("pending", 0)
+
+
+def test_no_fallback_from_a_deleted_channel_or_to_a_disabled_one(runtime, user):
+    gone = channel(runtime, user, "gone")
+    from_gone = accept(runtime, user, [gone])
+    gone.delete_instance()  # the delivery keeps its name; its channel id is cleared
+    fail_next(runtime, from_gone)
+    assert Message.get_by_id(from_gone.id).status == "failed"
+
+    disabled = channel(runtime, user, "disabled", enabled=False)
+    to_disabled = accept(runtime, user, [channel(runtime, user, "main", fallback=disabled)])
+    fail_next(runtime, to_disabled)
+    assert statuses(to_disabled.id) == ["failed"]
+    assert Message.get_by_id(to_disabled.id).status == "failed"
+
+
+def test_a_tasks_cancel_ends_the_delivery_once_and_a_missing_id_changes_nothing(runtime, user):
+    stored = accept(runtime, user, [channel(runtime, user, "a")], callback_url="http://x.test/cb")
+    delivery = Delivery.get(Delivery.message == stored.id).id
+    with runtime.db.atomic():
+        assert store.cancel_delivery(runtime.mailbox, None, stored.id, "ops", NOW) == set()
+        assert store.cancel_delivery(runtime.mailbox, delivery, None, "ops", NOW) == set()
+    assert statuses(stored.id) == ["pending"]
+    with runtime.db.atomic():
+        wake = store.cancel_delivery(runtime.mailbox, delivery, stored.id, "ops", NOW + 1)
+    assert wake == {"channel_pool"}  # the callback the final status owes
+    assert statuses(stored.id) == ["cancelled"]
+    assert Message.get_by_id(stored.id).status == "cancelled"
+    with runtime.db.atomic():
+        assert store.cancel_delivery(runtime.mailbox, delivery, stored.id, "ops", NOW + 2) == set()
+    assert event_types(stored.id).count("delivery_cancelled") == 1
+
+
+def test_a_tasks_retry_reopens_failed_deliveries_and_requeues_their_message(runtime, user):
+    stored = accept(runtime, user, [channel(runtime, user, "a")])
+    delivery = Delivery.get(Delivery.message == stored.id).id
+    fail_next(runtime, stored)
+    assert Message.get_by_id(stored.id).status == "failed"
+    with runtime.db.atomic():
+        store.reopen_deliveries({}, "ops", NOW + 3)  # nothing: nothing written
+        store.reopen_deliveries({delivery: stored.id}, "ops", NOW + 3)
+    reopened = Delivery.get_by_id(delivery)
+    assert (reopened.status, reopened.attempts) == ("pending", 0)
+    assert Message.get_by_id(stored.id).status == "queued"
+    (event,) = [
+        e
+        for e in MessageEvent.select().where(MessageEvent.message == stored.id)
+        if e.type == "retry"
+    ]
+    assert event.detail == {"deliveries": [delivery], "by": "ops", "via": "task"}
+
+
+def test_the_callback_a_cancel_owes_carries_the_messages_priority_and_owner(runtime, user):
+    stored = accept(
+        runtime, user, [channel(runtime, user, "a")], priority=5, callback_url="http://x.test/cb"
+    )
+    assert user.id != 5
+    assert store.cancel(runtime.mailbox, stored.id, "ops", NOW + 1)
+    (callback,) = [e for e in entries("channel_pool") if e.kind == "callback"]
+    assert (callback.priority, callback.user_id) == (5, user.id)
+    assert callback.payload == {"message_id": stored.id, "url": "http://x.test/cb"}

@@ -15,7 +15,7 @@ from support.databases import database_on
 from support.ops import until
 
 from messagepusher.supervisor.mailbox import NODE_ID, Mailbox, NewEntry, owner_for, owner_is_dead
-from messagepusher.supervisor.models import MailboxEntry
+from messagepusher.supervisor.models import Channel, Delivery, MailboxEntry, Message, User
 from messagepusher.supervisor.retry import RetryPolicy
 
 START = 1_700_000_000.0
@@ -503,3 +503,57 @@ def test_next_due_gives_the_earliest_time_per_recipient_including_lease_expiry(m
     mailbox.put("fetcher", "fetch", {})
     mailbox.claim("fetcher", 1, LEASE, ALICE)
     assert mailbox.next_due() == {"channel_pool": START + 20, "fetcher": START + LEASE}
+
+
+# --- pauses in the claim ---------------------------------------------------------------------
+
+
+def deliveries_on(channel_names: list[str]) -> dict[str, int]:
+    """A user, one webhook channel per name and one message with a delivery to each:
+    {channel name: delivery id}."""
+    user = User.create(username="pauser", password_hash="x", created_at=START, updated_at=START)
+    message = Message.create(
+        user=user, status="queued", accepted_status="queued", created_at=START, updated_at=START
+    )
+    out = {}
+    for name in channel_names:
+        channel = Channel.create(
+            user=user, name=name, type="webhook", config="{}", created_at=START, updated_at=START
+        )
+        out[name] = Delivery.create(
+            message=message,
+            channel=channel,
+            channel_name=name,
+            channel_type="webhook",
+            status="pending",
+            created_at=START,
+            updated_at=START,
+        ).id
+    return out
+
+
+def test_a_paused_channels_sends_are_parked_and_the_others_claimed_past_them(mailbox):
+    ids = deliveries_on(["held", "free"])
+    held = mailbox.put("channel_pool", "send", {"delivery_id": ids["held"]}, priority=5)
+    free = mailbox.put("channel_pool", "send", {"delivery_id": ids["free"]}, priority=1)
+    mailbox.pause("ops", channel_id=Delivery.get_by_id(ids["held"]).channel_id)
+    assert [e.id for e in mailbox.claim("channel_pool", 1, LEASE, ALICE)] == [free]
+    assert row(held).state == "ready" and row(held).available_at > START + 86400
+    mailbox.resume(channel_id=Delivery.get_by_id(ids["held"]).channel_id)
+    assert [e.id for e in mailbox.claim("channel_pool", 1, LEASE, ALICE)] == [held]
+
+
+def test_a_channel_pause_holds_only_the_channel_pools_sends(mailbox):
+    ids = deliveries_on(["held"])
+    mailbox.pause("ops", channel_id=Delivery.get_by_id(ids["held"]).channel_id)
+    fetch = mailbox.put("fetcher", "fetch", {"delivery_id": ids["held"]})
+    callback = mailbox.put("channel_pool", "callback", {"message_id": 1, "url": "http://x.test"})
+    assert [e.id for e in mailbox.claim("fetcher", 5, LEASE, ALICE)] == [fetch]
+    assert [e.id for e in mailbox.claim("channel_pool", 5, LEASE, ALICE)] == [callback]
+
+
+def test_without_a_channel_pause_nothing_is_parked(mailbox):
+    ids = deliveries_on(["a"])
+    entry = mailbox.put("channel_pool", "send", {"delivery_id": ids["a"]})
+    mailbox.pause("ops", mailbox="fetcher")  # a pause elsewhere
+    assert [e.id for e in mailbox.claim("channel_pool", 5, LEASE, ALICE)] == [entry]

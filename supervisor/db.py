@@ -88,24 +88,22 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
         self._holding = threading.local()
-        self._depth = 0  # nesting of the RLock's holder, guarded by the RLock itself
         memory = self.database in ("", ":memory:") or str(self.database).startswith("file:")
         self._process_lock = None if memory else ProcessWriteLock.for_file(self.database)
 
     def _acquire(self) -> None:
+        """This thread's turn to write: the process's RLock, then the lock shared with other
+        processes (which counts its holders, so nested holds lock the file once)."""
         self._write_lock.acquire()
-        self._depth += 1
-        if self._depth == 1 and self._process_lock is not None:
+        if self._process_lock is not None:
             try:
                 self._process_lock.acquire()
             except BaseException:
-                self._depth -= 1
                 self._write_lock.release()
                 raise
 
     def _let_go(self) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._process_lock is not None:
+        if self._process_lock is not None:
             self._process_lock.release()
         self._write_lock.release()
 

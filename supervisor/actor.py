@@ -318,16 +318,19 @@ class PoolActor(MailboxActor):
         return super().handle(message)
 
     def on_wake(self) -> None:
-        """Actor thread: claim up to the free capacity and hand each job to a worker.
+        """Actor thread: while a worker is free, claim enough to keep every worker busy twice over.
 
+        Claiming only as many as are free would, under a backlog, claim one or two entries
+        after every finished send, each in a transaction of its own; claiming a second
+        round ahead (queued in the executor) makes every claim under load at least a pool's
+        worth. Nothing is claimed while every worker is busy: the next write-back claims.
         Raising (the database, an injected fault) crashes the actor; what it claimed stays
         leased and its restart recovers it.
         """
-        capacity = self.workers - len(self.in_flight)
-        if capacity <= 0:
+        if len(self.in_flight) >= self.workers:
             self.more_waiting = True
             return
-        batch = min(capacity, self.settings.mailbox.claim_batch)
+        batch = min(2 * self.workers - len(self.in_flight), self.settings.mailbox.claim_batch)
         for job in self._claim(batch):
             self.faults.before_entry(self.name)
             future = self.executor.submit(self._run, job)

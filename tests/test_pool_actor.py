@@ -53,3 +53,61 @@ def test_an_entry_claimed_more_often_than_max_attempts_is_dead_and_never_run_aga
     assert row.state == "dead" and "claimed 4 times without finishing" in row.last_error
     assert MailboxEntry.get_by_id(healthy).state == "done"
     assert time.time() - row.updated_at < 60
+
+
+class GatedPool(PerJobPoolActor):
+    """Each send waits for the test to let it go; outcomes are acked."""
+
+    name = "channel_pool"
+    workers_setting = "channel_pool"
+    gate = threading.Semaphore(0)
+
+    def work(self, job: Job) -> str:
+        assert GatedPool.gate.acquire(timeout=30), "the test never let this send go"
+        return "ok"
+
+    def apply(self, job: Job) -> set[str]:
+        self.mailbox.ack(job.entry.id, self.owner)
+        return set()
+
+
+def _states() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in MailboxEntry.select(MailboxEntry.state):
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return counts
+
+
+def _wait_for(expected: dict[str, int]) -> None:
+    deadline = time.monotonic() + 10
+    while _states() != expected:
+        assert time.monotonic() < deadline, f"mailbox {_states()}, expected {expected}"
+        time.sleep(0.02)
+
+
+def test_a_backlog_is_claimed_a_pool_ahead_and_not_again_until_a_worker_would_idle(tmp_path):
+    runtime = Runtime(
+        load_settings(environ={"MP_DATA_DIR": str(tmp_path), "MP_CHANNEL_POOL__WORKERS": "2"})
+    )
+    runtime.open_storage()
+    open_accounts(runtime)
+    for n in range(10):
+        runtime.mailbox.put("channel_pool", "send", {"n": n})
+    ref = GatedPool.start(runtime, 1)
+    try:
+        # Two running and two queued behind them: the first claim took twice the workers.
+        _wait_for({"leased": 4, "ready": 6})
+        GatedPool.gate.release()
+        _wait_for({"done": 1, "leased": 3, "ready": 6})  # both workers still busy: no claim
+        GatedPool.gate.release()
+        _wait_for({"done": 2, "leased": 2, "ready": 6})  # still two to run: no claim
+        GatedPool.gate.release()
+        # One worker would idle: the claim refills to twice the workers at once.
+        _wait_for({"done": 3, "leased": 4, "ready": 3})
+        for _ in range(7):
+            GatedPool.gate.release()
+        _wait_for({"done": 10})
+    finally:
+        for _ in range(10):
+            GatedPool.gate.release()
+        ref.stop()

@@ -45,9 +45,9 @@ class KeyCache:
     Entries live `ttl` seconds. Any change to a key or its user, through any process or node,
     drops them on the next request: the change bumps the shared `credentials` stamp
     (supervisor/cluster_stamps) and every lookup compares it, one indexed read, with the value
-    the cache was filled under. `generation` reads that stamp (caller's thread). Lookups that
-    overlap share reads: each uses a read that began after the lookup did, so none sees a
-    stamp older than its own arrival, and a burst of requests pays for a few reads, not one each.
+    the cache was filled under. `generation` reads that stamp (caller's thread), once per
+    lookup: overlapping lookups once shared reads, but handing a read's value between
+    threads cost three times the read itself (docs/benchmarks.md).
     """
 
     def __init__(
@@ -62,17 +62,12 @@ class KeyCache:
         self._filled_under: int | None = None
         self._entries: dict[str, tuple[float, Principal, float | None]] = {}
         self._lock = threading.Lock()
-        self._reads = threading.Condition(threading.Lock())
-        self._reads_started = 0
-        self._reads_done = 0  # the number of the newest finished read, whose value is below
-        self._read_value = 0
-        self._reading = False
 
     def get(self, presented: str) -> tuple[Principal | None, int]:
         """The cached principal (or None) and the stamp read, which `put` needs after a load."""
         if self.ttl <= 0:
             return None, 0
-        current = self._fresh_generation()
+        current = self.generation()
         with self._lock:
             if current != self._filled_under:
                 self._entries.clear()
@@ -88,34 +83,6 @@ class KeyCache:
                 self._entries.pop(presented, None)
             return None, current
         return principal, current
-
-    def _fresh_generation(self) -> int:
-        """The stamp as read by a read that began after this call did (caller's thread).
-
-        A read already under way began too early for this caller, so it waits for that one
-        and then starts, or shares, the next. Raises what `generation` raises; waiters then
-        try a read of their own.
-        """
-        with self._reads:
-            wanted = self._reads_started + 1
-            while self._reading and self._reads_done < wanted:
-                self._reads.wait()
-            if self._reads_done >= wanted:
-                return self._read_value
-            self._reading = True
-            self._reads_started += 1
-            number = self._reads_started
-        try:
-            value = self.generation()
-        except BaseException:
-            with self._reads:
-                self._reading = False
-                self._reads.notify_all()
-            raise
-        with self._reads:
-            self._read_value, self._reads_done, self._reading = value, number, False
-            self._reads.notify_all()
-        return value
 
     def put(
         self, presented: str, principal: Principal, expires_at: float | None, seen: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import io
 import re
 import socket
 import ssl
@@ -20,6 +22,7 @@ from messagepusher.actors.channels.transport import (
     CallFailed,
     CallInvalid,
     CallTimeout,
+    LeanHeaders,
     Transport,
 )
 
@@ -180,3 +183,93 @@ def test_a_url_that_is_not_http_is_invalid_before_anything_is_sent(transport) ->
     for url in ("ftp://example.com/x", "http:///nohost", "http://[::1/broken"):
         with pytest.raises(CallInvalid):
             transport.request("POST", url, b"{}", {}, 5.0)
+
+
+class RawPeer:
+    """Answers each request with the next of its scripted raw answers, byte for byte; an
+    answer marked `close` is followed by closing the connection."""
+
+    def __init__(self, *answers: tuple[bytes, bool]) -> None:
+        self.answers = list(answers)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if b"\r\n\r\n" not in data:
+                        break
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                    while len(data) < length:
+                        data += conn.recv(65536)
+                    data = data[length:]
+                    raw, close = self.answers.pop(0)
+                    conn.sendall(raw)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_answers_are_read_as_the_standard_library_reads_them_without_the_email_parser(
+    transport,
+) -> None:
+    peer = RawPeer(
+        (  # chunked, a repeated header and one folded over two lines
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Tag: a\r\nx-tag: b\r\n"
+            b"X-Folded: one\r\n  two\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            False,
+        ),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nRetry-After: 7\r\n"
+            b"Content-Length: 4\r\n\r\nslow",
+            False,
+        ),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close", True),
+    )
+    try:
+        chunked = transport.request("POST", f"{peer.url}/a", b"{}", {}, 5.0)
+        assert (chunked.status, chunked.body) == (200, b"abcde")
+        assert (chunked.headers["X-Tag"], chunked.headers["x-tag"]) == (
+            "a",
+            "b",
+        ) and chunked.headers["X-Folded"] == "one two"
+        limited = transport.request("POST", f"{peer.url}/b", b"{}", {}, 5.0)
+        assert (limited.status, limited.headers["Retry-After"], limited.body) == (429, "7", b"slow")
+        empty = transport.request("POST", f"{peer.url}/c", b"{}", {}, 5.0)
+        assert (empty.status, empty.body) == (204, b"")
+        old = transport.request("POST", f"{peer.url}/d", b"{}", {}, 5.0)
+        assert (old.status, old.body) == (200, b"until the close")
+    finally:
+        peer.close()
+    assert transport.connections_opened == 1  # kept alive until the HTTP/1.0 answer
+
+
+def test_lean_headers_agree_with_the_email_parser_on_unfolded_headers() -> None:
+    block = (
+        b"Content-Type: application/json; charset=utf-8\r\nSet-Cookie: a=1\r\n"
+        b"set-cookie: b=2\r\nX-Empty:\r\nX-Padded:   wide  \r\nnot a header line\r\n\r\n"
+    )
+    lean = LeanHeaders(block.splitlines(keepends=True))
+    standard = http.client.parse_headers(io.BytesIO(block))
+    assert lean.items() == [(k, v.strip()) for k, v in standard.items()]
+    for name in ("content-type", "SET-COOKIE", "x-empty", "x-padded", "missing"):
+        value, values = standard.get(name), standard.get_all(name)
+        assert lean.get(name) == (value.strip() if value is not None else None)  # OWS trimmed
+        assert lean.get_all(name) == ([v.strip() for v in values] if values else None)

@@ -58,7 +58,7 @@ class Section(BaseModel):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    threads: int = Field(16, ge=1, le=512)
+    threads: int = Field(32, ge=1, le=512)
     connection_limit: int = Field(512, ge=1, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=1024, le=100 * 1_048_576)
     public_url: str = ""

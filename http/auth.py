@@ -104,7 +104,9 @@ class KeyCache:
                 del self._entries[k]
 
     def clear(self) -> None:
-        """Forget every key (after a restore: the backup may lack keys verified before it)."""
+        """Forget every key, here and in every other process (after a restore: the backup
+        may lack keys verified before it)."""
+        cluster_stamps.bump(cluster_stamps.CREDENTIALS)
         with self._lock:
             self._entries.clear()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,6 +39,7 @@ class SqliteDialect:
 
     def __init__(self, db: peewee.Database):
         self.db = db
+        self._stamp_paths: dict[str, str | None] = {}  # one realpath per name, not per read
 
     def sql(self, text: str) -> str:
         """The statement as the driver takes it (SQLite reads `?` itself)."""
@@ -57,6 +59,18 @@ class SqliteDialect:
         SQLite: nothing to relax; the block runs as it is.
         """
         return contextlib.nullcontext()
+
+    def host_stamp_path(self, name: str) -> str | None:
+        """Where stamp `name` is also kept on this host (supervisor/cluster_stamps.py).
+
+        Every process of a SQLite database runs on the host that holds its file, so a file
+        beside it reaches them all for the price of a stat; an in-memory database has none.
+        """
+        if name not in self._stamp_paths:
+            path = str(self.db.database)
+            memory = path in ("", ":memory:") or path.startswith("file:")
+            self._stamp_paths[name] = None if memory else f"{os.path.realpath(path)}-stamp-{name}"
+        return self._stamp_paths[name]
 
     def for_update(self, select: str) -> str:
         """The SELECT as one that locks its rows until the transaction ends.
@@ -144,6 +158,11 @@ class PostgresDialect:
 
     def __init__(self, db: peewee.Database):
         self.db = db
+
+    def host_stamp_path(self, name: str) -> str | None:
+        """None: the processes sharing a PostgreSQL database may run on other hosts, so
+        stamps are read from the database itself."""
+        return None
 
     def sql(self, text: str) -> str:
         """The statement with psycopg2's placeholders (`%s`) and its `%` doubled."""

@@ -124,6 +124,27 @@ class LeanHeaders:
         return list(self._lines)
 
 
+MAX_HEADER_LINE = 65536  # the limits http.client keeps
+MAX_HEADER_LINES = 100
+
+
+def read_header_block(fp) -> list[bytes]:
+    """The header lines of a response up to the blank line (caller's thread, blocking).
+
+    Raises http.client.LineTooLong or HTTPException past the standard library's limits.
+    """
+    lines: list[bytes] = []
+    while True:
+        line = fp.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+        lines.append(line)
+        if len(lines) > MAX_HEADER_LINES:
+            raise http.client.HTTPException(f"got more than {MAX_HEADER_LINES} headers")
+
+
 class LeanResponse(http.client.HTTPResponse):
     """`HTTPResponse` whose headers are `LeanHeaders`; the rest of `begin` as in the standard
     library (status line, 100 Continue skipped, chunked, keep-alive, length)."""
@@ -135,7 +156,7 @@ class LeanResponse(http.client.HTTPResponse):
             version, status, reason = self._read_status()
             if status != http.client.CONTINUE:
                 break
-            http.client._read_headers(self.fp)  # noqa: SLF001 - the standard library's own reader
+            read_header_block(self.fp)
         self.code = self.status = status
         self.reason = reason.strip()
         if version in ("HTTP/1.0", "HTTP/0.9"):
@@ -144,7 +165,7 @@ class LeanResponse(http.client.HTTPResponse):
             self.version = 11
         else:
             raise http.client.UnknownProtocol(version)
-        self.headers = self.msg = LeanHeaders(http.client._read_headers(self.fp))  # noqa: SLF001
+        self.headers = self.msg = LeanHeaders(read_header_block(self.fp))
         self.chunked = (self.headers.get("transfer-encoding") or "").lower() == "chunked"
         self.chunk_left = None
         self.will_close = self._check_close()

@@ -273,3 +273,22 @@ def test_lean_headers_agree_with_the_email_parser_on_unfolded_headers() -> None:
         value, values = standard.get(name), standard.get_all(name)
         assert lean.get(name) == (value.strip() if value is not None else None)  # OWS trimmed
         assert lean.get_all(name) == ([v.strip() for v in values] if values else None)
+
+
+def test_an_answer_past_the_header_limits_fails_the_call_and_the_next_connects_afresh(
+    transport,
+) -> None:
+    flood = b"".join(b"X-%d: v\r\n" % n for n in range(101))
+    peer = RawPeer(
+        (b"HTTP/1.1 200 OK\r\n" + flood + b"Content-Length: 0\r\n\r\n", True),
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 70_000 + b"\r\n\r\n", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False),
+    )
+    try:
+        with pytest.raises(CallFailed, match="more than 100 headers"):
+            transport.request("POST", f"{peer.url}/a", b"{}", {}, 5.0)
+        with pytest.raises(CallFailed, match="header line"):
+            transport.request("POST", f"{peer.url}/b", b"{}", {}, 5.0)
+        assert transport.request("POST", f"{peer.url}/c", b"{}", {}, 5.0).body == b"ok"
+    finally:
+        peer.close()

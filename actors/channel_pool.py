@@ -21,7 +21,7 @@ from messagepusher.actors.channels.transport import CallFailed, CallInvalid, Cal
 from messagepusher.messages import lifecycle, store
 from messagepusher.messages.store import SEND_ROWS, SendRow
 from messagepusher.outbound import netguard
-from messagepusher.supervisor.actor import Job, PoolActor
+from messagepusher.supervisor.actor import WAKE, Job, PoolActor
 from messagepusher.supervisor.db import placeholders, select_rows
 from messagepusher.supervisor.mailbox import Entry
 from messagepusher.supervisor.models import Delivery, Message
@@ -125,6 +125,10 @@ class ChannelPoolActor(PoolActor):
         self.send_seconds = self.runtime.metrics.step_latency.labels("send")
         self.delivery_counts: dict[tuple[str, str], Any] = {}
         self.validated: dict[int, tuple[dict[str, Any] | None, str, Channel]] = {}
+        # Ingest leases fresh sends straight to this pool while it has idle workers.
+        self.leased = self.runtime.ingest.leased if self.runtime.ingest is not None else None
+        if self.leased is not None:
+            self.leased.open(self.owner, self.workers, self._leasable, self._notify_leased)
 
     # --- actor thread: before the send -------------------------------------------------
 
@@ -174,24 +178,7 @@ class ChannelPoolActor(PoolActor):
             if wait > 0:
                 deferred.setdefault(round(self.runtime.clock.now() + wait, 3), []).append(e.id)
                 continue
-            config, error = None, None
-            if d.channel_id is None or d.channel_config is None:
-                error = "the channel was deleted"
-            else:
-                try:
-                    config = self._config(d.channel_id, d.channel_updated_at, d.channel_config)
-                except Exception as exc:  # noqa: BLE001 - a broken secret fails this delivery only
-                    error = str(exc)
-            tasks[e.id] = SendTask(
-                d.delivery_id,
-                d.message_id,
-                d.channel_type,
-                d.channel_name,
-                config,
-                error,
-                outbound(d, self.settings.server.public_url),
-                d.created_at,
-            )
+            tasks[e.id] = self._task(d)
             sending.append(d.delivery_id)
         self.mailbox.ack_many(settled, self.owner)
         for until, e_ids in deferred.items():
@@ -202,6 +189,56 @@ class ChannelPoolActor(PoolActor):
             self.runtime.clock.now(),
         )
         return tasks
+
+    def _task(self, d: SendRow) -> SendTask:
+        """What a worker needs for one send (actor thread; no database)."""
+        config, error = None, None
+        if d.channel_id is None or d.channel_config is None:
+            error = "the channel was deleted"
+        else:
+            try:
+                config = self._config(d.channel_id, d.channel_updated_at, d.channel_config)
+            except Exception as exc:  # noqa: BLE001 - a broken secret fails this delivery only
+                error = str(exc)
+        return SendTask(
+            d.delivery_id,
+            d.message_id,
+            d.channel_type,
+            d.channel_name,
+            config,
+            error,
+            outbound(d, self.settings.server.public_url),
+            d.created_at,
+        )
+
+    def handed_over(self) -> list[Job]:
+        """Actor thread: the sends ingest leased to this incarnation, ready to run.
+
+        Sends leased to an earlier incarnation that stopped before taking them are made
+        claimable (`Mailbox.recover`) and claimed by the next wake. A database error raises
+        (a crash; the restart recovers them).
+        """
+        if self.leased is None:
+            return []
+        mine, stale = self.leased.take(self.owner)
+        if stale:
+            self.mailbox.recover(self.name, self.owner)
+            self.actor_ref.tell(WAKE)
+        return [Job(s.entry, self._task(s.row)) for s in mine]
+
+    def in_flight_changed(self) -> None:
+        if self.leased is not None:
+            self.leased.set_room(self.owner, max(0, self.workers - len(self.in_flight)))
+
+    def _leasable(self, channel_type: str) -> bool:
+        """Ingest's actor thread: whether a fresh send of this type may skip the claim: its
+        channel has no rate limit (the claim paces those) and no public page link needs
+        the owner's preferences (read by the claim)."""
+        return not self.settings.server.public_url and not self._rate_per_minute(channel_type)
+
+    def _notify_leased(self) -> None:
+        """Ingest's actor thread: sends wait in `self.leased`; one FLUSH takes them."""
+        self.flush_signal.request(self._tell_flush)
 
     def _config(self, channel_id: int, updated_at: float | None, encrypted: str) -> dict[str, Any]:
         """The decrypted config, cached per channel until the channel changes (actor thread)."""
@@ -219,13 +256,17 @@ class ChannelPoolActor(PoolActor):
         """Seconds until this channel may send again under its service's rate limit."""
         if channel_id is None:
             return 0.0
-        cls = REGISTRY.get(channel_type)
-        per_minute = (
-            getattr(cls, "rate_per_minute", 0) or self.settings.channel_pool.default_rate_per_minute
-        )
+        per_minute = self._rate_per_minute(channel_type)
         if not per_minute:
             return 0.0
         return self.buckets.take(channel_id, per_minute / 60.0, max(1.0, per_minute / 6))
+
+    def _rate_per_minute(self, channel_type: str) -> float:
+        """The channel type's own send limit, else the pool's default; 0: none (any thread)."""
+        cls = REGISTRY.get(channel_type)
+        return (
+            getattr(cls, "rate_per_minute", 0) or self.settings.channel_pool.default_rate_per_minute
+        )
 
     # --- worker thread: the send ----------------------------------------------------------
 
@@ -296,6 +337,13 @@ class ChannelPoolActor(PoolActor):
         return SendResult.permanent(f"callback answered HTTP {answer.status}", answer.status)
 
     def teardown(self, crashed: bool) -> None:
+        """Actor thread: stop taking leased sends (those waiting are released on an orderly
+        stop, recovered by the next incarnation after a crash), then the pool's teardown."""
+        leased = getattr(self, "leased", None)
+        if leased is not None:
+            waiting = leased.close(self.owner)
+            if waiting and not crashed:
+                self.mailbox.release([s.entry.id for s in waiting], self.owner)
         super().teardown(crashed)
         if getattr(self, "transport", None) is not None:
             self.transport.close()

@@ -168,6 +168,7 @@ class IngestClient:
         self.signal = FlushSignal()
         self.channels = ChannelCache()
         self.handoff = store.SendHandoff()
+        self.leased = store.LeasedSends()
 
     def request_flush(self) -> bool:
         """Make sure a FLUSH is on its way to a live ingest actor; False when it is down."""
@@ -260,10 +261,18 @@ class IngestActor(MailboxActor):
                 accepted.append((i, store.NewMessage(draft, chosen)))
                 if draft.idempotency_key:
                     seen_keys[(draft.user_id, draft.idempotency_key)] = i
-            stored = store.accept(self.mailbox, [new for _, new in accepted], now)
+            stored = store.accept(
+                self.mailbox,
+                [new for _, new in accepted],
+                now,
+                self.client.leased,
+                self.settings.mailbox.lease_seconds,
+            )
         for (i, _), row in zip(accepted, stored, strict=True):
             outcomes[i] = Accepted(row.id, row.status, wake=row.wake)
-        self.client.handoff.put(send for row in stored for send in row.sends)  # committed
+        # Committed: the channel pool may read these now.
+        self.client.handoff.put(send for row in stored for send in row.sends)
+        self.client.leased.put(send for row in stored for send in row.leased)
         return outcomes  # type: ignore[return-value]  # every slot is filled above
 
     def _idempotent_replay(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from messagepusher.messages import lifecycle
@@ -25,7 +25,7 @@ from messagepusher.supervisor.db import (
     select_rows,
     write_transaction,
 )
-from messagepusher.supervisor.mailbox import NewEntry
+from messagepusher.supervisor.mailbox import CHANNEL_RECIPIENT, Entry, NewEntry
 from messagepusher.supervisor.models import Channel, Message, MessageEvent
 
 if TYPE_CHECKING:
@@ -304,8 +304,114 @@ class SendHandoff:
         }
 
 
+@dataclass(frozen=True)
+class LeasedSend:
+    """A send leased to the channel pool in ingest's own commit: to whom, its entry, and
+    what the send needs."""
+
+    owner: str
+    entry: Entry
+    row: SendRow
+
+
+class LeasedSends:
+    """Fresh sends that ingest leases straight to this process's channel pool while it has
+    idle workers, so that the pool runs them without a claim transaction of its own.
+
+    The channel pool's actor thread `open`s it with its lease owner, keeps its `room` (idle
+    workers) current, `take`s what was leased and `close`s it as it stops. Ingest's actor
+    thread asks `reserve` inside its transaction and `put`s after the commit, which tells
+    the pool. A send leased to an incarnation that stopped before taking it is handed to
+    the next one as stale; that one makes it claimable (`Mailbox.recover`), as a claim's
+    lease would be after a crash. Thread-safe; raises only what the pool's `notify` raises.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: str | None = None
+        self._room = 0
+        self._accepts: Callable[[str], bool] = _never
+        self._notify: Callable[[], object] = _nothing
+        self._waiting: list[LeasedSend] = []
+
+    def open(
+        self,
+        owner: str,
+        room: int,
+        accepts: Callable[[str], bool],
+        notify: Callable[[], object],
+    ) -> None:
+        """Channel pool's actor thread: lease to `owner` from now on, sends of the channel
+        types `accepts` takes (those without a rate limit), `notify` after each put."""
+        with self._lock:
+            self._owner, self._room, self._accepts, self._notify = owner, room, accepts, notify
+
+    def set_room(self, owner: str, room: int) -> None:
+        """Channel pool's actor thread: how many more sends its workers would start at once."""
+        with self._lock:
+            if owner == self._owner:
+                self._room = room
+
+    def close(self, owner: str) -> list[LeasedSend]:
+        """Channel pool's actor thread, as it stops: no more leases; what waits leased to it."""
+        with self._lock:
+            if owner == self._owner:
+                self._owner, self._room = None, 0
+                self._accepts, self._notify = _never, _nothing
+            mine = [s for s in self._waiting if s.owner == owner]
+            self._waiting = [s for s in self._waiting if s.owner != owner]
+        return mine
+
+    def has_room(self) -> bool:
+        """Ingest's actor thread: whether a pool is open with an idle worker (a hint)."""
+        return self._owner is not None and self._room > 0
+
+    def reserve(self, channel_types: Sequence[str]) -> str | None:
+        """Ingest's actor thread: the owner to lease these sends of one message to, or None
+        (no pool here, too few idle workers, a rate-limited channel type)."""
+        with self._lock:
+            if (
+                self._owner is None
+                or self._room < len(channel_types)
+                or not all(self._accepts(t) for t in channel_types)
+            ):
+                return None
+            self._room -= len(channel_types)
+            return self._owner
+
+    def put(self, sends: Iterable[LeasedSend]) -> None:
+        """Ingest's actor thread, after its commit: the sends wait for their owner, told."""
+        with self._lock:
+            before = len(self._waiting)
+            self._waiting.extend(sends)
+            notify = self._notify if len(self._waiting) > before else _nothing
+        notify()
+
+    def take(self, owner: str) -> tuple[list[LeasedSend], bool]:
+        """Channel pool's actor thread: the sends leased to `owner`, and whether any others
+        waited (leased to an earlier incarnation: the caller makes them claimable)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        mine = [s for s in waiting if s.owner == owner]
+        return mine, len(mine) < len(waiting)
+
+
+def _never(_channel_type: str) -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
+
+
 def _send_row(
-    delivery_id: int, message_id: int, channel: Channel, draft: Any, status: str, now: float
+    delivery_id: int,
+    message_id: int,
+    channel: Channel,
+    draft: Any,
+    status: str,
+    now: float,
+    delivery_status: str = "pending",
 ) -> SendRow:
     return SendRow(
         delivery_id,
@@ -313,7 +419,7 @@ def _send_row(
         channel.id,
         channel.name,
         channel.type,
-        "pending",
+        delivery_status,
         status,
         draft.title,
         draft.body,
@@ -357,6 +463,7 @@ class Stored:
     status: str
     wake: tuple[str, ...]
     sends: tuple[SendRow, ...] = ()
+    leased: tuple[LeasedSend, ...] = ()
 
 
 def new_public_token() -> str:
@@ -364,7 +471,7 @@ def new_public_token() -> str:
     return secrets.token_urlsafe(PUBLIC_TOKEN_BYTES)
 
 
-def _message_row(d: Any, status: str, now: float, token: str) -> tuple:
+def _message_row(d: Any, status: str, now: float, token: str, shown: str) -> tuple:
     return (
         d.user_id,
         d.title,
@@ -372,7 +479,7 @@ def _message_row(d: Any, status: str, now: float, token: str) -> tuple:
         d.format,
         d.url,
         d.priority,
-        status,
+        shown,
         status,
         _json(d.ai),
         d.send_at,
@@ -386,11 +493,21 @@ def _message_row(d: Any, status: str, now: float, token: str) -> tuple:
     )
 
 
-def accept(mailbox: Mailbox, new: list[NewMessage], now: float) -> list[Stored]:
+def accept(
+    mailbox: Mailbox,
+    new: list[NewMessage],
+    now: float,
+    lessee: LeasedSends | None = None,
+    lease_seconds: float = 60.0,
+) -> list[Stored]:
     """The accept transition for a batch: messages, deliveries, events and first entries.
 
     The first stage and status come from `lifecycle`; a future `send_at` makes the first
-    entry wait until then. Ingest's actor thread, inside its group-commit transaction.
+    entry wait until then. A message to send now whose channels `lessee` takes (this
+    process's channel pool has idle workers; neither the pool's mailbox nor the channels
+    are paused) is stored `sending` with its entries leased to the pool, as its claim
+    would have left them; `Stored.leased` carries them, for `LeasedSends.put` after the
+    commit. Ingest's actor thread, inside its group-commit transaction.
     """
     if not new:
         return []
@@ -399,23 +516,30 @@ def accept(mailbox: Mailbox, new: list[NewMessage], now: float) -> list[Stored]:
         d = item.draft
         stage = lifecycle.first_stage(bool(d.url), bool(d.ai))
         plans.append((item, stage, lifecycle.initial_status(d.send_at, now, stage)))
+    owners = _lessees(mailbox, lessee, plans)
     message_ids = insert_returning_ids(
         "message",
         MESSAGE_COLUMNS,
-        [_message_row(item.draft, status, now, new_public_token()) for item, _, status in plans],
+        [
+            _message_row(
+                item.draft, status, now, new_public_token(), "sending" if owner else status
+            )
+            for (item, _, status), owner in zip(plans, owners, strict=True)
+        ],
     )
     delivery_ids = insert_returning_ids(
         "delivery",
         DELIVERY_COLUMNS,
         [
-            (message_id, c.id, c.name, c.type, "pending", 0, None, now, now)
-            for message_id, (item, _, _) in zip(message_ids, plans, strict=True)
+            (message_id, c.id, c.name, c.type, "sending" if owner else "pending", 0, None, now, now)
+            for message_id, (item, _, _), owner in zip(message_ids, plans, owners, strict=True)
             for c in item.channels
         ],
     )
     events, entries, stored = [], [], []
+    leased: dict[str, list[tuple[int, SendRow, NewEntry]]] = {}
     cursor = 0
-    for message_id, (item, stage, status) in zip(message_ids, plans, strict=True):
+    for message_id, (item, stage, status), owner in zip(message_ids, plans, owners, strict=True):
         d = item.draft
         ids = delivery_ids[cursor : cursor + len(item.channels)]
         cursor += len(item.channels)
@@ -431,22 +555,58 @@ def accept(mailbox: Mailbox, new: list[NewMessage], now: float) -> list[Stored]:
             )
         )
         available = d.send_at if d.send_at and d.send_at > now else None
-        entries.extend(
-            stage_entries(MessageRef(message_id, d.priority, d.user_id), stage, ids, available)
-        )
-        wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
+        first = stage_entries(MessageRef(message_id, d.priority, d.user_id), stage, ids, available)
+        shown, delivery_status = ("sending", "sending") if owner else (status, "pending")
         sends = (
             tuple(
-                _send_row(i, message_id, c, d, status, now)
+                _send_row(i, message_id, c, d, shown, now, delivery_status)
                 for i, c in zip(ids, item.channels, strict=True)
             )
             if stage == "send" and not available
             else ()
         )
+        if owner:
+            leased.setdefault(owner, []).extend(
+                (len(stored), row, entry) for row, entry in zip(sends, first, strict=True)
+            )
+            stored.append(Stored(message_id, status, ()))
+            continue
+        entries.extend(first)
+        wake = () if available else (lifecycle.STAGE_RECIPIENT[stage],)
         stored.append(Stored(message_id, status, wake, sends))
     _add_events(events)
     mailbox.put_many(entries)
+    for owner, items in leased.items():
+        taken = mailbox.put_leased([e for _, _, e in items], owner, lease_seconds)
+        by_message: dict[int, list[LeasedSend]] = {}
+        for (index, row, _), entry in zip(items, taken, strict=True):
+            by_message.setdefault(index, []).append(LeasedSend(owner, entry, row))
+        for index, sends_of in by_message.items():
+            stored[index] = replace(stored[index], leased=tuple(sends_of))
     return stored
+
+
+def _lessees(
+    mailbox: Mailbox, lessee: LeasedSends | None, plans: list[tuple[NewMessage, str, str]]
+) -> list[str | None]:
+    """Per planned message, the channel pool owner its sends are leased to, or None (queued)."""
+    if (
+        lessee is None
+        or not lessee.has_room()
+        or not any(stage == "send" and status == "queued" for _, stage, status in plans)
+    ):
+        return [None] * len(plans)
+    paused_mailboxes, paused_channels = mailbox.pauses()
+    if CHANNEL_RECIPIENT in paused_mailboxes:
+        return [None] * len(plans)
+    return [
+        lessee.reserve([c.type for c in item.channels])
+        if stage == "send"
+        and status == "queued"
+        and not any(c.id in paused_channels for c in item.channels)
+        else None
+        for item, stage, status in plans
+    ]
 
 
 # --- stages ---------------------------------------------------------------------------------

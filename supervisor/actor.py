@@ -274,7 +274,8 @@ class PoolActor(MailboxActor):
     """Claims entries, runs `work` on a thread pool, writes results back in the actor thread.
 
     Workers do only I/O (HTTP, SMTP); every database write for this recipient happens
-    in the actor thread, batched: one transaction for a claim, one per flush.
+    in the actor thread, batched: one transaction for a claim, one per flush. Jobs leased
+    to the actor by another's transaction (`handed_over`) start without a claim.
     """
 
     workers_setting: ClassVar[str] = ""
@@ -327,11 +328,17 @@ class PoolActor(MailboxActor):
         Raising (the database, an injected fault) crashes the actor; what it claimed stays
         leased and its restart recovers it.
         """
+        self._start(self.handed_over())
         if len(self.in_flight) >= self.workers:
             self.more_waiting = True
-            return
-        batch = min(2 * self.workers - len(self.in_flight), self.settings.mailbox.claim_batch)
-        for job in self._claim(batch):
+        else:
+            batch = min(2 * self.workers - len(self.in_flight), self.settings.mailbox.claim_batch)
+            self._start(self._claim(batch))
+        self.in_flight_changed()
+
+    def _start(self, jobs: list[Job]) -> None:
+        """Actor thread: hand jobs to the workers. An injected fault raises (a crash)."""
+        for job in jobs:
             self.faults.before_entry(self.name)
             future = self.executor.submit(self._run, job)
             self.in_flight[job.entry.id] = (job, future)
@@ -367,7 +374,7 @@ class PoolActor(MailboxActor):
         ran; 0 when nothing was due. `work` raising becomes the job's error as in the
         pool; anything else raising propagates, and the claimed entries stay leased.
         """
-        jobs = self._claim(self.settings.mailbox.claim_batch)
+        jobs = self.handed_over() + self._claim(self.settings.mailbox.claim_batch)
         for job in jobs:
             try:
                 job.result = self.work(job)
@@ -394,15 +401,19 @@ class PoolActor(MailboxActor):
             return False
 
     def on_flush(self) -> None:
+        """Actor thread: write back what the workers finished, start what was handed over,
+        and claim again under a backlog. Raising crashes the actor."""
         self.flush_signal.taken()
         jobs: list[Job] = []
         while self.done:
             jobs.append(self.done.popleft())
-        if not jobs:
-            return
-        self.write_back(jobs)
+        if jobs:
+            self.write_back(jobs)
         if self.more_waiting:  # a backlog: the last claim was full, or a wake found no room
             self.on_wake()
+            return
+        self._start(self.handed_over())
+        self.in_flight_changed()
 
     def write_back(self, jobs: list[Job]) -> None:
         wake: set[str] = set()
@@ -459,6 +470,14 @@ class PoolActor(MailboxActor):
 
     def after_commit(self, jobs: list[Job]) -> None:
         """Actor thread: side effects that must follow the commit (metrics)."""
+
+    def handed_over(self) -> list[Job]:
+        """Actor thread: jobs leased to this actor outside its claims, to start now (the
+        channel pool's fresh sends from ingest). None by default."""
+        return []
+
+    def in_flight_changed(self) -> None:
+        """Actor thread, after starting or finishing jobs: `self.in_flight` has its new size."""
 
 
 class PerJobPoolActor(PoolActor):

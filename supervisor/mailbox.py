@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 import psutil
 
-from messagepusher.supervisor.db import write_transaction
+from messagepusher.supervisor.db import insert_returning_ids, write_transaction
 from messagepusher.supervisor.models import Delivery, MailboxEntry, Pause
 from messagepusher.supervisor.retry import RetryPolicy
 
@@ -216,6 +216,33 @@ class Mailbox:
         with self._transaction():
             self.dialect.insert_ignore_many("mailbox", INSERT_COLUMNS, rows)
         return len(rows)
+
+    def put_leased(self, entries: list[NewEntry], owner: str, lease_seconds: float) -> list[Entry]:
+        """Insert entries already leased to `owner`, as if it had just claimed them; in order.
+
+        For work handed to a live actor of this process in the transaction that creates it
+        (ingest's fresh sends to the channel pool): the claim's transaction is saved, and
+        if the owner dies before running them, `recover` or the lease's expiry frees them
+        as it would after a claim. The entries must have no dedupe_key.
+        """
+        if not entries:
+            return []
+        now = self.now()
+        expires = now + lease_seconds
+        to_db = MailboxEntry.payload.db_value
+        columns = (*INSERT_COLUMNS, "lease_owner", "lease_expires_at")
+        rows = []
+        for e in entries:
+            row = self._row(e, now)
+            row.update(state="leased", available_at=expires, attempts=1)
+            row["payload"] = to_db(row["payload"])
+            rows.append((*(row[c] for c in INSERT_COLUMNS), owner, expires))
+        with self._transaction():
+            ids = insert_returning_ids("mailbox", columns, rows)
+        return [
+            Entry(i, e.recipient, e.kind, e.payload, e.priority, 1, row[7], e.user_id)
+            for i, e, row in zip(ids, entries, rows, strict=True)
+        ]
 
     def _transaction(self):
         """A write transaction, or the caller's: a savepoint inside it would cost two

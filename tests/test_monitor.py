@@ -15,6 +15,9 @@ def test_a_hung_pool_is_found_by_the_monitor_and_restarted_and_its_backlog_alert
         {
             "MP_SECURITY__ALLOW_PRIVATE_NETWORKS": "true",
             "MP_FAULTS__CHANNEL_POOL__HANG_ON_NTH": "1",
+            # One worker: the first send (leased to the idle pool, which hangs on it) takes
+            # its only room, so the second waits in the queue, where the backlog shows.
+            "MP_CHANNEL_POOL__WORKERS": "1",
             "MP_MONITOR__INTERVAL": "0.2",
             "MP_MONITOR__PING_DEADLINE_SECONDS": "2",
             "MP_MONITOR__ALERT_CHANNELS": "admin/alerts",

@@ -64,6 +64,10 @@ class Pipeline:
         self.pool = ChannelPoolActor(self.runtime)
         self.pool.setup()
 
+    def busy_pool(self) -> None:
+        """As if every pool worker were sending: fresh sends wait in the queue for a claim."""
+        self.pool.leased.set_room(self.pool.owner, 0)
+
     def channel(self, name: str, url: str) -> Channel:
         return webhook_channel(self.runtime, self.user, name, url, self.clock.now())
 
@@ -90,7 +94,12 @@ def test_a_message_goes_from_ingest_through_the_pool_to_the_sink_in_one_thread(p
     pipeline.channel("hook", sink.url + "/in")
     accepted = pipeline.send(title="hello", body="world", channels=["hook"])
     assert isinstance(accepted, Accepted) and accepted.status == "queued"
-    assert accepted.wake == ("channel_pool",)
+    # The pool has idle workers: ingest leased the send to it in its own commit, so there
+    # is nothing to wake and nothing for a claim to take.
+    assert accepted.wake == ()
+    entry = MailboxEntry.get(MailboxEntry.recipient == "channel_pool")
+    assert (entry.state, entry.lease_owner, entry.attempts) == ("leased", pipeline.pool.owner, 1)
+    assert Message.get_by_id(accepted.id).status == "sending"
 
     assert pipeline.pool.run_once() == 1
     assert [r["body"]["title"] for r in sink.requests] == ["hello"]
@@ -182,6 +191,7 @@ def test_a_cancel_between_accept_and_claim_means_nothing_is_sent(pipeline, sink)
     from messagepusher.messages import store
 
     pipeline.channel("hook", sink.url + "/in")
+    pipeline.busy_pool()
     accepted = pipeline.send(title="stop", channels=["hook"])
     assert store.cancel(pipeline.runtime.mailbox, accepted.id, "test", pipeline.clock.now())
     assert pipeline.pool.run_once() == 0
@@ -194,6 +204,7 @@ def test_an_edit_between_accept_and_send_sends_the_new_text(pipeline, sink):
     from messagepusher.messages import store
 
     pipeline.channel("hook", sink.url + "/in")
+    pipeline.busy_pool()
     accepted = pipeline.send(title="old title", channels=["hook"])
     pipeline.clock.advance(1)
     store.record_change(accepted.id, "edit", "test", {}, pipeline.clock.now(), ("new title", ""))
@@ -203,6 +214,7 @@ def test_an_edit_between_accept_and_send_sends_the_new_text(pipeline, sink):
 
 def test_a_channel_changed_between_accept_and_send_sends_with_its_new_config(pipeline, sink):
     hook = pipeline.channel("hook", sink.url + "/old")
+    pipeline.busy_pool()
     accepted = pipeline.send(title="moved", channels=["hook"])
     pipeline.clock.advance(1)
     Channel.update(
@@ -212,3 +224,74 @@ def test_a_channel_changed_between_accept_and_send_sends_with_its_new_config(pip
     assert pipeline.pool.run_once() == 1
     assert [r["path"] for r in sink.requests] == ["/new"]
     assert Message.get_by_id(accepted.id).status == "delivered"
+
+
+def test_a_busy_pool_leaves_a_fresh_send_queued_for_its_claim(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    pipeline.busy_pool()
+    accepted = pipeline.send(title="later", channels=["hook"])
+    assert accepted.wake == ("channel_pool",)
+    entry = MailboxEntry.get(MailboxEntry.recipient == "channel_pool")
+    assert (entry.state, entry.lease_owner, entry.attempts) == ("ready", None, 0)
+    assert Message.get_by_id(accepted.id).status == "queued"
+    assert pipeline.pool.run_once() == 1
+    assert Message.get_by_id(accepted.id).status == "delivered"
+
+
+def test_a_send_to_a_paused_channel_is_queued_not_leased(pipeline, sink):
+    hook = pipeline.channel("hook", sink.url + "/in")
+    pipeline.runtime.mailbox.pause("test", channel_id=hook.id)
+    accepted = pipeline.send(title="held", channels=["hook"])
+    assert accepted.wake == ("channel_pool",)
+    assert pipeline.pool.run_once() == 0
+    assert sink.requests == []
+    assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").state == "ready"
+
+
+def test_a_send_leased_to_a_pool_that_then_crashed_is_claimed_by_the_next_incarnation(
+    pipeline, sink
+):
+    pipeline.channel("hook", sink.url + "/in")
+    accepted = pipeline.send(title="orphan", channels=["hook"])
+    first_owner = pipeline.pool.owner
+    pipeline.pool.teardown(crashed=True)  # it never took the send
+    assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").lease_owner == first_owner
+
+    successor = ChannelPoolActor(pipeline.runtime, incarnation=2)
+    pipeline.runtime.mailbox.recover(successor.name, successor.owner)  # as its on_start does
+    successor.setup()
+    pipeline.pool = successor
+    assert successor.run_once() == 1
+    assert [r["body"]["title"] for r in sink.requests] == ["orphan"]
+    assert Message.get_by_id(accepted.id).status == "delivered"
+
+
+def test_a_send_leased_by_ingest_after_the_pool_stopped_is_claimed_by_the_next_incarnation(
+    pipeline, sink
+):
+    pipeline.channel("hook", sink.url + "/in")
+    reserved = pipeline.runtime.ingest.leased.reserve(["webhook"])
+    assert reserved == pipeline.pool.owner
+    pipeline.pool.teardown(crashed=True)
+    successor = ChannelPoolActor(pipeline.runtime, incarnation=2)
+    successor.setup()
+    pipeline.pool = successor
+    # Ingest's commit leases to the owner it saw; the send waits, stale, for the successor.
+    leased = pipeline.runtime.ingest.leased
+    leased.set_room(successor.owner, 0)
+    leased.open(reserved, 1, lambda _type: True, lambda: None)
+    accepted = pipeline.send(title="late", channels=["hook"])
+    leased.open(successor.owner, 1, successor._leasable, successor._notify_leased)
+    assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").lease_owner == reserved
+    assert successor.run_once() == 1
+    assert [r["body"]["title"] for r in sink.requests] == ["late"]
+    assert Message.get_by_id(accepted.id).status == "delivered"
+
+
+def test_an_orderly_stop_gives_back_a_leased_send_it_had_not_started(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    pipeline.send(title="unstarted", channels=["hook"])
+    pipeline.pool.teardown(crashed=False)
+    entry = MailboxEntry.get(MailboxEntry.recipient == "channel_pool")
+    assert (entry.state, entry.lease_owner, entry.attempts) == ("ready", None, 0)
+    assert pipeline.runtime.ingest.leased.reserve(["webhook"]) is None  # nothing to lease to

@@ -295,3 +295,25 @@ def test_an_orderly_stop_gives_back_a_leased_send_it_had_not_started(pipeline, s
     entry = MailboxEntry.get(MailboxEntry.recipient == "channel_pool")
     assert (entry.state, entry.lease_owner, entry.attempts) == ("ready", None, 0)
     assert pipeline.runtime.ingest.leased.reserve(["webhook"]) is None  # nothing to lease to
+
+
+def test_a_rate_limited_channel_type_or_too_little_room_leaves_the_send_to_the_claim(
+    pipeline, sink
+):
+    pipeline.channel("hook", sink.url + "/in")
+    pipeline.channel("other", sink.url + "/other")
+    Channel.create(
+        user=pipeline.user,
+        name="slack",
+        type="slack",  # 60 a minute per webhook: the claim paces it
+        config=pipeline.runtime.secretbox.encrypt({"url": sink.url + "/slack"}),
+        created_at=START,
+        updated_at=START,
+    )
+    assert pipeline.send(title="paced", channels=["slack"]).wake == ("channel_pool",)
+    pipeline.pool.leased.set_room(pipeline.pool.owner, 1)
+    assert pipeline.send(title="two channels", channels=["hook", "other"]).wake == ("channel_pool",)
+    assert pipeline.send(title="one channel", channels=["hook"]).wake == ()
+    assert pipeline.send(title="no room left", channels=["hook"]).wake == ("channel_pool",)
+    states = [e.state for e in MailboxEntry.select().order_by(MailboxEntry.id)]
+    assert states == ["ready", "ready", "ready", "leased", "ready"]

@@ -382,6 +382,7 @@ class PoolActor(MailboxActor):
                 job.error = exc
         if jobs:
             self.write_back(jobs)
+        self.in_flight_changed()
         return len(jobs)
 
     def _run(self, job: Job) -> None:

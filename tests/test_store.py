@@ -99,6 +99,133 @@ def test_accept_of_a_later_send_at_is_scheduled_and_waits_until_then(runtime, us
     assert (event.type, event.detail["send_at"]) == ("scheduled", later)
 
 
+def open_lessee(owner: str = "here/channel_pool#1", room: int = 4, **kw) -> store.LeasedSends:
+    told: list[int] = kw.pop("told", [])
+    lessee = store.LeasedSends()
+    lessee.open(owner, room, kw.pop("accepts", lambda _type: True), lambda: told.append(1))
+    return lessee
+
+
+def accept_leased(runtime, user, lessee, *drafts) -> list[store.Stored]:
+    with runtime.db.atomic():
+        return store.accept(
+            runtime.mailbox,
+            [store.NewMessage(Draft(user_id=user.id, **d), chans) for chans, d in drafts],
+            NOW,
+            lessee,
+            90.0,
+        )
+
+
+def test_accept_leases_a_fresh_send_to_an_idle_pool_in_the_same_transaction(runtime, user):
+    a, b = channel(runtime, user, "a"), channel(runtime, user, "b")
+    lessee = open_lessee(room=2)
+    (stored,) = accept_leased(runtime, user, lessee, ([a, b], {"title": "now", "priority": 4}))
+    assert (stored.status, stored.wake, stored.sends) == ("queued", (), ())
+    message = Message.get_by_id(stored.id)
+    assert (message.status, message.accepted_status) == ("sending", "queued")
+    assert statuses(stored.id) == ["sending", "sending"]
+    rows = entries("channel_pool")
+    assert [(e.state, e.lease_owner, e.attempts) for e in rows] == [
+        ("leased", "here/channel_pool#1", 1)
+    ] * 2
+    for e in rows:  # the lease runs from the mailbox's clock, as a claim's would
+        assert e.lease_expires_at == pytest.approx(e.created_at + 90)
+        assert (e.available_at, e.priority) == (e.lease_expires_at, 4)
+    assert [s.entry.id for s in stored.leased] == [e.id for e in rows]
+    assert [
+        (s.owner, s.row.channel_name, s.row.status, s.row.message_status) for s in stored.leased
+    ] == [
+        ("here/channel_pool#1", "a", "sending", "sending"),
+        ("here/channel_pool#1", "b", "sending", "sending"),
+    ]
+    assert [s.entry.payload for s in stored.leased] == [
+        {"delivery_id": s.row.delivery_id, "message_id": stored.id} for s in stored.leased
+    ]
+    assert event_types(stored.id) == ["accepted"]
+    assert not lessee.has_room()
+
+
+def test_accept_leases_only_what_the_pool_has_room_for_and_queues_the_rest(runtime, user):
+    a, b = channel(runtime, user, "a"), channel(runtime, user, "b")
+    lessee = open_lessee(room=2)
+    first, second, third = accept_leased(
+        runtime,
+        user,
+        lessee,
+        ([a], {"title": "1"}),
+        ([a, b], {"title": "2"}),
+        ([b], {"title": "3"}),
+    )
+    assert [bool(s.leased) for s in (first, second, third)] == [True, False, True]
+    assert second.wake == ("channel_pool",) and len(second.sends) == 2
+    assert Message.get_by_id(second.id).status == "queued"
+    assert [e.state for e in entries("channel_pool")] == ["ready", "ready", "leased", "leased"]
+
+
+def test_accept_queues_what_is_paused_scheduled_or_of_a_type_the_pool_does_not_take(runtime, user):
+    a, held = channel(runtime, user, "a"), channel(runtime, user, "held")
+    runtime.mailbox.pause("test", channel_id=held.id)
+    lessee = open_lessee(room=10, accepts=lambda channel_type: channel_type != "webhook")
+    (refused,) = accept_leased(runtime, user, lessee, ([a], {"title": "type"}))
+    assert refused.leased == ()
+    lessee = open_lessee(room=10)
+    paused, later, url, fine = accept_leased(
+        runtime,
+        user,
+        lessee,
+        ([held], {"title": "paused"}),
+        ([a], {"title": "later", "send_at": NOW + 60}),
+        ([a], {"title": "fetch first", "url": "http://example.org/"}),
+        ([a], {"title": "fine"}),
+    )
+    assert [bool(s.leased) for s in (paused, later, url, fine)] == [False, False, False, True]
+    runtime.mailbox.pause("test", mailbox="channel_pool")
+    (whole_pool,) = accept_leased(runtime, user, lessee, ([a], {"title": "pool paused"}))
+    assert whole_pool.leased == ()
+
+
+def test_leased_sends_wait_for_their_owner_and_tell_it_once_per_put(runtime, user):
+    a = channel(runtime, user, "a")
+    told: list[int] = []
+    lessee = open_lessee("pool#1", room=3, told=told)
+    stored = accept_leased(runtime, user, lessee, ([a], {"title": "1"}), ([a], {"title": "2"}))
+    lessee.put([])
+    assert told == []
+    lessee.put(s for row in stored for s in row.leased)
+    assert told == [1]
+    assert lessee.take("pool#2") == ([], True)  # another incarnation's: it recovers them
+    lessee.put(s for row in stored for s in row.leased)
+    mine, stale = lessee.take("pool#1")
+    assert ([s.row.title for s in mine], stale) == (["1", "2"], False)
+    assert lessee.take("pool#1") == ([], False)
+
+
+def test_leased_sends_room_and_close_belong_to_the_open_owner_only():
+    lessee = open_lessee("pool#2", room=1)
+    lessee.set_room("pool#1", 5)  # an earlier incarnation's late word changes nothing
+    assert lessee.reserve(["webhook"]) == "pool#2"
+    assert lessee.reserve(["webhook"]) is None and not lessee.has_room()
+    lessee.set_room("pool#2", 2)
+    assert lessee.reserve(["webhook", "webhook", "webhook"]) is None  # a message is all or none
+    assert lessee.close("pool#1") == []
+    assert lessee.reserve(["webhook", "webhook"]) == "pool#2"
+    lessee.set_room("pool#2", 2)
+    assert lessee.close("pool#2") == []
+    assert lessee.reserve(["webhook"]) is None and not lessee.has_room()
+
+
+def test_closing_hands_back_what_waits_for_that_owner_and_keeps_the_others(runtime, user):
+    a = channel(runtime, user, "a")
+    lessee = open_lessee("pool#1", room=2)
+    old = accept_leased(runtime, user, lessee, ([a], {"title": "old"}))[0].leased
+    lessee.open("pool#2", 2, lambda _type: True, lambda: None)
+    new = accept_leased(runtime, user, lessee, ([a], {"title": "new"}))[0].leased
+    lessee.put([*old, *new])
+    assert [s.row.title for s in lessee.close("pool#2")] == ["new"]
+    assert lessee.take("pool#3") == ([], True)
+
+
 # --- stages -----------------------------------------------------------------------------------
 
 

@@ -231,17 +231,25 @@ class Mailbox:
         expires = now + lease_seconds
         to_db = MailboxEntry.payload.db_value
         columns = (*INSERT_COLUMNS, "lease_owner", "lease_expires_at")
-        rows = []
-        for e in entries:
-            row = self._row(e, now)
-            row.update(state="leased", available_at=expires, attempts=1)
-            row["payload"] = to_db(row["payload"])
-            rows.append((*(row[c] for c in INSERT_COLUMNS), owner, expires))
+        rows = [
+            {
+                **self._row(e, now),
+                "payload": to_db(e.payload),
+                "state": "leased",
+                "available_at": expires,
+                "attempts": 1,
+                "lease_owner": owner,
+                "lease_expires_at": expires,
+            }
+            for e in entries
+        ]
         with self._transaction():
-            ids = insert_returning_ids("mailbox", columns, rows)
+            ids = insert_returning_ids(
+                "mailbox", columns, [tuple(r[c] for c in columns) for r in rows]
+            )
         return [
-            Entry(i, e.recipient, e.kind, e.payload, e.priority, 1, row[7], e.user_id)
-            for i, e, row in zip(ids, entries, rows, strict=True)
+            Entry(i, e.recipient, e.kind, e.payload, e.priority, 1, r["max_attempts"], e.user_id)
+            for i, e, r in zip(ids, entries, rows, strict=True)
         ]
 
     def _transaction(self):

@@ -381,10 +381,12 @@ class LeasedSends:
 
     def put(self, sends: Iterable[LeasedSend]) -> None:
         """Ingest's actor thread, after its commit: the sends wait for their owner, told."""
+        added = list(sends)
+        if not added:
+            return
         with self._lock:
-            before = len(self._waiting)
-            self._waiting.extend(sends)
-            notify = self._notify if len(self._waiting) > before else _nothing
+            self._waiting.extend(added)
+            notify = self._notify
         notify()
 
     def take(self, owner: str) -> tuple[list[LeasedSend], bool]:
@@ -589,11 +591,15 @@ def accept(
 def _lessees(
     mailbox: Mailbox, lessee: LeasedSends | None, plans: list[tuple[NewMessage, str, str]]
 ) -> list[str | None]:
-    """Per planned message, the channel pool owner its sends are leased to, or None (queued)."""
+    """Per planned message, the channel pool owner its sends are leased to, or None.
+
+    Only a message `queued` at once is a candidate: `lifecycle.initial_status` gives that
+    status to a send due now and to nothing else.
+    """
     if (
         lessee is None
         or not lessee.has_room()
-        or not any(stage == "send" and status == "queued" for _, stage, status in plans)
+        or not any(status == "queued" for _, _, status in plans)
     ):
         return [None] * len(plans)
     paused_mailboxes, paused_channels = mailbox.pauses()
@@ -601,11 +607,9 @@ def _lessees(
         return [None] * len(plans)
     return [
         lessee.reserve([c.type for c in item.channels])
-        if stage == "send"
-        and status == "queued"
-        and not any(c.id in paused_channels for c in item.channels)
+        if status == "queued" and not any(c.id in paused_channels for c in item.channels)
         else None
-        for item, stage, status in plans
+        for item, _, status in plans
     ]
 
 

@@ -47,6 +47,8 @@ TARGETS = (
         only=(
             "stage_entries",
             "SendHandoff.take",
+            "LeasedSends",
+            "_lessees",
             "SendOutcomes",
             "_write_finals",
             "finish_if_final",

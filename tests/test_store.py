@@ -185,45 +185,56 @@ def test_accept_queues_what_is_paused_scheduled_or_of_a_type_the_pool_does_not_t
     assert whole_pool.leased == ()
 
 
+def owner(n: int) -> str:
+    """An owner string built at run time: equal to another of the same n, not the same object."""
+    return "".join(["pool#", str(n)])
+
+
 def test_leased_sends_wait_for_their_owner_and_tell_it_once_per_put(runtime, user):
     a = channel(runtime, user, "a")
     told: list[int] = []
-    lessee = open_lessee("pool#1", room=3, told=told)
+    lessee = open_lessee(owner(1), room=3, told=told)
     stored = accept_leased(runtime, user, lessee, ([a], {"title": "1"}), ([a], {"title": "2"}))
     lessee.put([])
     assert told == []
     lessee.put(s for row in stored for s in row.leased)
     assert told == [1]
-    assert lessee.take("pool#2") == ([], True)  # another incarnation's: it recovers them
+    assert lessee.take(owner(2)) == ([], True)  # another incarnation's: it recovers them
     lessee.put(s for row in stored for s in row.leased)
-    mine, stale = lessee.take("pool#1")
+    assert lessee.take(owner(0)) == ([], True)
+    lessee.put(s for row in stored for s in row.leased)
+    mine, stale = lessee.take(owner(1))
     assert ([s.row.title for s in mine], stale) == (["1", "2"], False)
-    assert lessee.take("pool#1") == ([], False)
+    assert lessee.take(owner(1)) == ([], False)
 
 
 def test_leased_sends_room_and_close_belong_to_the_open_owner_only():
-    lessee = open_lessee("pool#2", room=1)
-    lessee.set_room("pool#1", 5)  # an earlier incarnation's late word changes nothing
-    assert lessee.reserve(["webhook"]) == "pool#2"
+    lessee = open_lessee(owner(2), room=1)
+    lessee.set_room(owner(1), 5)  # an earlier incarnation's late word changes nothing
+    lessee.set_room(owner(3), 5)
+    assert lessee.reserve(["webhook"]) == owner(2)
     assert lessee.reserve(["webhook"]) is None and not lessee.has_room()
-    lessee.set_room("pool#2", 2)
+    lessee.set_room(owner(2), 2)
     assert lessee.reserve(["webhook", "webhook", "webhook"]) is None  # a message is all or none
-    assert lessee.close("pool#1") == []
-    assert lessee.reserve(["webhook", "webhook"]) == "pool#2"
-    lessee.set_room("pool#2", 2)
-    assert lessee.close("pool#2") == []
+    assert lessee.close(owner(1)) == [] and lessee.close(owner(3)) == []
+    assert lessee.reserve(["webhook", "webhook"]) == owner(2)
+    lessee.set_room(owner(2), 2)
+    assert lessee.close(owner(2)) == []
     assert lessee.reserve(["webhook"]) is None and not lessee.has_room()
 
 
 def test_closing_hands_back_what_waits_for_that_owner_and_keeps_the_others(runtime, user):
     a = channel(runtime, user, "a")
-    lessee = open_lessee("pool#1", room=2)
-    old = accept_leased(runtime, user, lessee, ([a], {"title": "old"}))[0].leased
-    lessee.open("pool#2", 2, lambda _type: True, lambda: None)
-    new = accept_leased(runtime, user, lessee, ([a], {"title": "new"}))[0].leased
-    lessee.put([*old, *new])
-    assert [s.row.title for s in lessee.close("pool#2")] == ["new"]
-    assert lessee.take("pool#3") == ([], True)
+    leased = []
+    lessee = open_lessee(owner(1), room=1)
+    for n, title in ((1, "old"), (3, "newer"), (2, "new")):
+        lessee.open(owner(n), 1, lambda _type: True, lambda: None)
+        leased += accept_leased(runtime, user, lessee, ([a], {"title": title}))[0].leased
+    lessee.put(leased)
+    assert [s.row.title for s in lessee.close(owner(2))] == ["new"]
+    assert lessee.reserve(["webhook"]) is None  # closed: nothing is leased any more
+    mine, stale = lessee.take(owner(1))
+    assert ([s.row.title for s in mine], stale) == (["old"], True)
 
 
 # --- stages -----------------------------------------------------------------------------------

@@ -232,9 +232,10 @@ def test_closing_hands_back_what_waits_for_that_owner_and_keeps_the_others(runti
         leased += accept_leased(runtime, user, lessee, ([a], {"title": title}))[0].leased
     lessee.put(leased)
     assert [s.row.title for s in lessee.close(owner(2))] == ["new"]
+    assert lessee.close(owner(2)) == []  # handed back once
     assert lessee.reserve(["webhook"]) is None  # closed: nothing is leased any more
-    mine, stale = lessee.take(owner(1))
-    assert ([s.row.title for s in mine], stale) == (["old"], True)
+    mine, stale = lessee.take(owner(3))
+    assert ([s.row.title for s in mine], stale) == (["newer"], True)  # "old" is stale
 
 
 # --- stages -----------------------------------------------------------------------------------

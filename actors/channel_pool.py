@@ -156,9 +156,7 @@ class ChannelPoolActor(PoolActor):
             return tasks
         ids = [e.payload["delivery_id"] for e in sends]
         client = self.runtime.ingest  # None in a runtime without ingest: nothing is handed
-        # A handed-off row does not know the owner's page preference: with a public URL set,
-        # the rows are read (SEND_ROWS joins the owner) so the details link follows it.
-        use_handoff = client is not None and not self.settings.server.public_url
+        use_handoff = client is not None and self._ingest_rows_suffice()
         rows = client.handoff.take(ids, self.runtime.clock.now()) if use_handoff else {}
         unread = [i for i in ids if i not in rows]
         if unread:
@@ -234,7 +232,13 @@ class ChannelPoolActor(PoolActor):
         """Ingest's actor thread: whether a fresh send of this type may skip the claim: its
         channel has no rate limit (the claim paces those) and no public page link needs
         the owner's preferences (read by the claim)."""
-        return not self.settings.server.public_url and not self._rate_per_minute(channel_type)
+        return self._ingest_rows_suffice() and not self._rate_per_minute(channel_type)
+
+    def _ingest_rows_suffice(self) -> bool:
+        """Whether the send rows ingest hands over are all a send needs (any thread): they do
+        not know the owner's page preference, so with a public URL set the rows are read
+        (SEND_ROWS joins the owner) and the details link follows it."""
+        return not self.settings.server.public_url
 
     def _notify_leased(self) -> None:
         """Ingest's actor thread: sends wait in `self.leased`; one FLUSH takes them."""

@@ -45,9 +45,9 @@ class KeyCache:
     Entries live `ttl` seconds. Any change to a key or its user, through any process or node,
     drops them on the next request: the change bumps the shared `credentials` stamp
     (supervisor/cluster_stamps) and every lookup compares it (one indexed read; a stat on
-    SQLite) with the value the cache was filled under. `generation` reads that stamp (caller's thread), once per
-    lookup: overlapping lookups once shared reads, but handing a read's value between
-    threads cost three times the read itself (docs/benchmarks.md).
+    SQLite) with the value the cache was filled under. `generation` reads that stamp
+    (caller's thread), once per lookup: overlapping lookups once shared reads, but handing
+    a read's value between threads cost three times the read itself (docs/benchmarks.md).
     """
 
     def __init__(

@@ -17,7 +17,12 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
-from messagepusher.supervisor.dialect import Dialect, PostgresDialect, SqliteDialect
+from messagepusher.supervisor.dialect import (
+    Dialect,
+    PostgresDialect,
+    SqliteDialect,
+    without_file,
+)
 
 database = peewee.DatabaseProxy()
 
@@ -88,8 +93,9 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
         self._holding = threading.local()
-        memory = self.database in ("", ":memory:") or str(self.database).startswith("file:")
-        self._process_lock = None if memory else ProcessWriteLock.for_file(self.database)
+        self._process_lock = (
+            None if without_file(str(self.database)) else ProcessWriteLock.for_file(self.database)
+        )
 
     def _acquire(self) -> None:
         """This thread's turn to write: the process's RLock, then the lock shared with other
@@ -242,14 +248,18 @@ def placeholders(n: int) -> str:
 
 
 def insert_returning_ids(
-    table: str, columns: tuple[str, ...], rows: list[tuple], chunk: int = 400
+    table: str,
+    columns: tuple[str, ...],
+    rows: list[tuple],
+    chunk: int = 400,
+    db: peewee.Database | None = None,
 ) -> list[int]:
     """Insert rows with multi-row VALUES and return their new ids in the rows' order.
 
     Ids of one statement are assigned in VALUES order on SQLite (rowid) and PostgreSQL
     (the sequence), so sorting what RETURNING gives back restores that order.
     """
-    db = database.obj
+    db = db if db is not None else database.obj
     one = "(" + ", ".join([db.dialect.param] * len(columns)) + ")"
     head = f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES '
     ids: list[int] = []

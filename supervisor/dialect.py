@@ -31,6 +31,11 @@ def _pyformat(sql: str) -> str:
     return _QUOTED_OR_PARAM.sub(lambda m: "%s" if m.group() == "?" else m.group(), sql)
 
 
+def without_file(path: str) -> bool:
+    """True for a SQLite database that is not a plain file path (in memory, or a URI)."""
+    return path in ("", ":memory:") or path.startswith("file:")
+
+
 class SqliteDialect:
     """SQLite (WAL): one writer at a time, so row and advisory locks have nothing to add."""
 
@@ -68,8 +73,9 @@ class SqliteDialect:
         """
         if name not in self._stamp_paths:
             path = str(self.db.database)
-            memory = path in ("", ":memory:") or path.startswith("file:")
-            self._stamp_paths[name] = None if memory else f"{os.path.realpath(path)}-stamp-{name}"
+            self._stamp_paths[name] = (
+                None if without_file(path) else f"{os.path.realpath(path)}-stamp-{name}"
+            )
         return self._stamp_paths[name]
 
     def for_update(self, select: str) -> str:

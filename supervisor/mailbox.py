@@ -245,7 +245,7 @@ class Mailbox:
         ]
         with self._transaction():
             ids = insert_returning_ids(
-                "mailbox", columns, [tuple(r[c] for c in columns) for r in rows]
+                "mailbox", columns, [tuple(r[c] for c in columns) for r in rows], db=self.db
             )
         return [
             Entry(i, e.recipient, e.kind, e.payload, e.priority, 1, r["max_attempts"], e.user_id)

@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -205,10 +206,17 @@ class Target:
     """A system under test: where to POST, with which key, and which processes do its work."""
 
     def __init__(
-        self, name: str, port: int, children: list[Child], key: str = "", delivers: bool = True
+        self,
+        name: str,
+        port: int,
+        children: list[Child],
+        key: str = "",
+        delivers: bool = True,
+        publishes_lock_times: bool = False,
     ):
         self.name = name
         self.delivers = delivers
+        self.publishes_lock_times = publishes_lock_times
         self.last_cpu: dict[int, float] = {}
         self.port = port
         self.children = children
@@ -244,6 +252,21 @@ class Target:
             except psutil.Error:
                 pass
         return sum(self.last_cpu.values())
+
+    def write_lock_seconds(self) -> tuple[float, float]:
+        """(held, waited) seconds of the SQLite write lock so far, summed over the node's
+        processes, from /metrics; NaNs for a target that does not publish them (Huey)."""
+        if not self.publishes_lock_times:
+            return float("nan"), float("nan")
+        status, text = http_call(self.port, "GET", "/metrics")
+        sums = {"held": 0.0, "wait": 0.0}
+        if status == 200 and isinstance(text, str):
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    for kind in sums:
+                        if sample.name == f"messagepusher_db_write_lock_{kind}_seconds_total":
+                            sums[kind] += sample.value
+        return sums["held"], sums["wait"]
 
     def rss_mb(self) -> float:
         """Resident memory of the target's running processes, MiB."""
@@ -321,7 +344,7 @@ class Bench:
         if status not in (200, 201):
             raise BenchError(f"creating the sink channel: {status} {doc}")
         name = "MessagePusher" if processes is None else f"MessagePusher x{processes}"
-        return Target(name, port, [server], key)
+        return Target(name, port, [server], key, publishes_lock_times=True)
 
     def start_huey(self) -> Target:
         assert self.sink is not None
@@ -482,6 +505,7 @@ class Bench:
         target.check()
         calm = self.wait_quiet() if quiet and self.args.quiet_wait > 0 else float("nan")
         self.sink.reset()
+        held0, waited0 = target.write_lock_seconds()  # before the CPU count: a scrape costs some
         cpu0, sink0 = target.cpu(), cpu_seconds([self.sink.child.pid])
         machine0 = machine_busy_seconds()
         spy = self.start_profile(target.pids[0], profile) if profile else None
@@ -506,6 +530,7 @@ class Bench:
             machine_busy_seconds() - machine0 - cpu - sink_cpu - gen["cpu_seconds"] - profiler_cpu
         )
         stats = self.sink.count()
+        held1, waited1 = target.write_lock_seconds()
 
         first_start = min(r[2] for r in records) if records else 0.0
         last_answer = max(r[3] for r in records) if records else 0.0
@@ -548,6 +573,8 @@ class Bench:
             "cpu_profiler": profiler_cpu,
             "others_cores_before": calm,
             "cpu_capacity": wall * (os.cpu_count() or 1),
+            "write_lock_held_share": (held1 - held0) / wall if wall else float("nan"),
+            "write_lock_waited_s": waited1 - waited0,
         }
 
     def warm_up(self, target: Target, count: int) -> None:
@@ -792,6 +819,8 @@ def report(args: argparse.Namespace, results: dict) -> str:
     if (ob or {}).get("cpu_profiler"):
         row("  CPU s: py-spy (--profile; perturbs the figures)", "cpu_profiler", 1)
     row("  CPU s available (wall x cores)", "cpu_capacity", 1)
+    row("  SQLite write lock held, share of the phase", "write_lock_held_share", 2)
+    row("  SQLite write lock: writers' summed wait, s", "write_lock_waited_s", 1)
     rows.append(
         (
             "  idle server CPU, cores (5 s after warm-up)",
@@ -888,6 +917,7 @@ def compare_report(counts: list[int], results: dict) -> str:
         "paced p99 ms",
         "CPU ms/msg burst",
         "CPU ms/msg paced",
+        "lock held burst",
         "accepted x",
         "delivered x",
     )
@@ -907,6 +937,7 @@ def compare_report(counts: list[int], results: dict) -> str:
                 fmt(paced.get("e2e_p99_ms"), 1),
                 fmt(burst.get("cpu_ms_per_msg"), 2),
                 fmt(paced.get("cpu_ms_per_msg"), 2),
+                fmt(burst.get("write_lock_held_share"), 2),
                 ratio(burst.get("accepted_per_s"), (base or {}).get("accepted_per_s")),
                 ratio(burst.get("delivered_per_s"), (base or {}).get("delivered_per_s")),
             )

@@ -10,6 +10,8 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -77,6 +79,30 @@ class ProcessWriteLock:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
 
+class WriteLockTimes:
+    """How long this process's writers waited for the SQLite write lock and how long they held it.
+
+    Summed over every hold (a transaction, or a lone write) since the database object was made; `observer`, when set,
+    hears each hold as it ends (the runtime counts them in Prometheus). `record` runs in the
+    thread that holds the write lock, before letting go, so one thread at a time; reads are
+    plain attribute reads (a snapshot at most one hold behind). An observer that raises
+    propagates to the writer, after the hold is counted here.
+    """
+
+    def __init__(self) -> None:
+        self.waited_seconds = 0.0
+        self.held_seconds = 0.0
+        self.holds = 0
+        self.observer: Callable[[float, float], None] | None = None
+
+    def record(self, waited: float, held: float) -> None:
+        self.waited_seconds += waited
+        self.held_seconds += held
+        self.holds += 1
+        if self.observer is not None:
+            self.observer(waited, held)
+
+
 class SerializedSqliteDatabase(peewee.SqliteDatabase):
     """SQLite with one writer at a time, queued on a Python lock and across processes.
 
@@ -85,14 +111,19 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
     transaction begins IMMEDIATE under the lock, and a write outside a transaction takes
     it for its one statement. The threads of one process queue on an RLock; processes
     sharing the file (`serve --processes N`, the CLI beside a running server) then queue
-    on a `ProcessWriteLock` beside the file.
+    on a `ProcessWriteLock` beside the file. `lock_times` sums the waits for the lock and
+    the holds of it (a lock held nearly all the time is what limits the writes); `clock` is
+    the monotonic seconds source it measures with.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, clock: Callable[[], float] = time.perf_counter, **kwargs):
         super().__init__(*args, **kwargs)
         self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
         self._holding = threading.local()
+        self._turn = threading.local()  # this thread's hold: when it began, how long it waited
+        self._clock = clock
+        self.lock_times = WriteLockTimes()
         self._process_lock = (
             None if without_file(str(self.database)) else ProcessWriteLock.for_file(self.database)
         )
@@ -100,6 +131,7 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
     def _acquire(self) -> None:
         """This thread's turn to write: the process's RLock, then the lock shared with other
         processes (which counts its holders, so nested holds lock the file once)."""
+        asked = self._clock()
         self._write_lock.acquire()
         if self._process_lock is not None:
             try:
@@ -107,11 +139,17 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
             except BaseException:
                 self._write_lock.release()
                 raise
+        self._turn.since = self._clock()
+        self._turn.waited = self._turn.since - asked
 
     def _let_go(self) -> None:
-        if self._process_lock is not None:
-            self._process_lock.release()
-        self._write_lock.release()
+        """Count the hold that ends, then let the next writer (of this process, then of any) go."""
+        try:
+            self.lock_times.record(self._turn.waited, self._clock() - self._turn.since)
+        finally:
+            if self._process_lock is not None:
+                self._process_lock.release()
+            self._write_lock.release()
 
     def begin(self, lock_type: str | None = None) -> None:
         self._acquire()
@@ -156,7 +194,12 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
 
 
 class PostgresDatabase(PooledPostgresqlDatabase):
-    """PostgreSQL through a pool of connections, one per thread that uses it."""
+    """PostgreSQL through a pool of connections, one per thread that uses it.
+
+    Its writers do not queue on one lock, so there are no `lock_times` to keep.
+    """
+
+    lock_times: WriteLockTimes | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -138,12 +138,33 @@ class Metrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.write_lock_waited = Counter(
+            "messagepusher_db_write_lock_wait_seconds",
+            "SQLite: time writers spent waiting for the database's one write lock",
+            registry=r,
+        )
+        self.write_lock_held = Counter(
+            "messagepusher_db_write_lock_held_seconds",
+            "SQLite: time the write lock was held; a rate near 1 means writes are the limit",
+            registry=r,
+        )
+        self.write_lock_holds = Counter(
+            "messagepusher_db_write_lock_holds",
+            "SQLite: holds of the write lock (write transactions and single writes)",
+            registry=r,
+        )
         self.disk_free = Gauge(
             "messagepusher_data_disk_free_bytes",
             "Free bytes under the data dir",
             registry=r,
             multiprocess_mode="mostrecent",
         )
+
+    def write_lock_hold(self, waited: float, held: float) -> None:
+        """One hold of the SQLite write lock ended (the writing thread, before letting go)."""
+        self.write_lock_waited.inc(waited)
+        self.write_lock_held.inc(held)
+        self.write_lock_holds.inc()
 
     def render(self, node: str) -> bytes:
         """The Prometheus text of this process, or under a root of every process of the node.

@@ -101,6 +101,8 @@ class Runtime:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(self.settings.database_url, self.settings.database.busy_timeout_ms)
         self.db.connect(reuse_if_open=True)
+        if self.db.lock_times is not None:
+            self.db.lock_times.observer = self.metrics.write_lock_hold
         migrate(self.db)
         self.mailbox = Mailbox(self.db, RetryPolicy.from_settings(self.settings.retry))
 

@@ -206,4 +206,8 @@ def test_the_documented_metrics_count_deliveries_steps_end_to_end_job_runs_and_q
     job = (("job", "retention_purge"), ("outcome", "ok"))
     assert values[("messagepusher_job_runs_total", job)] == 1
     assert values[("messagepusher_http_task_queue_depth", ())] >= 1
+    # Each accept, send outcome and job run above wrote under SQLite's one write lock.
+    assert values[("messagepusher_db_write_lock_holds_total", ())] >= 5
+    assert values[("messagepusher_db_write_lock_held_seconds_total", ())] > 0
+    assert ("messagepusher_db_write_lock_wait_seconds_total", ()) in values
     assert "HTTP requests are queueing" in server.log()

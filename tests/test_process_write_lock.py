@@ -14,7 +14,11 @@ import threading
 import pytest
 from support.ops import until
 
-from messagepusher.supervisor.db import ProcessWriteLock, make_database
+from messagepusher.supervisor.db import (
+    ProcessWriteLock,
+    SerializedSqliteDatabase,
+    make_database,
+)
 
 PROBE = textwrap.dedent(
     """
@@ -125,3 +129,23 @@ def test_a_writer_killed_while_holding_it_frees_it_for_the_next_at_once(db, tmp_
             holder.wait(10)
     # The killed holder's uncommitted row is gone; the waiting writer's is there.
     assert db.execute_sql("SELECT n FROM t").fetchall() == [(2,)]
+
+
+def test_the_lock_times_count_each_hold_its_wait_and_its_length_and_no_read(tmp_path):
+    # The clock is read when a writer asks, when it has the lock and when it lets go; a
+    # read takes no reading (a fourth reading for the two writes would end the iterator).
+    readings = iter([10.0, 10.25, 11.0, 20.0, 20.0, 20.5])
+    db = SerializedSqliteDatabase(str(tmp_path / "timed.db"), clock=lambda: next(readings))
+    heard = []
+    db.lock_times.observer = lambda waited, held: heard.append((waited, held))
+    db.connect()
+    with db.atomic():
+        db.execute_sql("CREATE TABLE t (n INTEGER)")
+        with db.atomic():  # a savepoint inside the transaction is part of its one hold
+            db.execute_sql("INSERT INTO t VALUES (1)")
+    assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (1,)
+    db.execute_sql("INSERT INTO t VALUES (2)")  # a lone write is a hold of its own
+    db.close()
+    assert heard == [(0.25, 0.75), (0.0, 0.5)]
+    times = db.lock_times
+    assert (times.waited_seconds, times.held_seconds, times.holds) == (0.25, 1.25, 2)

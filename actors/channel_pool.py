@@ -354,6 +354,11 @@ class ChannelPoolActor(PoolActor):
 
     # --- actor thread: after the send -------------------------------------------------------
 
+    def write_back_delay(self) -> float:
+        """Outcomes of a light load wait up to `channel_pool.write_back_delay_ms` to share a
+        write-back (the send itself is not delayed, only its row)."""
+        return self.settings.channel_pool.write_back_delay_ms / 1000
+
     def apply_batch(self, jobs: list[Job]) -> set[str]:
         """Write a batch of send and callback outcomes (actor thread, in the write-back transaction).
 

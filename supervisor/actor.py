@@ -270,12 +270,36 @@ class Job:
     error: BaseException | None = None
 
 
+def write_back_now(
+    finished: int,
+    in_flight: int,
+    workers: int,
+    backlog: bool,
+    delay: float,
+    due: float | None,
+    now: float,
+) -> bool:
+    """Whether finished jobs are written back at once or wait to share a later transaction.
+
+    They wait (up to `delay` seconds from the first of them, `due`) only while the pool is
+    light: no backlog to claim after the write-back and a free worker (finished jobs hold
+    their worker's place until written). Pure; `now` and `due` on one monotonic clock.
+    """
+    if finished == 0:
+        return False
+    if delay <= 0 or backlog or in_flight >= workers:
+        return True
+    return due is not None and now >= due
+
+
 class PoolActor(MailboxActor):
     """Claims entries, runs `work` on a thread pool, writes results back in the actor thread.
 
     Workers do only I/O (HTTP, SMTP); every database write for this recipient happens
     in the actor thread, batched: one transaction for a claim, one per flush. Jobs leased
-    to the actor by another's transaction (`handed_over`) start without a claim.
+    to the actor by another's transaction (`handed_over`) start without a claim. A pool
+    with a `write_back_delay` lets the outcomes of a light load gather for that long, so
+    that several share one write-back transaction (`write_back_now` decides).
     """
 
     workers_setting: ClassVar[str] = ""
@@ -289,6 +313,7 @@ class PoolActor(MailboxActor):
         self.done: deque[Job] = deque()
         self.more_waiting = False
         self.flush_signal = FlushSignal()
+        self.write_back_due: float | None = None  # when the oldest finished job must be written
 
     def configured_workers(self) -> int:
         return getattr(self.settings, self.workers_setting).workers
@@ -402,14 +427,29 @@ class PoolActor(MailboxActor):
             return False
 
     def on_flush(self) -> None:
-        """Actor thread: write back what the workers finished, start what was handed over,
-        and claim again under a backlog. Raising crashes the actor."""
+        """Actor thread: write back what the workers finished (or let it wait a little for
+        more, see `write_back_now`), start what was handed over, and claim again under a
+        backlog. Raising crashes the actor."""
         self.flush_signal.taken()
-        jobs: list[Job] = []
-        while self.done:
-            jobs.append(self.done.popleft())
-        if jobs:
+        if write_back_now(
+            len(self.done),
+            len(self.in_flight),
+            self.workers,
+            self.more_waiting,
+            self.write_back_delay(),
+            self.write_back_due,
+            self.clock.monotonic(),
+        ):
+            self.write_back_due = None
+            self.timers.cancel("write_back")
+            jobs: list[Job] = []
+            while self.done:
+                jobs.append(self.done.popleft())
             self.write_back(jobs)
+        elif self.done and self.write_back_due is None:
+            delay = self.write_back_delay()
+            self.write_back_due = self.clock.monotonic() + delay
+            self.timers.after("write_back", delay, FLUSH)
         if self.more_waiting:  # a backlog: the last claim was full, or a wake found no room
             self.on_wake()
             return
@@ -471,6 +511,10 @@ class PoolActor(MailboxActor):
 
     def after_commit(self, jobs: list[Job]) -> None:
         """Actor thread: side effects that must follow the commit (metrics)."""
+
+    def write_back_delay(self) -> float:
+        """Actor thread: seconds finished jobs of a light load may wait for others (0: none)."""
+        return 0.0
 
     def handed_over(self) -> list[Job]:
         """Actor thread: jobs leased to this actor outside its claims, to start now (the

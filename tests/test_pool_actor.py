@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from messagepusher.accounts.users import open_accounts
-from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry
+from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry, write_back_now
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import MailboxEntry
 from messagepusher.supervisor.runtime import Runtime
@@ -111,3 +113,25 @@ def test_a_backlog_is_claimed_a_pool_ahead_and_not_again_until_a_worker_would_id
         for _ in range(10):
             GatedPool.gate.release()
         ref.stop()
+
+
+@pytest.mark.parametrize(
+    ("finished", "in_flight", "backlog", "delay", "due", "now", "expected"),
+    [
+        (0, 0, False, 0.0, None, 5.0, False),  # nothing finished: nothing to write
+        (0, 3, True, 0.05, 1.0, 5.0, False),
+        (1, 1, False, 0.0, None, 5.0, True),  # no delay: at once
+        (1, 1, False, 0.05, None, 5.0, False),  # the first of a light load waits
+        (2, 2, False, 0.05, 5.05, 5.0, False),  # until its due time
+        (2, 2, False, 0.05, 5.05, 5.05, True),
+        (2, 2, False, 0.05, 5.05, 9.0, True),
+        (1, 1, True, 0.05, None, 5.0, True),  # a backlog to claim after it: at once
+        (1, 4, False, 0.05, None, 5.0, True),  # no free worker (4 of 4): at once
+        (1, 5, False, 0.05, 5.05, 5.0, True),
+        (1, 3, False, 0.05, None, 5.0, False),  # one worker free: it may wait
+    ],
+)
+def test_finished_jobs_wait_for_company_only_while_the_pool_is_light(
+    finished, in_flight, backlog, delay, due, now, expected
+):
+    assert write_back_now(finished, in_flight, 4, backlog, delay, due, now) is expected

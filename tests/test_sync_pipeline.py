@@ -20,6 +20,7 @@ from messagepusher.actors.ingest import (
     IngestError,
     _Pending,
 )
+from messagepusher.supervisor.actor import FLUSH
 from messagepusher.supervisor.clock import FakeClock
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.mailbox import Mailbox
@@ -32,6 +33,7 @@ from messagepusher.supervisor.models import (
 )
 from messagepusher.supervisor.retry import RetryPolicy
 from messagepusher.supervisor.runtime import Runtime
+from messagepusher.supervisor.ticker import ActorTimers, Ticker
 
 START = 1_700_000_000.0
 
@@ -63,6 +65,13 @@ class Pipeline:
         self.ingest.setup()
         self.pool = ChannelPoolActor(self.runtime)
         self.pool.setup()
+
+    def run_handed_over(self) -> None:
+        """As the pool's workers would, in this thread: start what ingest handed over, send
+        each, and leave the outcomes finished but not written (`on_flush` writes them)."""
+        for job in self.pool.handed_over():
+            self.pool.in_flight[job.entry.id] = (job, None)
+            self.pool._run(job)
 
     def busy_pool(self) -> None:
         """As if every pool worker were sending: fresh sends wait in the queue for a claim."""
@@ -317,3 +326,68 @@ def test_a_rate_limited_channel_type_or_too_little_room_leaves_the_send_to_the_c
     assert pipeline.send(title="no room left", channels=["hook"]).wake == ("channel_pool",)
     states = [e.state for e in MailboxEntry.select().order_by(MailboxEntry.id)]
     assert states == ["ready", "ready", "ready", "leased", "ready"]
+
+
+class Told:
+    """Stands in for the pool's actor reference on its timers: keeps what they tell."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def tell(self, message) -> None:
+        self.messages.append(message)
+
+
+def test_outcomes_of_a_light_load_share_one_write_back_once_the_delay_passed(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    pool = pipeline.pool
+    ticker, told = Ticker(pipeline.clock, threaded=False), Told()
+    pool.timers = ActorTimers(ticker, told)
+    batches: list[int] = []
+    write_back = pool.write_back
+    pool.write_back = lambda jobs: (batches.append(len(jobs)), write_back(jobs))[1]
+    ids = [pipeline.send(title=f"light {n}", channels=["hook"]).id for n in range(2)]
+
+    pipeline.run_handed_over()
+    pool.on_flush()
+    pool.on_flush()  # a second FLUSH (the second worker's) neither writes nor sets a new timer
+    # Both were sent at once; their rows wait for company, behind one timer.
+    assert [r["body"]["title"] for r in sink.requests] == ["light 0", "light 1"]
+    assert batches == [] and [Message.get_by_id(i).status for i in ids] == ["sending"] * 2
+    pipeline.clock.advance(0.049)
+    assert ticker.run_due() == 0
+    pipeline.clock.advance(0.001)  # channel_pool.write_back_delay_ms: 50
+    assert ticker.run_due() == 1 and told.messages == [FLUSH]
+    pool.on_flush()
+    assert batches == [2]
+    assert [Message.get_by_id(i).status for i in ids] == ["delivered"] * 2
+
+    # Once written, the next outcome waits behind a timer of its own.
+    third = pipeline.send(title="light 2", channels=["hook"]).id
+    pipeline.run_handed_over()
+    pool.on_flush()
+    pipeline.clock.advance(0.05)
+    assert ticker.run_due() == 1
+    pool.on_flush()
+    assert batches == [2, 1] and Message.get_by_id(third).status == "delivered"
+
+
+def test_outcomes_are_written_at_once_when_no_worker_is_free_or_no_delay_is_set(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    pool = pipeline.pool
+    ticker = Ticker(pipeline.clock, threaded=False)
+    pool.timers = ActorTimers(ticker, Told())
+    pool.workers = 2  # two finished sends fill both places
+    ids = [pipeline.send(title=f"full {n}", channels=["hook"]).id for n in range(2)]
+    pipeline.run_handed_over()
+    pool.on_flush()
+    assert [Message.get_by_id(i).status for i in ids] == ["delivered"] * 2
+
+    pool.workers = 16
+    pipeline.runtime.settings.channel_pool.write_back_delay_ms = 0
+    now = pipeline.send(title="no delay", channels=["hook"]).id
+    pipeline.run_handed_over()
+    pool.on_flush()
+    assert Message.get_by_id(now).status == "delivered"
+    pipeline.clock.advance(1)
+    assert ticker.run_due() == 0  # and no timer was left behind

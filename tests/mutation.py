@@ -59,6 +59,15 @@ TARGETS = (
         ),
     ),
     Target("supervisor/retry.py", ("tests/test_retry_policy.py",)),
+    # When a pool's finished jobs are written at once or wait for company.
+    Target("supervisor/actor.py", ("tests/test_pool_actor.py",), only=("write_back_now",)),
+    # What the SQLite write lock's times sum; the lock itself is tested across processes.
+    Target(
+        "supervisor/db.py",
+        ("tests/test_process_write_lock.py",),
+        ("-k", "lock_times"),
+        only=("WriteLockTimes",),
+    ),
     Target("supervisor/restart_policy.py", ("tests/test_restart_policy.py",)),
     Target("accounts/ratelimit.py", ("tests/test_ratelimit.py",)),
     Target("outbound/netguard.py", ("tests/test_netguard.py",)),

@@ -285,7 +285,7 @@ def write_back_now(
     light: no backlog to claim after the write-back and a free worker (finished jobs hold
     their worker's place until written). Pure; `now` and `due` on one monotonic clock.
     """
-    if finished == 0:
+    if not finished:
         return False
     if delay <= 0 or backlog or in_flight >= workers:
         return True

@@ -121,6 +121,7 @@ def test_a_backlog_is_claimed_a_pool_ahead_and_not_again_until_a_worker_would_id
         (0, 0, False, 0.0, None, 5.0, False),  # nothing finished: nothing to write
         (0, 3, True, 0.05, 1.0, 5.0, False),
         (1, 1, False, 0.0, None, 5.0, True),  # no delay: at once
+        (1, 1, False, -1.0, None, 5.0, True),  # a negative one is none
         (1, 1, False, 0.05, None, 5.0, False),  # the first of a light load waits
         (2, 2, False, 0.05, 5.05, 5.0, False),  # until its due time
         (2, 2, False, 0.05, 5.05, 5.05, True),

@@ -431,14 +431,15 @@ class PoolActor(MailboxActor):
         more, see `write_back_now`), start what was handed over, and claim again under a
         backlog. Raising crashes the actor."""
         self.flush_signal.taken()
+        delay, now = self.write_back_delay(), self.clock.monotonic()
         if write_back_now(
             len(self.done),
             len(self.in_flight),
             self.workers,
             self.more_waiting,
-            self.write_back_delay(),
+            delay,
             self.write_back_due,
-            self.clock.monotonic(),
+            now,
         ):
             self.write_back_due = None
             self.timers.cancel("write_back")
@@ -447,8 +448,7 @@ class PoolActor(MailboxActor):
                 jobs.append(self.done.popleft())
             self.write_back(jobs)
         elif self.done and self.write_back_due is None:
-            delay = self.write_back_delay()
-            self.write_back_due = self.clock.monotonic() + delay
+            self.write_back_due = now + delay
             self.timers.after("write_back", delay, FLUSH)
         if self.more_waiting:  # a backlog: the last claim was full, or a wake found no room
             self.on_wake()

@@ -82,11 +82,11 @@ class ProcessWriteLock:
 class WriteLockTimes:
     """How long this process's writers waited for the SQLite write lock and how long they held it.
 
-    Summed over every hold (a transaction, or a lone write) since the database object was made; `observer`, when set,
-    hears each hold as it ends (the runtime counts them in Prometheus). `record` runs in the
-    thread that holds the write lock, before letting go, so one thread at a time; reads are
-    plain attribute reads (a snapshot at most one hold behind). An observer that raises
-    propagates to the writer, after the hold is counted here.
+    Summed over every hold (a transaction, or a lone write) since the database object was
+    made; `observer`, when set, hears each hold as it ends (the runtime counts them in
+    Prometheus). `record` runs in the thread that holds the write lock, before letting go,
+    so one thread at a time; reads are plain attribute reads (a snapshot at most one hold
+    behind). An observer that raises propagates to the writer, after the hold is counted.
     """
 
     def __init__(self) -> None:

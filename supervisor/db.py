@@ -120,8 +120,8 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         super().__init__(*args, **kwargs)
         self.dialect: Dialect = SqliteDialect(self)
         self._write_lock = threading.RLock()
+        # This thread's hold: open transactions (count), when it began (since), its wait.
         self._holding = threading.local()
-        self._turn = threading.local()  # this thread's hold: when it began, how long it waited
         self._clock = clock
         self.lock_times = WriteLockTimes()
         self._process_lock = (
@@ -139,13 +139,13 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
             except BaseException:
                 self._write_lock.release()
                 raise
-        self._turn.since = self._clock()
-        self._turn.waited = self._turn.since - asked
+        self._holding.since = self._clock()
+        self._holding.waited = self._holding.since - asked
 
     def _let_go(self) -> None:
         """Count the hold that ends, then let the next writer (of this process, then of any) go."""
         try:
-            self.lock_times.record(self._turn.waited, self._clock() - self._turn.since)
+            self.lock_times.record(self._holding.waited, self._clock() - self._holding.since)
         finally:
             if self._process_lock is not None:
                 self._process_lock.release()

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 
+import peewee
 import pytest
 from support.ops import until
 
@@ -149,3 +150,51 @@ def test_the_lock_times_count_each_hold_its_wait_and_its_length_and_no_read(tmp_
     assert heard == [(0.25, 0.75), (0.0, 0.5)]
     times = db.lock_times
     assert (times.waited_seconds, times.held_seconds, times.holds) == (0.25, 1.25, 2)
+
+
+def test_every_thread_writes_on_one_connection_and_reads_outside_a_transaction_on_its_own(db):
+    def connections_in(thread_name: str) -> dict[str, object]:
+        seen: dict[str, object] = {}
+
+        def run() -> None:
+            seen["read"] = db.connection()
+            with db.atomic():
+                seen["write"] = db.connection()
+                with db.atomic():  # a savepoint stays on the writer
+                    seen["savepoint"] = db.connection()
+                db.execute_sql("INSERT INTO t VALUES (1)")
+            seen["after"] = db.connection()
+
+        thread = threading.Thread(target=run, name=thread_name)
+        thread.start()
+        thread.join(30)
+        return seen
+
+    first, second = connections_in("first"), connections_in("second")
+    assert first["write"] is second["write"] is first["savepoint"] is second["savepoint"]
+    assert first["read"] is first["after"] and first["read"] is not first["write"]
+    assert second["read"] is not first["read"] and second["read"] is not second["write"]
+    # Both threads' rows were committed through it. Closing the database closes the
+    # writer too; the next transaction opens a new one.
+    assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (2,)
+    db.close()
+    with db.atomic():
+        assert db.connection() is not first["write"]
+        db.execute_sql("INSERT INTO t VALUES (3)")
+    assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (3,)
+
+
+def test_a_failed_begin_gives_the_thread_its_own_connection_and_the_lock_back(db, tmp_path):
+    own = db.connection()
+    with pytest.raises(peewee.OperationalError):
+        db.begin("NOT A LOCK TYPE")
+    assert db.connection() is own
+    assert probe(tmp_path / "shared.db-writer") == "free"
+    with db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (1)")
+        with pytest.raises(peewee.OperationalError):
+            db.begin()  # BEGIN inside a transaction: SQLite refuses, the outer one goes on
+        assert db.connection() is not own
+    assert db.connection() is own
+    assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (1,)
+    assert probe(tmp_path / "shared.db-writer") == "free"

@@ -76,6 +76,7 @@ class AuditWriter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._closing = threading.Event()
         self._closed = False
 
     def start(self) -> AuditWriter:
@@ -92,9 +93,16 @@ class AuditWriter:
             return
         self._closed = True
         self._queue.put(_STOP)
+        self._closing.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        """The audit-writer thread: wait for a row, let more gather, write them all.
+
+        While rows gather it sleeps out the interval instead of waking for each row (at
+        100 requests a second a wake per row was three context switches per request);
+        `close` cuts the wait short.
+        """
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -102,20 +110,22 @@ class AuditWriter:
                 stopping = True
             else:
                 self._pending.append(first)
-                deadline = self.clock.monotonic() + self.interval
-                while True:
-                    remaining = deadline - self.clock.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    self._pending.append(item)
+                self._closing.wait(self.interval)
+                stopping = self._take_queued()
             self._write()
+
+    def _take_queued(self) -> bool:
+        """The audit-writer thread: move every queued row to pending; True when `close` asked."""
+        stopping = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return stopping
+            if item is _STOP:
+                stopping = True
+            else:
+                self._pending.append(item)
 
     def _write(self) -> None:
         while self._pending:

@@ -251,6 +251,15 @@ def test_the_writer_flushes_within_its_interval_without_being_closed(db):
         writer.close()
 
 
+def test_closing_cuts_the_gathering_short_and_writes_what_waits(db):
+    writer = audit.AuditWriter(interval=600).start()
+    writer.record(row(1))
+    writer.record(row(2))
+    writer.close(timeout=60)
+    assert not writer._thread.is_alive(), "close waited for the 600 s interval"
+    assert AuditLog.select().count() == 2
+
+
 def test_status_codes_map_to_outcomes():
     assert [audit.outcome_of(s) for s in (200, 204, 401, 403, 429, 404, 409, 422, 500)] == [
         "ok",

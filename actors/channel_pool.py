@@ -128,7 +128,7 @@ class ChannelPoolActor(PoolActor):
         # Ingest leases fresh sends straight to this pool while it has idle workers.
         self.leased = self.runtime.ingest.leased if self.runtime.ingest is not None else None
         if self.leased is not None:
-            self.leased.open(self.owner, self.workers, self._leasable, self._notify_leased)
+            self.leased.open(self.owner, self.workers, self._leasable, self.notify_handover)
 
     # --- actor thread: before the send -------------------------------------------------
 
@@ -239,10 +239,6 @@ class ChannelPoolActor(PoolActor):
         not know the owner's page preference, so with a public URL set the rows are read
         (SEND_ROWS joins the owner) and the details link follows it."""
         return not self.settings.server.public_url
-
-    def _notify_leased(self) -> None:
-        """Ingest's actor thread: sends wait in `self.leased`; one FLUSH takes them."""
-        self.flush_signal.request(self._tell_flush)
 
     def _config(self, channel_id: int, updated_at: float | None, encrypted: str) -> dict[str, Any]:
         """The decrypted config, cached per channel until the channel changes (actor thread)."""

@@ -85,6 +85,12 @@ class FlushSignal:
         with self._lock:
             self._pending = False
 
+    def hold(self) -> None:
+        """The actor's thread: a FLUSH is on its way already (an armed timer's), so producers
+        tell nothing until the actor calls `taken`."""
+        with self._lock:
+            self._pending = True
+
 
 @dataclass
 class Crashed:
@@ -312,7 +318,8 @@ class PoolActor(MailboxActor):
         self.in_flight: dict[int, tuple[Job, concurrent.futures.Future]] = {}
         self.done: deque[Job] = deque()
         self.more_waiting = False
-        self.flush_signal = FlushSignal()
+        self.flush_signal = FlushSignal()  # workers' finished jobs
+        self.handover_signal = FlushSignal()  # jobs leased to this actor by another's transaction
         self.write_back_due: float | None = None  # when the oldest finished job must be written
 
     def configured_workers(self) -> int:
@@ -356,6 +363,8 @@ class PoolActor(MailboxActor):
         self._start(self.handed_over())
         if len(self.in_flight) >= self.workers:
             self.more_waiting = True
+            if self.done:  # finished jobs hold places until written: write them back now
+                self.actor_ref.tell(FLUSH)
         else:
             batch = min(2 * self.workers - len(self.in_flight), self.settings.mailbox.claim_batch)
             self._start(self._claim(batch))
@@ -426,11 +435,22 @@ class PoolActor(MailboxActor):
         except pykka.ActorDeadError:
             return False
 
+    def notify_handover(self) -> None:
+        """Any thread, after leasing jobs to this actor (`handed_over` returns them): one
+        FLUSH starts them. Never held back by a write-back timer."""
+        self.handover_signal.request(self._tell_flush)
+
     def on_flush(self) -> None:
         """Actor thread: write back what the workers finished (or let it wait a little for
         more, see `write_back_now`), start what was handed over, and claim again under a
-        backlog. Raising crashes the actor."""
+        backlog. Raising crashes the actor.
+
+        While finished jobs wait for the write-back timer, workers finishing more tell
+        nothing (`FlushSignal.hold`): the timer's FLUSH writes them all, and a light load
+        wakes the actor once per write-back instead of once per send.
+        """
         self.flush_signal.taken()
+        self.handover_signal.taken()
         delay, now = self.write_back_delay(), self.clock.monotonic()
         if write_back_now(
             len(self.done),
@@ -450,6 +470,8 @@ class PoolActor(MailboxActor):
         elif self.done and self.write_back_due is None:
             self.write_back_due = now + delay
             self.timers.after("write_back", delay, FLUSH)
+        if self.write_back_due is not None:
+            self.flush_signal.hold()
         if self.more_waiting:  # a backlog: the last claim was full, or a wake found no room
             self.on_wake()
             return

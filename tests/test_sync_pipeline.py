@@ -290,7 +290,7 @@ def test_a_send_leased_by_ingest_after_the_pool_stopped_is_claimed_by_the_next_i
     leased.set_room(successor.owner, 0)
     leased.open(reserved, 1, lambda _type: True, lambda: None)
     accepted = pipeline.send(title="late", channels=["hook"])
-    leased.open(successor.owner, 1, successor._leasable, successor._notify_leased)
+    leased.open(successor.owner, 1, successor._leasable, successor.notify_handover)
     assert MailboxEntry.get(MailboxEntry.recipient == "channel_pool").lease_owner == reserved
     assert successor.run_once() == 1
     assert [r["body"]["title"] for r in sink.requests] == ["late"]
@@ -391,3 +391,56 @@ def test_outcomes_are_written_at_once_when_no_worker_is_free_or_no_delay_is_set(
     assert Message.get_by_id(now).status == "delivered"
     pipeline.clock.advance(1)
     assert ticker.run_due() == 0  # and no timer was left behind
+
+
+def test_while_outcomes_wait_for_the_timer_workers_tell_nothing_but_handovers_do(pipeline, sink):
+    pipeline.channel("hook", sink.url + "/in")
+    pool = pipeline.pool
+    ticker, timer_told, actor_told = Ticker(pipeline.clock, threaded=False), Told(), Told()
+    pool.timers = ActorTimers(ticker, timer_told)
+    pool._actor_ref = actor_told  # what ingest's handover and the workers tell the actor
+
+    first = pipeline.send(title="first", channels=["hook"]).id
+    assert actor_told.messages == [FLUSH]  # the handover
+    pipeline.run_handed_over()
+    assert actor_told.messages == [FLUSH] * 2  # the finished send: nothing waits yet
+    pool.on_flush()  # arms the write-back timer
+
+    second = pipeline.send(title="second", channels=["hook"]).id
+    assert actor_told.messages == [FLUSH] * 3  # a handover is told although an outcome waits
+    pipeline.run_handed_over()
+    assert actor_told.messages == [FLUSH] * 3  # the worker's outcome waits for the timer
+    pipeline.clock.advance(0.05)
+    assert ticker.run_due() == 1 and timer_told.messages == [FLUSH]
+    pool.on_flush()
+    assert [Message.get_by_id(i).status for i in (first, second)] == ["delivered"] * 2
+
+    third = pipeline.send(title="third", channels=["hook"]).id
+    pipeline.run_handed_over()  # nothing waits any more: the worker tells again
+    assert actor_told.messages == [FLUSH] * 5
+    pool.on_flush()
+    pipeline.clock.advance(0.05)
+    assert ticker.run_due() == 1
+    pool.on_flush()
+    assert Message.get_by_id(third).status == "delivered"
+
+
+def test_a_wake_that_finds_every_place_taken_by_finished_sends_has_them_written_at_once(
+    pipeline, sink
+):
+    pipeline.channel("hook", sink.url + "/in")
+    pool = pipeline.pool
+    ticker, told = Ticker(pipeline.clock, threaded=False), Told()
+    pool.timers, pool._actor_ref = ActorTimers(ticker, told), told
+    pool.workers = 3
+    for n in range(2):
+        pipeline.send(title=f"light {n}", channels=["hook"])
+    pipeline.run_handed_over()
+    pool.on_flush()  # two outcomes wait for the timer, one place is free
+    pipeline.send(title="fills the pool", channels=["hook"])
+    pipeline.run_handed_over()
+    told.messages.clear()
+    pool.on_wake()  # more work is due and no place is free
+    assert pool.more_waiting and told.messages == [FLUSH]
+    pool.on_flush()
+    assert not pool.done and Message.select().where(Message.status == "delivered").count() == 3

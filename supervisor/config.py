@@ -276,7 +276,7 @@ class ChannelPoolSettings(Section):
     workers: int = Field(16, ge=1, le=256)
     timeout_seconds: float = Field(15.0, gt=0, le=600)
     default_rate_per_minute: float = Field(0, ge=0)
-    write_back_delay_ms: int = Field(50, ge=0, le=1000)
+    write_back_delay_ms: int = Field(100, ge=0, le=1000)
 
 
 class FetcherSettings(Section):

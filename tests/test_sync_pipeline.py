@@ -354,9 +354,9 @@ def test_outcomes_of_a_light_load_share_one_write_back_once_the_delay_passed(pip
     # Both were sent at once; their rows wait for company, behind one timer.
     assert [r["body"]["title"] for r in sink.requests] == ["light 0", "light 1"]
     assert batches == [] and [Message.get_by_id(i).status for i in ids] == ["sending"] * 2
-    pipeline.clock.advance(0.049)
+    pipeline.clock.advance(0.099)
     assert ticker.run_due() == 0
-    pipeline.clock.advance(0.001)  # channel_pool.write_back_delay_ms: 50
+    pipeline.clock.advance(0.001)  # channel_pool.write_back_delay_ms: 100
     assert ticker.run_due() == 1 and told.messages == [FLUSH]
     pool.on_flush()
     assert batches == [2]
@@ -366,7 +366,7 @@ def test_outcomes_of_a_light_load_share_one_write_back_once_the_delay_passed(pip
     third = pipeline.send(title="light 2", channels=["hook"]).id
     pipeline.run_handed_over()
     pool.on_flush()
-    pipeline.clock.advance(0.05)
+    pipeline.clock.advance(0.1)
     assert ticker.run_due() == 1
     pool.on_flush()
     assert batches == [2, 1] and Message.get_by_id(third).status == "delivered"
@@ -410,7 +410,7 @@ def test_while_outcomes_wait_for_the_timer_workers_tell_nothing_but_handovers_do
     assert actor_told.messages == [FLUSH] * 3  # a handover is told although an outcome waits
     pipeline.run_handed_over()
     assert actor_told.messages == [FLUSH] * 3  # the worker's outcome waits for the timer
-    pipeline.clock.advance(0.05)
+    pipeline.clock.advance(0.1)
     assert ticker.run_due() == 1 and timer_told.messages == [FLUSH]
     pool.on_flush()
     assert [Message.get_by_id(i).status for i in (first, second)] == ["delivered"] * 2
@@ -419,7 +419,7 @@ def test_while_outcomes_wait_for_the_timer_workers_tell_nothing_but_handovers_do
     pipeline.run_handed_over()  # nothing waits any more: the worker tells again
     assert actor_told.messages == [FLUSH] * 5
     pool.on_flush()
-    pipeline.clock.advance(0.05)
+    pipeline.clock.advance(0.1)
     assert ticker.run_due() == 1
     pool.on_flush()
     assert Message.get_by_id(third).status == "delivered"

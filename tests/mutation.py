@@ -60,13 +60,21 @@ TARGETS = (
     ),
     Target("supervisor/retry.py", ("tests/test_retry_policy.py",)),
     # When a pool's finished jobs are written at once or wait for company.
-    Target("supervisor/actor.py", ("tests/test_pool_actor.py",), only=("write_back_now",)),
-    # What the SQLite write lock's times sum; the lock itself is tested across processes.
+    Target(
+        "supervisor/actor.py", ("tests/test_pool_actor.py",), only=("write_back_now", "FlushSignal")
+    ),
+    # What the SQLite write lock's times sum, and the one writer connection lent to its holder;
+    # the lock itself is tested across processes.
     Target(
         "supervisor/db.py",
         ("tests/test_process_write_lock.py",),
-        ("-k", "lock_times"),
-        only=("WriteLockTimes",),
+        ("-k", "lock_times or connection"),
+        only=(
+            "WriteLockTimes",
+            "SerializedSqliteDatabase._borrow_writer",
+            "SerializedSqliteDatabase._return_writer",
+            "SerializedSqliteDatabase.close",
+        ),
     ),
     Target("supervisor/restart_policy.py", ("tests/test_restart_policy.py",)),
     Target("accounts/ratelimit.py", ("tests/test_ratelimit.py",)),

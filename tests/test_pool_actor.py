@@ -8,7 +8,13 @@ import time
 import pytest
 
 from messagepusher.accounts.users import open_accounts
-from messagepusher.supervisor.actor import Job, PerJobPoolActor, PoisonEntry, write_back_now
+from messagepusher.supervisor.actor import (
+    FlushSignal,
+    Job,
+    PerJobPoolActor,
+    PoisonEntry,
+    write_back_now,
+)
 from messagepusher.supervisor.config import load_settings
 from messagepusher.supervisor.models import MailboxEntry
 from messagepusher.supervisor.runtime import Runtime
@@ -136,3 +142,28 @@ def test_finished_jobs_wait_for_company_only_while_the_pool_is_light(
     finished, in_flight, backlog, delay, due, now, expected
 ):
     assert write_back_now(finished, in_flight, 4, backlog, delay, due, now) is expected
+
+
+def test_a_flush_signal_tells_once_until_taken_and_not_at_all_while_held():
+    told: list[int] = []
+
+    def tell() -> bool:
+        told.append(1)
+        return True
+
+    signal = FlushSignal()
+    assert signal.request(tell) and signal.request(tell) and len(told) == 1
+    signal.taken()
+    assert signal.request(tell) and len(told) == 2
+    signal.taken()
+    signal.hold()  # a timer's FLUSH is on its way: producers tell nothing
+    assert signal.request(tell) and len(told) == 2
+    signal.taken()
+    assert signal.request(tell) and len(told) == 3
+
+
+def test_a_flush_signal_that_could_not_tell_tries_again_next_time():
+    outcomes = [False, True]
+    signal = FlushSignal()
+    assert signal.request(lambda: outcomes.pop(0)) is False
+    assert signal.request(lambda: outcomes.pop(0)) is True and outcomes == []

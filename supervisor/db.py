@@ -87,7 +87,9 @@ class WriteLockTimes:
     made; `observer`, when set, hears each hold as it ends (the runtime counts them in
     Prometheus). `record` runs in the thread that holds the write lock, before letting go,
     so one thread at a time; reads are plain attribute reads (a snapshot at most one hold
-    behind). An observer that raises propagates to the writer, after the hold is counted.
+    behind). `notify` runs in the same thread once the lock is let go, so the observer's
+    work does not lengthen the hold; an observer that raises propagates to the writer,
+    after the hold is counted and the lock let go.
     """
 
     def __init__(self) -> None:
@@ -100,6 +102,8 @@ class WriteLockTimes:
         self.waited_seconds += waited
         self.held_seconds += held
         self.holds += 1
+
+    def notify(self, waited: float, held: float) -> None:
         if self.observer is not None:
             self.observer(waited, held)
 
@@ -152,13 +156,16 @@ class SerializedSqliteDatabase(peewee.SqliteDatabase):
         self._holding.waited = self._holding.since - asked
 
     def _let_go(self) -> None:
-        """Count the hold that ends, then let the next writer (of this process, then of any) go."""
+        """Count the hold that ends, let the next writer (of this process, then of any) go,
+        then tell the observer."""
+        waited, held = self._holding.waited, self._clock() - self._holding.since
         try:
-            self.lock_times.record(self._holding.waited, self._clock() - self._holding.since)
+            self.lock_times.record(waited, held)
         finally:
             if self._process_lock is not None:
                 self._process_lock.release()
             self._write_lock.release()
+        self.lock_times.notify(waited, held)
 
     def begin(self, lock_type: str | None = None) -> None:
         self._acquire()

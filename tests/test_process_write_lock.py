@@ -198,3 +198,12 @@ def test_a_failed_begin_gives_the_thread_its_own_connection_and_the_lock_back(db
     assert db.connection() is own
     assert db.execute_sql("SELECT count(*) FROM t").fetchone() == (1,)
     assert probe(tmp_path / "shared.db-writer") == "free"
+
+
+def test_the_lock_times_observer_hears_a_hold_once_the_lock_is_let_go(db, tmp_path):
+    heard = []
+    db.lock_times.observer = lambda waited, held: heard.append(probe(tmp_path / "shared.db-writer"))
+    with db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (1)")
+    db.execute_sql("INSERT INTO t VALUES (2)")
+    assert heard == ["free", "free"]
